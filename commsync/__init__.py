@@ -1,0 +1,3 @@
+"""commsync: a platform's customer communications as code."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from commsync.cli import main
+
+main()

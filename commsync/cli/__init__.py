@@ -1,0 +1,117 @@
+"""The `commsync` command line: parse flags, call one api function, render. No SQL, SMTP or YAML."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from commsync import __version__
+from commsync.cli.common import GlobalOptions, echo_diagnostics
+from commsync.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommsyncError,
+    ValidationFailed,
+)
+
+
+def _handle(exc: BaseException, debug: bool) -> int:
+    """The one place that maps errors to messages and exit codes."""
+    if isinstance(exc, click.exceptions.Exit):
+        return exc.exit_code
+    if isinstance(exc, click.UsageError):
+        exc.show()
+        return EXIT_USAGE
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return EXIT_ERROR
+    if isinstance(exc, KeyboardInterrupt | click.Abort):
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    if isinstance(exc, ValidationFailed):
+        echo_diagnostics(exc.diagnostics)
+        click.echo(f"error: {exc.message}; nothing was changed", err=True)
+        return exc.exit_code
+    if isinstance(exc, CommsyncError):
+        click.echo(f"error: {exc.message}", err=True)
+        return exc.exit_code
+    if debug:
+        traceback.print_exception(exc)
+    else:
+        click.echo(
+            f"internal error: {exc!r} — this is a bug; run with --debug for the traceback", err=True
+        )
+    return EXIT_ERROR
+
+
+class CommsyncGroup(click.Group):
+    """A group whose `main` turns every outcome into one exit code."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> int:
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            result = super().main(
+                argv, prog_name or "commsync", complete_var, standalone_mode=False, **extra
+            )
+            code = result if isinstance(result, int) else EXIT_OK
+        except BaseException as exc:
+            if isinstance(exc, SystemExit):
+                raise
+            code = _handle(exc, "--debug" in argv)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@click.group(cls=CommsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="commsync")
+@click.option(
+    "-C",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    help="Run as if started in DIR (the repository root holding commsync.yaml).",
+)
+@click.option(
+    "--store", "store", metavar="URL", help="Store URL; overrides COMMSYNC_STORE and commsync.yaml."
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.pass_context
+def cli(ctx: click.Context, directory: Path, store: str | None, debug: bool) -> None:
+    """Customer communications as code: notices, email broadcasts and system emails.
+
+    Exit status: 0 ok, 1 error, 2 changes (plan --detailed-exitcode), 64 usage, 130 interrupted.
+    """
+    ctx.obj = GlobalOptions(root=directory.resolve(), store=store, debug=debug)
+
+
+def _register() -> None:
+    from commsync.cli import data, emails, init, plan, validate
+
+    cli.add_command(init.init_command)
+    cli.add_command(validate.validate_command)
+    cli.add_command(plan.plan_command)
+    cli.add_command(emails.emails_group)
+    for group in data.GROUPS:
+        cli.add_command(group)
+
+
+_register()
+
+
+def main() -> None:
+    cli.main()

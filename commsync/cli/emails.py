@@ -1,0 +1,94 @@
+"""`commsync emails …`: the system email inventory."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from commsync import api
+from commsync.cli.common import options
+
+
+@click.group("emails")
+def emails_group() -> None:
+    """System emails: registered defaults, installed copies, overrides."""
+
+
+def _row_json(row: api.EmailRow) -> dict[str, object]:
+    return {
+        "slug": row.slug,
+        "event": row.event,
+        "target": row.target,
+        "source": row.source,
+        "critical": row.critical,
+        "default_version": row.default_version,
+        "installed": row.installed,
+        "installed_version": row.installed_version,
+        "customised": list(row.customised),
+        "file": row.file,
+        "active": row.active,
+        "state": row.state,
+        "stats": {
+            "sent": row.sent,
+            "failed": row.failed,
+            "last_sent_at": row.last_sent_at.isoformat() if row.last_sent_at else None,
+        },
+    }
+
+
+def _table(rows: list[api.EmailRow]) -> str:
+    header = (
+        "SLUG",
+        "EVENT",
+        "TARGET",
+        "STATE",
+        "CUSTOMISED",
+        "FILE",
+        "SENT",
+        "FAILED",
+        "LAST SENT",
+    )
+    body = [
+        (
+            r.slug + (" *" if r.critical else ""),
+            r.event,
+            r.target,
+            r.state,
+            ",".join(r.customised) or "-",
+            r.file or "-",
+            str(r.sent),
+            str(r.failed),
+            r.last_sent_at.strftime("%Y-%m-%d %H:%M") if r.last_sent_at else "-",
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *body]
+    ]
+    return "\n".join(lines) + "\n* critical: installed without a file under `imports: critical`\n"
+
+
+@emails_group.command("list")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.pass_context
+def list_command(ctx: click.Context, fmt: str) -> int:
+    """Registered defaults × installed × customised × importable, with stats.
+
+    \b
+    Example:
+      commsync emails list
+      commsync emails list --format json
+    """
+    rows = api.list_emails(options(ctx).project())
+    if fmt == "json":
+        click.echo(
+            json.dumps({"format_version": 1, "emails": [_row_json(r) for r in rows]}, indent=2)
+        )
+    else:
+        click.echo(_table(rows), nl=False)
+    return 0

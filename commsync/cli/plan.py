@@ -1,0 +1,59 @@
+"""`commsync plan`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from commsync import api
+from commsync.cli.common import REF_OPTION, echo_diagnostics, options, use_color
+from commsync.errors import EXIT_CHANGES, EXIT_OK
+from commsync.plan.render_json import render_json
+from commsync.plan.render_markdown import render_markdown
+from commsync.plan.render_text import render_text
+
+
+@click.command("plan")
+@REF_OPTION
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="text for terminals, json for tools, markdown for a pull-request comment.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the plan (JSON, no personal data) for `commsync apply FILE`.",
+)
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes, 0 when none."
+)
+@click.pass_context
+def plan_command(
+    ctx: click.Context, ref: str | None, fmt: str, out: Path | None, detailed_exitcode: bool
+) -> int:
+    """Show what apply would change: notices, email sends, system emails, audiences.
+
+    \b
+    Examples:
+      commsync plan
+      commsync plan --format markdown > plan.md
+      commsync plan --ref origin/main --out plan.json --detailed-exitcode
+    """
+    result = api.make_plan(options(ctx).project(), ref=ref)
+    echo_diagnostics(result.warnings)
+    plan = result.plan
+    if fmt == "json":
+        click.echo(render_json(plan), nl=False)
+    elif fmt == "markdown":
+        click.echo(render_markdown(plan), nl=False)
+    else:
+        click.echo(render_text(plan, color=use_color()), nl=False)
+    if out is not None:
+        api.save_plan(plan, out)
+        click.echo(f"saved the plan to {out}", err=True)
+    return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK

@@ -1,0 +1,240 @@
+"""Planning notices and email broadcasts (pure: no I/O, no clock)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from commsync.diagnostics import Diagnostic
+from commsync.model import (
+    Audience,
+    BroadcastSpec,
+    DesiredBroadcast,
+    DesiredState,
+    JsonObject,
+    LiveBroadcast,
+    LiveSnapshot,
+    Targets,
+)
+from commsync.plan.model import ABSENT, Action, FieldChange, PlanWarning
+
+
+@dataclass
+class Findings:
+    """What planning one kind of object produced."""
+
+    actions: list[Action] = field(default_factory=list)
+    warnings: list[PlanWarning] = field(default_factory=list)
+    errors: list[Diagnostic] = field(default_factory=list)
+
+
+def spec_changes(before: BroadcastSpec, after: BroadcastSpec) -> tuple[FieldChange, ...]:
+    """Fields whose canonical values differ, shown as written (dates keep their offsets)."""
+    old, new = before.canonical(), after.canonical()
+    shown_old, shown_new = before.fields(), after.fields()
+    return tuple(
+        FieldChange(name, shown_old.get(name), shown_new.get(name))
+        for name in shown_new
+        if old.get(name) != new.get(name)
+    )
+
+
+def _payload(d: DesiredBroadcast) -> JsonObject:
+    return {"spec": d.spec.to_json()}
+
+
+def _is_open(live: LiveBroadcast | None) -> bool:
+    return live is not None and live.status != "retracted"
+
+
+def audience_requests(desired: DesiredState, live: LiveSnapshot) -> frozenset[Targets]:
+    """Target selections whose audience the plan will show (new or changed broadcasts only)."""
+    wanted = set()
+    for d in desired.broadcasts:
+        current = live.broadcasts.get(d.id)
+        if d.spec.kind == "email":
+            if current is None:
+                wanted.add(d.spec.targets)
+        elif not _is_open(current) or (
+            current is not None and current.spec.canonical() != d.spec.canonical()
+        ):
+            wanted.add(d.spec.targets)
+    return frozenset(wanted)
+
+
+def _notice_action(
+    d: DesiredBroadcast,
+    live: LiveBroadcast | None,
+    action: str,
+    reason: str,
+    changes: tuple[FieldChange, ...] = (),
+    audience: Audience | None = None,
+) -> Action:
+    fingerprint = live.fingerprint() if live else ABSENT
+    drift = bool(changes) and live is not None and live.drift
+    return Action(
+        f"notice.{d.id}",
+        action,
+        reason,
+        changes,
+        audience,
+        drift,
+        fingerprint,
+        d.origin.path,
+        _payload(d),
+    )
+
+
+def _plan_notice(
+    d: DesiredBroadcast, live: LiveBroadcast | None, audience: Audience | None, now: datetime
+) -> Action | None:
+    spec = d.spec
+    if not _is_open(live):
+        if spec.expires_at is not None and spec.expires_at <= now:
+            return _notice_action(d, live, "expired", "its expires_at has passed; not created")
+        reason = "re-creates a retracted notice" if live else "new notice"
+        if spec.starts_at is not None and spec.starts_at > now:
+            reason += f"; shown from {spec.starts_at.isoformat()}"
+        return _notice_action(d, live, "create", reason, audience=audience)
+    assert live is not None
+    changes = spec_changes(live.spec, spec)
+    if changes:
+        reason = "fields changed: " + ", ".join(c.field for c in changes)
+        if live.drift:
+            reason = "changed outside commsync since the last apply; the file's values are restored"
+        return _notice_action(d, live, "update", reason, changes, audience)
+    if spec.expires_at is not None and spec.expires_at <= now:
+        return _notice_action(d, live, "expired", f"expired at {spec.expires_at.isoformat()}")
+    if spec.starts_at is not None and spec.starts_at > now:
+        return _notice_action(d, live, "pending", f"shown from {spec.starts_at.isoformat()}")
+    return None
+
+
+def _sent_signatures(live: LiveSnapshot) -> dict[str, LiveBroadcast]:
+    return {
+        b.spec.content_signature(): b
+        for b in sorted(live.broadcasts.values(), key=lambda b: b.id)
+        if b.spec.kind == "email"
+    }
+
+
+def _plan_new_email(
+    d: DesiredBroadcast,
+    audience: Audience | None,
+    sent: Mapping[str, LiveBroadcast],
+    now: datetime,
+    out: Findings,
+) -> None:
+    address, spec = f"email.{d.id}", d.spec
+    twin = sent.get(spec.content_signature())
+    if twin is not None and not spec.allow_resend:
+        when = twin.provenance.applied_at.isoformat() if twin.provenance.applied_at else "earlier"
+        msg = (
+            f"this email has the same subject, content and targets as email.{twin.id}, sent {when}; "
+            "a renamed file would send it twice. Set allow_resend: true to send it again"
+        )
+        out.errors.append(Diagnostic(d.origin.path, d.origin.line, d.origin.col, msg))
+        return
+    scheduled = spec.send_at is not None and spec.send_at > now
+    action, reason = (
+        ("scheduled", f"sends at {spec.send_at.isoformat()}")
+        if spec.send_at and scheduled
+        else ("send", "new email broadcast")
+    )
+    out.actions.append(
+        Action(address, action, reason, audience=audience, path=d.origin.path, desired=_payload(d))
+    )
+    if scheduled:
+        return
+    if audience is not None and audience.total == 0:
+        out.warnings.append(
+            PlanWarning(
+                address, "empty_audience", "its targets select nobody right now", d.origin.path
+            )
+        )
+
+
+def _plan_sent_email(d: DesiredBroadcast, live: LiveBroadcast, out: Findings) -> None:
+    address = f"email.{d.id}"
+    progress = live.progress
+    if spec_changes(live.spec, d.spec):
+        fields = ", ".join(c.field for c in spec_changes(live.spec, d.spec))
+        msg = f"edited after it was sent ({fields}); a sent email is never sent again. Revert the edit, or write a new broadcast"
+        out.warnings.append(PlanWarning(address, "edited_after_send", msg, d.origin.path))
+    if progress is not None and progress.queued > 0:
+        reason = f"{progress.queued} of {progress.total} recipients left"
+        if progress.uncertain:
+            reason += f"; {progress.uncertain} uncertain (apply --resend-uncertain)"
+        remaining: JsonObject = {
+            "total": progress.total,
+            "remaining": progress.queued,
+            "uncertain": progress.uncertain,
+        }
+        out.actions.append(
+            Action(
+                address,
+                "resume",
+                reason,
+                path=d.origin.path,
+                fingerprint=live.fingerprint(),
+                progress=remaining,
+            )
+        )
+
+
+def _plan_kind_change(d: DesiredBroadcast, live: LiveBroadcast, out: Findings) -> bool:
+    if live.spec.kind == d.spec.kind:
+        return False
+    msg = f"id {d.id!r} belongs to a {live.spec.kind} in the store; a broadcast cannot change kind. Give it a new id"
+    out.errors.append(Diagnostic(d.origin.path, d.origin.line, d.origin.col, msg))
+    return True
+
+
+def _plan_orphans(desired_ids: set[str], live: LiveSnapshot, out: Findings) -> None:
+    for bid, b in sorted(live.broadcasts.items()):
+        if bid in desired_ids or not b.managed:
+            continue
+        if b.spec.kind == "notice" and b.status != "retracted":
+            reason = f"{b.provenance.path or 'its file'} was removed"
+            out.actions.append(
+                Action(
+                    f"notice.{bid}",
+                    "retract",
+                    reason,
+                    fingerprint=b.fingerprint(),
+                    path=b.provenance.path,
+                )
+            )
+        elif b.spec.kind == "email":
+            msg = "its file was removed after it was sent; nothing is sent or deleted"
+            out.warnings.append(
+                PlanWarning(f"email.{bid}", "removed_after_send", msg, b.provenance.path)
+            )
+
+
+def plan_broadcasts(
+    broadcasts: Iterable[DesiredBroadcast],
+    live: LiveSnapshot,
+    audiences: Mapping[Targets, Audience],
+    now: datetime,
+) -> Findings:
+    out = Findings()
+    sent = _sent_signatures(live)
+    desired_ids = set()
+    for d in broadcasts:
+        desired_ids.add(d.id)
+        current = live.broadcasts.get(d.id)
+        if current is not None and _plan_kind_change(d, current, out):
+            continue
+        audience = audiences.get(d.spec.targets)
+        if d.spec.kind == "notice":
+            action = _plan_notice(d, current, audience, now)
+            if action is not None:
+                out.actions.append(action)
+        elif current is None:
+            _plan_new_email(d, audience, sent, now, out)
+        else:
+            _plan_sent_email(d, current, out)
+    _plan_orphans(desired_ids, live, out)
+    return out

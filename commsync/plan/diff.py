@@ -1,0 +1,48 @@
+"""The planner: a pure function of desired state, catalog, live snapshot, audiences and `now`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from commsync.diagnostics import Diagnostic, sort_diagnostics
+from commsync.model import Audience, Catalog, DesiredState, LiveSnapshot, Targets
+from commsync.plan.broadcasts import audience_requests, plan_broadcasts
+from commsync.plan.model import Plan, with_id
+from commsync.plan.system_emails import plan_system_emails
+
+__all__ = ["PlanOutcome", "audience_requests", "build_plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOutcome:
+    """The plan, and the errors that forbid applying it (e.g. the duplicate-send guard)."""
+
+    plan: Plan
+    errors: tuple[Diagnostic, ...]
+
+
+def build_plan(
+    desired: DesiredState,
+    catalog: Catalog,
+    live: LiveSnapshot,
+    audiences: Mapping[Targets, Audience],
+    now: datetime,
+) -> PlanOutcome:
+    """Diff the desired state against the live snapshot. Output is sorted by address."""
+    broadcasts = plan_broadcasts(desired.broadcasts, live, audiences, now)
+    emails, available = plan_system_emails(desired, catalog, live)
+    actions = sorted([*broadcasts.actions, *emails.actions], key=lambda a: a.address)
+    warnings = sorted([*broadcasts.warnings, *emails.warnings], key=lambda w: (w.address, w.code))
+    plan = Plan(
+        plan_id="",
+        created_at=now,
+        store_id=live.store_id,
+        source=desired.source,
+        actions=tuple(actions),
+        warnings=tuple(warnings),
+        available_imports=available,
+    )
+    errors = sort_diagnostics([*broadcasts.errors, *emails.errors])
+    return PlanOutcome(with_id(plan), tuple(errors))

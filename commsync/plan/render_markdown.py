@@ -1,0 +1,93 @@
+"""The plan as a pull-request comment: summary first, details collapsed, under GitHub's limit."""
+
+from __future__ import annotations
+
+import re
+
+from commsync.plan.model import Action, Plan, PlanWarning
+from commsync.plan.views import SYMBOLS, headline, is_multiline, n, show, summary_line, unified
+
+LIMIT = 65_000
+_DETAIL_LIMIT = 6_000
+
+
+def _fence(text: str, lang: str = "") -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{lang}\n{text}\n{ticks}"
+
+
+def _escape(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]<>|#!])", r"\\\1", text)
+
+
+def _warning(w: PlanWarning) -> str:
+    text = f"- ⚠️ `{w.address}`: {_escape(w.message)}"
+    for d in w.details:
+        text += (
+            f"\n  - `{d.field}`: old default {_escape(show(d.old_default))[:200]} → "
+            f"new default {_escape(show(d.new_default))[:200]}; live {_escape(show(d.live))[:200]}"
+        )
+    return text
+
+
+def _details(action: Action) -> str:
+    summary = f"<code>{SYMBOLS[action.action]} {action.address}</code> — <b>{action.action}</b>"
+    body: list[str] = [_escape(headline(action))]
+    if action.drift:
+        body.append("**Drift:** this object was changed outside commsync since the last apply.")
+    if action.path:
+        body.append(f"File: `{action.path}`")
+    diff_lines: list[str] = []
+    for change in action.changes:
+        if is_multiline(change):
+            diff_lines.append(f"# {change.field}")
+            diff_lines.extend(unified(change)[2:])
+        else:
+            diff_lines.append(f"# {change.field}")
+            diff_lines.append(f"- {show(change.before)}")
+            diff_lines.append(f"+ {show(change.after)}")
+    if diff_lines:
+        diff = "\n".join(diff_lines)
+        if len(diff) > _DETAIL_LIMIT:
+            diff = diff[:_DETAIL_LIMIT] + "\n# … diff truncated"
+        body.append(_fence(diff, "diff"))
+    return f"<details><summary>{summary}</summary>\n\n" + "\n\n".join(body) + "\n\n</details>"
+
+
+def _table(plan: Plan) -> str:
+    rows = ["| action | count |", "|---|---:|"]
+    rows += [f"| {name} | {n(count)} |" for name, count in plan.summary().items()]
+    return "\n".join(rows)
+
+
+def render_markdown(plan: Plan, *, limit: int = LIMIT) -> str:
+    """Warnings, a summary table, then one collapsed section per action, kept under `limit`."""
+    head = [f"### commsync plan: {_escape(summary_line(plan))}", ""]
+    head.append(
+        f"Source: {_escape(plan.source.label)} · store `{plan.store_id[:12]}` · plan `{plan.plan_id[7:19]}`"
+    )
+    head.append("")
+    if plan.warnings:
+        head += ["**Warnings**", "", *(_warning(w) for w in plan.warnings), ""]
+    if plan.actions:
+        head += [_table(plan), ""]
+    if plan.available_imports:
+        names = ", ".join(f"`{s}`" for s in plan.available_imports)
+        head += [f"Available to import ({len(plan.available_imports)}): {names}", ""]
+    text = "\n".join(head)
+    reserve = 400
+    shown = 0
+    for action in plan.actions:
+        section = "\n" + _details(action) + "\n"
+        if len(text) + len(section) > limit - reserve:
+            break
+        text += section
+        shown += 1
+    hidden = len(plan.actions) - shown
+    if hidden:
+        text += (
+            f"\n> **Truncated:** {n(hidden)} of {n(len(plan.actions))} actions are not shown, to stay under "
+            f"{n(limit)} characters. The summary above covers them all; run `commsync plan` for every detail.\n"
+        )
+    return text

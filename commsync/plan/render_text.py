@@ -1,0 +1,72 @@
+"""The plan as terminal text: one line per action, field diffs, warnings, a summary line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from commsync.plan.model import Action, Plan, PlanWarning
+from commsync.plan.views import SYMBOLS, headline, is_multiline, show, summary_line, unified
+
+_COLORS = {"+": "32", "~": "33", "-": "31", ">": "36", "<": "35", "^": "35", ".": "2", "!": "33"}
+
+Paint = Callable[[str, str], str]
+
+
+def _painter(color: bool) -> Paint:
+    def paint(text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if color and code else text
+
+    return paint
+
+
+def _action_lines(action: Action, width: int, paint: Paint) -> list[str]:
+    symbol = SYMBOLS[action.action]
+    code = _COLORS[symbol]
+    drift = paint(" [drift]", "33") if action.drift else ""
+    head = f"  {paint(symbol, code)} {action.address.ljust(width)}  {paint(action.action.ljust(9), code)} {headline(action)}{drift}"
+    lines = [head.rstrip()]
+    for change in action.changes:
+        if is_multiline(change):
+            lines.append(f"      {change.field}:")
+            for line in unified(change):
+                tint = "32" if line.startswith("+") else "31" if line.startswith("-") else ""
+                if line.startswith(("+++", "---")):
+                    tint = "1"
+                lines.append("        " + paint(line, tint))
+        else:
+            lines.append(f"      {change.field}: {show(change.before)} → {show(change.after)}")
+    return lines
+
+
+def _warning_lines(warning: PlanWarning, paint: Paint) -> list[str]:
+    lines = [f"  {paint('!', '33')} {warning.address}: {warning.message}"]
+    for d in warning.details:
+        lines.append(f"      {d.field}:")
+        lines.append(f"        old default: {show(d.old_default)}")
+        lines.append(f"        new default: {show(d.new_default)}")
+        lines.append(f"        live:        {show(d.live)}")
+    return lines
+
+
+def render_text(plan: Plan, *, color: bool = False) -> str:
+    paint = _painter(color)
+    source = plan.source.label
+    lines = [f"commsync plan · {source} · store {plan.store_id[:12]}", ""]
+    width = max((len(a.address) for a in plan.actions), default=0)
+    for action in plan.actions:
+        lines.extend(_action_lines(action, width, paint))
+    if plan.actions:
+        lines.append("")
+    if plan.warnings:
+        lines.append(paint("Warnings:", "1"))
+        for warning in plan.warnings:
+            lines.extend(_warning_lines(warning, paint))
+        lines.append("")
+    if plan.available_imports:
+        lines.append(
+            f"Available to import ({len(plan.available_imports)}): {', '.join(plan.available_imports)}"
+        )
+        lines.append("  to install one, add emails/<slug>.yaml holding `email: <slug>`")
+        lines.append("")
+    lines.append(paint(summary_line(plan), "1"))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,102 @@
+"""Wording shared by the plan renderers: summaries, audiences, field diffs."""
+
+from __future__ import annotations
+
+import difflib
+import json
+
+from commsync.model import Audience, JsonValue
+from commsync.plan.model import Action, FieldChange, Plan
+
+SYMBOLS = {
+    "create": "+",
+    "import": "+",
+    "update": "~",
+    "retract": "-",
+    "delete": "-",
+    "send": ">",
+    "resume": ">",
+    "reset": "<",
+    "upgrade": "^",
+    "scheduled": ".",
+    "pending": ".",
+    "expired": ".",
+}
+_ORDER = ("create", "import", "update", "reset", "upgrade", "retract", "delete", "send", "resume")
+_VERBS = {
+    "create": "to create",
+    "import": "to import",
+    "update": "to update",
+    "reset": "to reset",
+    "upgrade": "to upgrade",
+    "retract": "to retract",
+    "delete": "to delete",
+    "send": "to send",
+    "resume": "to resume",
+}
+MULTILINE_FIELDS = frozenset({"content"})
+
+
+def n(value: int) -> str:
+    return f"{value:,}"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{n(count)} {word}{'' if count == 1 else 's'}"
+
+
+def summary_line(plan: Plan) -> str:
+    counts = plan.summary()
+    parts = [f"{counts[a]} {_VERBS[a]}" for a in _ORDER if counts.get(a)]
+    if not parts:
+        text = "No changes. The store matches the repository."
+    else:
+        text = "Plan: " + ", ".join(parts) + "."
+    recipients = plan.recipients()
+    if recipients:
+        text += f" {plural(recipients, 'email')} would be sent."
+    if plan.warnings:
+        text += f" {plural(len(plan.warnings), 'warning')}."
+    return text
+
+
+def audience_text(audience: Audience, *, email: bool) -> str:
+    who = (
+        plural(audience.total, "recipient")
+        if email
+        else f"reaches {plural(audience.total, 'customer')}"
+    )
+    parts = []
+    if audience.all:
+        parts.append("all customers")
+    parts.extend(f"{slug} {n(count)}" for slug, count in audience.products)
+    if audience.customers:
+        parts.append(f"{plural(audience.customers, 'listed customer')}")
+    return f"{who} ({'; '.join(parts)})" if parts else who
+
+
+def headline(action: Action) -> str:
+    """A one-line description after the address: audience, changed fields or progress."""
+    if action.audience is not None and action.action in ("create", "send", "scheduled", "update"):
+        text = audience_text(action.audience, email=action.kind == "email")
+        return f"{action.reason}; {text}" if action.action != "send" else text
+    return action.reason
+
+
+def show(value: JsonValue) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def is_multiline(change: FieldChange) -> bool:
+    return any(isinstance(v, str) and "\n" in v for v in (change.before, change.after))
+
+
+def unified(change: FieldChange) -> list[str]:
+    before = change.before if isinstance(change.before, str) else ""
+    after = change.after if isinstance(change.after, str) else ""
+    lines = difflib.unified_diff(
+        before.splitlines(), after.splitlines(), "live", "desired", lineterm="", n=2
+    )
+    return list(lines)

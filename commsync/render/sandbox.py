@@ -1,0 +1,120 @@
+"""The Jinja2 sandbox every template runs in, and a static check of templates before they run.
+
+Templates see only their placeholders: the sandbox is immutable, undefined names raise
+(StrictUndefined) and the environment has no globals, loaders or extensions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache, lru_cache
+
+from jinja2 import StrictUndefined, TemplateAssertionError, TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+_JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+@cache
+def environment(autoescape: bool = False) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True
+    )
+    env.globals.clear()
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateIssue:
+    """A problem at (line, col) of a template's own text (1-based)."""
+
+    line: int
+    col: int
+    message: str
+
+
+def _column(source_line: str, token: str) -> int:
+    match = re.search(rf"(?<![\w]){re.escape(token)}(?!\w)", source_line)
+    return match.start() + 1 if match else 1
+
+
+def _unsafe_access(node: nodes.Node) -> str | None:
+    if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
+        return node.attr
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        value = node.arg.value
+        if isinstance(value, str) and value.startswith("_"):
+            return value
+    return None
+
+
+def _node_issues(ast: nodes.Template, lines: list[str]) -> Iterator[TemplateIssue]:
+    env = environment()
+
+    def at(node: nodes.Node, token: str, message: str) -> TemplateIssue:
+        lineno = node.lineno
+        text = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+        return TemplateIssue(lineno, _column(text, token), message)
+
+    for node in ast.find_all(nodes.Node):
+        attr = _unsafe_access(node)
+        if attr is not None:
+            yield at(node, attr, f"the template sandbox refuses access to {attr!r}")
+        elif isinstance(node, nodes.Filter) and node.name not in env.filters:
+            yield at(node, node.name, f"unknown filter {node.name!r}")
+        elif isinstance(node, nodes.Test) and node.name not in env.tests:
+            yield at(node, node.name, f"unknown test {node.name!r}")
+        elif isinstance(node, nodes.Include | nodes.Import | nodes.FromImport | nodes.Extends):
+            yield TemplateIssue(node.lineno, 1, "templates cannot include, import or extend others")
+
+
+def _undeclared(ast: nodes.Template) -> set[str]:
+    try:
+        return meta.find_undeclared_variables(ast)
+    except TemplateAssertionError:  # an unknown filter, already reported: fall back to names
+        stored = {n.name for n in ast.find_all(nodes.Name) if n.ctx != "load"}
+        return {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"} - stored
+
+
+def _placeholder_issues(
+    ast: nodes.Template, lines: list[str], allowed: frozenset[str], context: str
+) -> Iterator[TemplateIssue]:
+    unknown = _undeclared(ast) - allowed
+    if not unknown:
+        return
+    seen: set[str] = set()
+    for node in ast.find_all(nodes.Name):
+        if node.ctx != "load" or node.name not in unknown or node.name in seen:
+            continue
+        seen.add(node.name)
+        close = difflib.get_close_matches(node.name, sorted(allowed), n=1)
+        hint = (
+            f"did you mean {close[0]!r}?" if close else f"available: {', '.join(sorted(allowed))}"
+        )
+        text = lines[node.lineno - 1] if 0 < node.lineno <= len(lines) else ""
+        message = f"unknown placeholder {node.name!r} for {context} ({hint})"
+        yield TemplateIssue(node.lineno, _column(text, node.name), message)
+
+
+@lru_cache(maxsize=4096)
+def check_template(source: str, allowed: frozenset[str], context: str) -> tuple[TemplateIssue, ...]:
+    """Syntax errors, unknown placeholders/filters and sandbox violations, without rendering."""
+    if not any(marker in source for marker in _JINJA_MARKERS):
+        return ()
+    try:
+        ast = environment().parse(source)
+    except TemplateSyntaxError as exc:
+        return (TemplateIssue(exc.lineno or 1, 1, f"template syntax error: {exc.message}"),)
+    lines = source.splitlines()
+    issues = [*_node_issues(ast, lines), *_placeholder_issues(ast, lines, allowed, context)]
+    return tuple(sorted(issues, key=lambda i: (i.line, i.col, i.message)))
+
+
+def placeholders(source: str) -> frozenset[str]:
+    """The placeholder names a (syntactically valid) template reads."""
+    if not any(marker in source for marker in _JINJA_MARKERS):
+        return frozenset()
+    return frozenset(_undeclared(environment().parse(source)))

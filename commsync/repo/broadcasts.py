@@ -1,0 +1,240 @@
+"""Broadcast files (broadcasts/**/*.yaml): parse, check, and resolve targets against the store."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from commsync.diagnostics import Diagnostic
+from commsync.model import (
+    BROADCAST_CONTEXT,
+    EMAIL_BROADCAST_CONTEXT,
+    BroadcastKind,
+    BroadcastSpec,
+    DesiredBroadcast,
+    Origin,
+    Targets,
+    parse_datetime,
+)
+from commsync.repo.schema import schema_diagnostics
+from commsync.repo.templates import subject_diagnostics, template_diagnostics
+from commsync.repo.yamlpos import YamlDoc, as_list, load_yaml
+
+BROADCASTS_DIR = "broadcasts"
+_ID = re.compile(r"[a-z0-9][a-z0-9._/-]{0,127}")
+_DATES = ("starts_at", "expires_at", "send_at")
+
+
+class References(Protocol):
+    """What target validation needs to know about the store's customers and products."""
+
+    def product_slugs(self) -> frozenset[str]: ...
+
+    def match_customers(self, refs: Collection[str]) -> Mapping[str, tuple[str, ...]]:
+        """For each ref (id, email or username), the ids of the customers it matches."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBroadcast:
+    """A schema-valid broadcast file whose targets are still refs, each with its pointer."""
+
+    id: str
+    doc: YamlDoc
+    kind: BroadcastKind
+    fields: Mapping[str, object]
+    dates: Mapping[str, datetime]
+    customer_refs: tuple[tuple[str, str], ...]
+    products: tuple[tuple[str, str], ...]
+    all: bool
+    origin: Origin
+
+    def to_desired(self, customer_ids: Iterable[str]) -> DesiredBroadcast:
+        f = self.fields
+        spec = BroadcastSpec(
+            kind=self.kind,
+            subject=str(f["subject"]),
+            content=str(f["content"]),
+            targets=Targets(
+                self.all,
+                tuple(sorted({p for p, _ in self.products})),
+                tuple(sorted(set(customer_ids))),
+            ),
+            format=str(f.get("format", "markdown")),
+            message_type=str(f.get("message_type", "info")),
+            dismissible=bool(f.get("dismissible", True)),
+            starts_at=self.dates.get("starts_at"),
+            expires_at=self.dates.get("expires_at"),
+            send_at=self.dates.get("send_at"),
+            allow_resend=bool(f.get("allow_resend", False)),
+        )
+        return DesiredBroadcast(self.id, spec, self.origin)
+
+
+def _default_id(path: str) -> str:
+    return path[len(BROADCASTS_DIR) + 1 : -len(".yaml")]
+
+
+def _date_diagnostics(
+    doc: YamlDoc, value: Mapping[str, object]
+) -> tuple[dict[str, datetime], list[Diagnostic]]:
+    dates: dict[str, datetime] = {}
+    out: list[Diagnostic] = []
+    for name in _DATES:
+        raw = value.get(name)
+        if not isinstance(raw, str):
+            continue
+        parsed = parse_datetime(raw)
+        if parsed is not None:
+            dates[name] = parsed
+            continue
+        example = "2026-12-01T09:00:00+01:00 (or …Z for UTC)"
+        try:
+            datetime.fromisoformat(raw)
+            msg = f"{name} {raw!r} has no UTC offset; write it like {example}"
+        except ValueError:
+            msg = f"{name} {raw!r} is not an ISO 8601 date-time; write it like {example}"
+        out.append(doc.diag(f"/{name}", msg))
+    start, end = dates.get("starts_at"), dates.get("expires_at")
+    if start and end and end <= start:
+        out.append(doc.diag("/expires_at", "expires_at must be after starts_at"))
+    return dates, out
+
+
+def _target_diagnostics(doc: YamlDoc, targets: Mapping[str, object]) -> list[Diagnostic]:
+    customers, products = targets.get("customers") or [], targets.get("products") or []
+    everyone = targets.get("all") is True
+    if not customers and not products and not everyone:
+        return [
+            doc.diag(
+                "/targets", "targets select nobody: list customers or products, or set all: true"
+            )
+        ]
+    if everyone and (customers or products):
+        msg = (
+            "all: true already selects every customer; the customers and products lists add nobody"
+        )
+        return [Diagnostic(doc.path, *_pos(doc, "/targets/all"), msg, "warning", "/targets/all")]
+    return []
+
+
+def _pos(doc: YamlDoc, pointer: str) -> tuple[int, int]:
+    mark = doc.mark(pointer, key=True)
+    return mark.line, mark.col
+
+
+def _check(
+    doc: YamlDoc, value: Mapping[str, object]
+) -> tuple[dict[str, datetime], list[Diagnostic]]:
+    kind = value["kind"]
+    allowed = frozenset(EMAIL_BROADCAST_CONTEXT if kind == "email" else BROADCAST_CONTEXT)
+    context = "email broadcasts" if kind == "email" else "notices"
+    out = subject_diagnostics(doc, "/subject", str(value["subject"]))
+    for name in ("subject", "content"):
+        out += template_diagnostics(doc, f"/{name}", str(value[name]), allowed, context)
+    targets = value["targets"]
+    assert isinstance(targets, dict)
+    out += _target_diagnostics(doc, targets)
+    dates, date_problems = _date_diagnostics(doc, value)
+    return dates, out + date_problems
+
+
+def parse_broadcast(path: str, data: bytes) -> tuple[ParsedBroadcast | None, list[Diagnostic]]:
+    """Parse and check one broadcast file; None when it has errors."""
+    doc, diags = load_yaml(path, data)
+    if doc is None:
+        return None, diags
+    diags += schema_diagnostics(doc, "broadcast.schema.json")
+    if any(d.severity == "error" for d in diags):
+        return None, diags
+    value = doc.value
+    assert isinstance(value, dict)
+    bid = str(value.get("id") or _default_id(path))
+    if "id" not in value and not _ID.fullmatch(bid):
+        diags.append(
+            doc.diag(
+                "",
+                f"the file path gives the id {bid!r}, which is not a valid id; rename the file or set id:",
+            )
+        )
+    dates, problems = _check(doc, value)
+    diags += problems
+    if any(d.severity == "error" for d in diags):
+        return None, diags
+    targets = value["targets"]
+    assert isinstance(targets, dict)
+    customers = [
+        (str(c), f"/targets/customers/{i}") for i, c in enumerate(as_list(targets.get("customers")))
+    ]
+    products = [
+        (str(p), f"/targets/products/{i}") for i, p in enumerate(as_list(targets.get("products")))
+    ]
+    mark = doc.mark("/id", key=True) if "id" in value else doc.mark("")
+    kind: BroadcastKind = "email" if value["kind"] == "email" else "notice"
+    parsed = ParsedBroadcast(
+        bid,
+        doc,
+        kind,
+        value,
+        dates,
+        tuple(customers),
+        tuple(products),
+        targets.get("all") is True,
+        Origin(path, mark.line, mark.col),
+    )
+    return parsed, diags
+
+
+def duplicate_id_diagnostics(parsed: Iterable[ParsedBroadcast]) -> list[Diagnostic]:
+    """Every file of a broadcast id defined more than once, naming the other files."""
+    by_id: dict[str, list[ParsedBroadcast]] = {}
+    for p in parsed:
+        by_id.setdefault(p.id, []).append(p)
+    out = []
+    for bid, group in by_id.items():
+        for p in group if len(group) > 1 else []:
+            others = ", ".join(o.origin.path for o in group if o is not p)
+            message = f"duplicate broadcast id {bid!r} (also in {others})"
+            out.append(Diagnostic(p.origin.path, p.origin.line, p.origin.col, message))
+    return out
+
+
+def _customer_message(ref: str, matches: tuple[str, ...]) -> str | None:
+    if not matches:
+        return f"unknown customer {ref!r}: no customer has this id, email or username"
+    if len(matches) > 1:
+        return f"customer {ref!r} is ambiguous: it matches customers {', '.join(matches)}; use an email address"
+    return None
+
+
+def resolve_targets(
+    parsed: Iterable[ParsedBroadcast], refs: References
+) -> tuple[list[DesiredBroadcast], list[Diagnostic]]:
+    """Resolve customer refs to ids and check product slugs; every unknown one is an error."""
+    items = list(parsed)
+    slugs = refs.product_slugs()
+    matches = refs.match_customers({ref for p in items for ref, _ in p.customer_refs})
+    desired, out = [], []
+    for p in items:
+        problems = []
+        for slug, pointer in p.products:
+            if slug not in slugs:
+                close = difflib.get_close_matches(slug, sorted(slugs), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(p.doc.diag(pointer, f"unknown product {slug!r}{hint}"))
+        ids = []
+        for ref, pointer in p.customer_refs:
+            found = matches.get(ref, ())
+            message = _customer_message(ref, found)
+            if message:
+                problems.append(p.doc.diag(pointer, message))
+            else:
+                ids.append(found[0])
+        out.extend(problems)
+        if not problems:
+            desired.append(p.to_desired(ids))
+    return desired, out

@@ -1,0 +1,176 @@
+"""System email files (emails/<slug>.yaml): overrides of registered defaults, or custom emails."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from commsync.diagnostics import Diagnostic
+from commsync.model import (
+    NETWORK_CONTEXT,
+    Catalog,
+    DesiredSystemEmail,
+    JsonValue,
+    Origin,
+    SystemEmailFields,
+    canonical_delay,
+)
+from commsync.render.sandbox import placeholders
+from commsync.repo.schema import schema_diagnostics
+from commsync.repo.templates import subject_diagnostics, template_diagnostics
+from commsync.repo.yamlpos import YamlDoc, load_yaml
+from commsync.settings import is_address
+
+EMAILS_DIR = "emails"
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")
+_CUSTOM_REQUIRED = ("event", "target", "subject", "content")
+
+
+@dataclass(frozen=True, slots=True)
+class EmailContext:
+    """What system-email checks need beyond the file: the catalog and whether admins exist."""
+
+    catalog: Catalog
+    has_admins: bool
+
+
+def _normalise(value: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
+    out = {k: v for k, v in value.items() if k != "email"}
+    if "delay" in out:
+        out["delay"] = canonical_delay(out["delay"])
+    sender = out.get("sender")
+    if isinstance(sender, dict):
+        out["sender"] = {"name": sender.get("name"), "email": sender.get("email")}
+    return out
+
+
+def _sender_diagnostics(doc: YamlDoc, sender: object) -> list[Diagnostic]:
+    if not isinstance(sender, dict):
+        return []
+    out = []
+    address, name = sender.get("email"), sender.get("name")
+    if isinstance(address, str) and not is_address(address):
+        out.append(doc.diag("/sender/email", f"{address!r} is not an email address"))
+    if isinstance(name, str) and ("\r" in name or "\n" in name):
+        out.append(doc.diag("/sender/name", "sender name must be one line: it contains a CR or LF"))
+    return out
+
+
+def _event_diagnostics(
+    doc: YamlDoc, value: Mapping[str, JsonValue], fields: SystemEmailFields, ctx: EmailContext
+) -> list[Diagnostic]:
+    event = ctx.catalog.events.get(fields.event)
+    if event is None:
+        close = difflib.get_close_matches(fields.event, sorted(ctx.catalog.events), n=1)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"known: {', '.join(sorted(ctx.catalog.events))}"
+        )
+        return [doc.diag("/event", f"unknown event {fields.event!r} ({hint})")]
+    allowed = event.key_names | frozenset(NETWORK_CONTEXT)
+    out: list[Diagnostic] = []
+    for name in ("subject", "content"):
+        text = str(getattr(fields, name))
+        if name in value:
+            out += template_diagnostics(doc, f"/{name}", text, allowed, f"event {event.slug}")
+            continue
+        missing = sorted(placeholders(text) - allowed)
+        if missing:  # the default's own text, moved to another event by an `event:` override
+            msg = f"the default {name} uses {', '.join(missing)}, which event {event.slug} does not provide"
+            out.append(doc.diag("/event", msg))
+    return out
+
+
+def _admin_warnings(
+    doc: YamlDoc, value: Mapping[str, JsonValue], fields: SystemEmailFields
+) -> list[Diagnostic]:
+    out = []
+    for key, applies in (
+        ("target", fields.target == "admin"),
+        ("send_copy_to_admin", fields.send_copy_to_admin),
+    ):
+        if applies and fields.active:
+            mark = doc.mark(f"/{key}" if key in value else "", key=True)
+            msg = f"{key} sends to mail.admins, which is empty: nobody will receive it"
+            out.append(Diagnostic(doc.path, mark.line, mark.col, msg, "warning", f"/{key}"))
+    return out
+
+
+def _effective(
+    doc: YamlDoc,
+    slug: str,
+    value: Mapping[str, JsonValue],
+    overrides: dict[str, JsonValue],
+    ctx: EmailContext,
+) -> tuple[SystemEmailFields | None, list[Diagnostic]]:
+    default = ctx.catalog.defaults.get(slug)
+    if default is not None:
+        return default.fields.with_values(overrides), []
+    missing = [k for k in _CUSTOM_REQUIRED if k not in value]
+    if missing:
+        why = f"{slug!r} is not a registered default, so it is a custom email and needs event, target, subject and content"
+        return None, [doc.diag("", f"missing required key {k!r}: {why}") for k in missing]
+    return SystemEmailFields.from_json(overrides), []
+
+
+def parse_system_email(
+    path: str, data: bytes, ctx: EmailContext
+) -> tuple[DesiredSystemEmail | None, list[Diagnostic]]:
+    """Parse and check one emails/*.yaml file; None when it has errors."""
+    doc, diags = load_yaml(path, data)
+    if doc is None:
+        return None, diags
+    diags += schema_diagnostics(doc, "email.schema.json")
+    if diags:
+        return None, diags
+    value = doc.value
+    assert isinstance(value, dict)
+    stem = path.rsplit("/", 1)[-1][: -len(".yaml")]
+    slug = str(value.get("email", stem))
+    if "email" not in value and not _SLUG.fullmatch(slug):
+        diags.append(
+            doc.diag(
+                "",
+                f"the file name gives the slug {slug!r}, which is not valid; rename it or set email:",
+            )
+        )
+        return None, diags
+    overrides = _normalise(value)
+    fields, problems = _effective(doc, slug, value, overrides, ctx)
+    if fields is None:
+        return None, problems
+    if "subject" in value:
+        problems += subject_diagnostics(doc, "/subject", fields.subject)
+    problems += _event_diagnostics(doc, value, fields, ctx) + _sender_diagnostics(
+        doc, value.get("sender")
+    )
+    if not ctx.has_admins:
+        problems += _admin_warnings(doc, value, fields)
+    mark = doc.mark("/email", key=True) if "email" in value else doc.mark("")
+    is_default = slug in ctx.catalog.defaults
+    desired = DesiredSystemEmail(
+        slug, overrides, Origin(path, mark.line, mark.col), None if is_default else fields
+    )
+    return (None if any(p.severity == "error" for p in problems) else desired), problems
+
+
+def duplicate_slug_diagnostics(emails: Iterable[DesiredSystemEmail]) -> list[Diagnostic]:
+    by_slug: dict[str, list[DesiredSystemEmail]] = {}
+    for e in emails:
+        by_slug.setdefault(e.slug, []).append(e)
+    out = []
+    for slug, group in by_slug.items():
+        for e in group if len(group) > 1 else []:
+            others = ", ".join(o.origin.path for o in group if o is not e)
+            out.append(
+                Diagnostic(
+                    e.origin.path,
+                    e.origin.line,
+                    e.origin.col,
+                    f"duplicate system email {slug!r} (also in {others})",
+                )
+            )
+    return out

@@ -1,0 +1,159 @@
+"""Read a whole operator repository into checked documents, collecting every diagnostic."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from commsync.catalog.loader import (
+    addon_catalog_dirs,
+    build_catalog,
+    core_catalog_dir,
+    project_catalog_dirs,
+)
+from commsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
+from commsync.errors import ConfigError
+from commsync.model import Catalog, DesiredState, DesiredSystemEmail, SourceInfo
+from commsync.repo.broadcasts import (
+    BROADCASTS_DIR,
+    ParsedBroadcast,
+    References,
+    duplicate_id_diagnostics,
+    parse_broadcast,
+    resolve_targets,
+)
+from commsync.repo.emails import (
+    EMAILS_DIR,
+    EmailContext,
+    duplicate_slug_diagnostics,
+    parse_system_email,
+)
+from commsync.repo.source import FileTree
+from commsync.repo.yamlpos import YamlDoc, load_yaml
+from commsync.settings import Settings, build_settings, settings_diagnostics
+
+SETTINGS_FILE = "commsync.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRepository:
+    """Everything read from one revision of the repository, before targets meet the store."""
+
+    settings: Settings | None
+    catalog: Catalog
+    broadcasts: tuple[ParsedBroadcast, ...]
+    emails: tuple[DesiredSystemEmail, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    source: SourceInfo
+
+    @property
+    def ok(self) -> bool:
+        return self.settings is not None and not has_errors(self.diagnostics)
+
+
+def _load_settings(
+    tree: FileTree, root: Path, env: Mapping[str, str], store: str | None
+) -> tuple[YamlDoc | None, Settings | None, list[Diagnostic]]:
+    data = tree.read(SETTINGS_FILE)
+    if data is None:
+        where = f"{root} ({tree.info.label})"
+        raise ConfigError(
+            f"no {SETTINGS_FILE} in {where}; run `commsync init` to create a repository"
+        )
+    doc, diags = load_yaml(SETTINGS_FILE, data)
+    if doc is None:
+        return None, None, diags
+    diags += settings_diagnostics(doc)
+    settings = None if has_errors(diags) else build_settings(doc, root, env, store)
+    return doc, settings, diags
+
+
+def _catalogs_setting(doc: YamlDoc | None, settings: Settings | None) -> list[str]:
+    if settings is not None:
+        return list(settings.catalogs)
+    raw = doc.value.get("catalogs") if doc is not None and isinstance(doc.value, dict) else None
+    return [c for c in raw if isinstance(c, str)] if isinstance(raw, list) else []
+
+
+def _load_catalog(
+    tree: FileTree, doc: YamlDoc | None, settings: Settings | None
+) -> tuple[Catalog, list[Diagnostic]]:
+    addons, diags = addon_catalog_dirs()
+    catalogs = _catalogs_setting(doc, settings)
+    for i, directory in enumerate(catalogs):
+        if not tree.files(directory.strip("/")) and doc is not None:
+            diags.append(
+                doc.diag(f"/catalogs/{i}", f"catalog directory {directory!r} is missing or empty")
+            )
+    catalog, problems = build_catalog(
+        [core_catalog_dir(), *addons, *project_catalog_dirs(tree, catalogs)]
+    )
+    return catalog, diags + problems
+
+
+def _yaml_files(
+    tree: FileTree, directory: str, recursive: bool
+) -> tuple[list[str], list[Diagnostic]]:
+    paths, diags = [], []
+    for path in tree.files(directory, recursive=recursive):
+        if path.endswith(".yaml"):
+            paths.append(path)
+        elif path.endswith(".yml"):
+            msg = "ignored: commsync reads .yaml files; rename it to .yaml"
+            diags.append(Diagnostic(path, 1, 1, msg, "warning"))
+    return paths, diags
+
+
+def load_repository(
+    tree: FileTree, root: Path, env: Mapping[str, str], store: str | None = None
+) -> LoadedRepository:
+    """Parse and check every file; never stops at the first error."""
+    doc, settings, diags = _load_settings(tree, root, env, store)
+    catalog, problems = _load_catalog(tree, doc, settings)
+    diags += problems
+    broadcast_paths, problems = _yaml_files(tree, BROADCASTS_DIR, recursive=True)
+    diags += problems
+    broadcasts = []
+    for path in broadcast_paths:
+        parsed, problems = parse_broadcast(path, tree.read(path) or b"")
+        diags += problems
+        if parsed is not None:
+            broadcasts.append(parsed)
+    diags += duplicate_id_diagnostics(broadcasts)
+    email_paths, problems = _yaml_files(tree, EMAILS_DIR, recursive=False)
+    diags += problems
+    ctx = EmailContext(catalog, has_admins=settings is None or bool(settings.mail.admins))
+    emails = []
+    for path in email_paths:
+        email, problems = parse_system_email(path, tree.read(path) or b"", ctx)
+        diags += problems
+        if email is not None:
+            emails.append(email)
+    diags += duplicate_slug_diagnostics(emails)
+    return LoadedRepository(
+        settings,
+        catalog,
+        tuple(broadcasts),
+        tuple(emails),
+        tuple(sort_diagnostics(diags)),
+        tree.info,
+    )
+
+
+def resolve_desired(
+    loaded: LoadedRepository, refs: References
+) -> tuple[DesiredState | None, list[Diagnostic]]:
+    """The desired state, with customer refs resolved; None when any ref or slug is unknown."""
+    broadcasts, diags = resolve_targets(loaded.broadcasts, refs)
+    if not loaded.ok or has_errors(diags):
+        return None, diags
+    assert loaded.settings is not None
+    state = DesiredState(
+        broadcasts=tuple(sorted(broadcasts, key=lambda b: b.id)),
+        system_emails=tuple(sorted(loaded.emails, key=lambda e: e.slug)),
+        imports=loaded.settings.imports,
+        prune=loaded.settings.prune,
+        source=loaded.source,
+    )
+    return state, diags

@@ -1,0 +1,178 @@
+"""The one place that turns commsync.yaml plus COMMSYNC_* environment variables into Settings."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import getaddresses
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from commsync.diagnostics import Diagnostic
+from commsync.repo.schema import schema_diagnostics
+from commsync.repo.yamlpos import YamlDoc
+
+DEFAULT_STORE = "sqlite:///.commsync/store.db"
+DEFAULT_TRANSPORT = "maildir:.commsync/outbox"
+DEFAULT_STATUSES = ("active", "trialing")
+_ADDRESS = re.compile(r"[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Theme:
+    logo_url: str | None = None
+    brand_color: str = "#2563eb"
+    footer: str | None = None
+    company_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailSettings:
+    from_name: str
+    from_address: str
+    reply_to: str | None = None
+    admins: tuple[str, ...] = ()
+    transport: str = DEFAULT_TRANSPORT
+    connections: int = 4
+    max_rate: float | None = None
+    theme: Theme = field(default_factory=Theme)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    root: Path
+    network_name: str
+    network_url: str
+    store_url: str
+    mail: MailSettings
+    membership_statuses: tuple[str, ...] = DEFAULT_STATUSES
+    imports: str = "critical"
+    prune: bool = False
+    catalogs: tuple[str, ...] = ()
+
+    @property
+    def network_context(self) -> dict[str, str]:
+        return {"network_name": self.network_name, "network_url": self.network_url}
+
+
+def is_address(value: str) -> bool:
+    """A plain mailbox address (no display name, no header-breaking characters)."""
+    return bool(_ADDRESS.fullmatch(value)) and "\r" not in value and "\n" not in value
+
+
+def parse_mailbox(value: str) -> tuple[str, str] | None:
+    """`Name <addr>` or `addr` → (name, addr); None when it is not one mailbox."""
+    if "\r" in value or "\n" in value:
+        return None
+    pairs = getaddresses([value])
+    if len(pairs) != 1:
+        return None
+    name, addr = pairs[0]
+    return (name, addr) if addr and is_address(addr) else None
+
+
+def _check_url_credentials(doc: YamlDoc, pointer: str, url: str, where: str) -> list[Diagnostic]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [doc.diag(pointer, "not a valid URL")]
+    if parts.password:
+        return [doc.diag(pointer, f"a password in the URL would end up in git; {where}")]
+    return []
+
+
+def _mail_diagnostics(doc: YamlDoc, mail: Mapping[str, object]) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    sender = mail.get("from")
+    if isinstance(sender, str) and parse_mailbox(sender) is None:
+        out.append(
+            doc.diag("/mail/from", f"{sender!r} is not a mailbox like 'Acme <hello@acme.example>'")
+        )
+    reply_to = mail.get("reply_to")
+    if isinstance(reply_to, str) and parse_mailbox(reply_to) is None:
+        out.append(doc.diag("/mail/reply_to", f"{reply_to!r} is not an email address"))
+    admins = mail.get("admins")
+    for i, admin in enumerate(admins if isinstance(admins, list) else []):
+        if isinstance(admin, str) and parse_mailbox(admin) is None:
+            out.append(doc.diag(f"/mail/admins/{i}", f"{admin!r} is not an email address"))
+    transport = mail.get("transport")
+    if isinstance(transport, str) and transport.startswith("smtp"):
+        hint = "set COMMSYNC_SMTP_USERNAME and COMMSYNC_SMTP_PASSWORD in the environment instead"
+        out.extend(_check_url_credentials(doc, "/mail/transport", transport, hint))
+    return out
+
+
+def settings_diagnostics(doc: YamlDoc) -> list[Diagnostic]:
+    """Schema and semantic errors of commsync.yaml."""
+    out = schema_diagnostics(doc, "commsync.schema.json")
+    value = doc.value if isinstance(doc.value, dict) else {}
+    mail = value.get("mail")
+    if isinstance(mail, dict):
+        out.extend(_mail_diagnostics(doc, mail))
+    store = value.get("store")
+    if isinstance(store, str) and store.startswith("postgresql"):
+        hint = "use PGPASSWORD, a .pgpass file or COMMSYNC_STORE instead"
+        out.extend(_check_url_credentials(doc, "/store", store, hint))
+    return out
+
+
+def resolve_store_url(url: str, root: Path) -> str:
+    """Make a relative sqlite path relative to the project root."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:" and not rest.startswith("/"):
+            return prefix + str((root / rest).resolve())
+    return url
+
+
+def build_settings(
+    doc: YamlDoc, root: Path, env: Mapping[str, str], store_override: str | None = None
+) -> Settings:
+    """Settings from a commsync.yaml that passed `settings_diagnostics`."""
+    value = doc.value
+    assert isinstance(value, dict)
+    network = value["network"]
+    mail = value["mail"]
+    assert isinstance(network, dict) and isinstance(mail, dict)
+    store = store_override or env.get("COMMSYNC_STORE") or str(value.get("store", DEFAULT_STORE))
+    mailbox = parse_mailbox(str(mail["from"]))
+    assert mailbox is not None
+    theme = mail.get("theme") or {}
+    assert isinstance(theme, dict)
+    max_rate = mail.get("max_rate")
+    targeting = value.get("targeting") or {}
+    assert isinstance(targeting, dict)
+    return Settings(
+        root=root,
+        network_name=str(network["name"]),
+        network_url=str(network["url"]),
+        store_url=resolve_store_url(store, root),
+        mail=MailSettings(
+            from_name=mailbox[0],
+            from_address=mailbox[1],
+            reply_to=_opt(mail.get("reply_to")),
+            admins=tuple(str(a) for a in mail.get("admins") or []),  # type: ignore[union-attr]
+            transport=env.get("COMMSYNC_SMTP_URL") or str(mail.get("transport", DEFAULT_TRANSPORT)),
+            connections=int(mail.get("connections", 4)),  # type: ignore[arg-type]
+            max_rate=float(max_rate) if isinstance(max_rate, int | float) else None,
+            theme=Theme(
+                logo_url=_opt(theme.get("logo_url")),
+                brand_color=str(theme.get("brand_color", "#2563eb")),
+                footer=_opt(theme.get("footer")),
+                company_address=_opt(theme.get("company_address")),
+            ),
+        ),
+        membership_statuses=tuple(
+            str(s)
+            for s in targeting.get("membership_statuses") or DEFAULT_STATUSES  # type: ignore[union-attr]
+        ),
+        imports=str(value.get("imports", "critical")),
+        prune=bool(value.get("prune", False)),
+        catalogs=tuple(str(c) for c in value.get("catalogs") or []),  # type: ignore[union-attr]
+    )
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,68 @@
+"""The Store protocol: what the use cases need from the live store, whatever the database."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol
+
+from commsync.model import (
+    Audience,
+    CustomerRecord,
+    ImportCounts,
+    LiveBroadcast,
+    LiveSnapshot,
+    LiveSystemEmail,
+    MembershipRecord,
+    ProductRecord,
+    Targets,
+)
+
+
+class Store(Protocol):
+    """The live store. One contract test suite runs against every implementation."""
+
+    @property
+    def store_id(self) -> str:
+        """A random id fixed when the store was created; plans name the store they were made for."""
+        ...
+
+    @property
+    def display_url(self) -> str:
+        """The store URL with any password hidden."""
+        ...
+
+    def product_slugs(self) -> frozenset[str]: ...
+
+    def match_customers(self, refs: Collection[str]) -> Mapping[str, tuple[str, ...]]:
+        """For each ref, the ids of customers whose id, email (any case) or username it equals."""
+        ...
+
+    def existing_customer_ids(self, ids: Collection[str]) -> frozenset[str]: ...
+
+    def snapshot(self) -> LiveSnapshot:
+        """Managed broadcasts and installed system emails, with progress and stats."""
+        ...
+
+    def count_audiences(
+        self, targets: Collection[Targets], statuses: Sequence[str]
+    ) -> Mapping[Targets, Audience]:
+        """Distinct customers each target selection reaches, counted in SQL."""
+        ...
+
+    def upsert_customers(self, rows: Sequence[CustomerRecord]) -> ImportCounts: ...
+
+    def upsert_products(self, rows: Sequence[ProductRecord]) -> ImportCounts: ...
+
+    def upsert_memberships(self, rows: Sequence[MembershipRecord]) -> ImportCounts: ...
+
+    def put_broadcast(self, live: LiveBroadcast) -> None:
+        """Create or replace a managed broadcast (spec, status, provenance, targets)."""
+        ...
+
+    def put_system_email(self, live: LiveSystemEmail) -> None:
+        """Create or replace an installed system email; its stats are kept."""
+        ...
+
+    def delete_system_email(self, slug: str) -> None: ...
+
+    def close(self) -> None: ...

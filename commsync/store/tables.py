@@ -1,0 +1,244 @@
+"""The live store's tables (SQLAlchemy Core). Migrations in `migrations/` create and evolve them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps stored as UTC and always read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+meta = Table(
+    "commsync_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, index=True),
+    Column("username", String(255), index=True),
+    Column("first_name", String(255)),
+    Column("last_name", String(255)),
+    Column("display_name", String(255)),
+    Column("locale", String(35)),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("slug", String(128), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column(
+        "customer_id", String(64), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column(
+        "product_slug", String(128), ForeignKey("products.slug", ondelete="CASCADE"), nullable=False
+    ),
+    Column("status", String(32), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("customer_id", "product_slug"),
+    Index("ix_memberships_audience", "product_slug", "status", "customer_id"),
+)
+
+broadcasts = Table(
+    "broadcasts",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("spec_hash", String(80), nullable=False),
+    Column("applied_hash", String(80), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("managed", Boolean, nullable=False, default=True),
+    Column("path", Text),
+    Column("commit", String(64)),
+    Column("author", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("applied_at", UTCDateTime),
+    Column("sent_at", UTCDateTime),
+)
+
+broadcast_targets = Table(
+    "broadcast_targets",
+    metadata,
+    Column(
+        "broadcast_id", String(128), ForeignKey("broadcasts.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("target_type", String(16), nullable=False),  # all | product | customer
+    Column("value", String(128), nullable=False),
+    PrimaryKeyConstraint("broadcast_id", "target_type", "value"),
+    Index("ix_broadcast_targets_lookup", "target_type", "value"),
+)
+
+system_emails = Table(
+    "system_emails",
+    metadata,
+    Column("slug", String(128), primary_key=True),
+    Column("fields", JSON, nullable=False),
+    Column("fields_hash", String(80), nullable=False),
+    Column("applied_hash", String(80), nullable=False),
+    Column("overrides", JSON, nullable=False),
+    Column("base_version", Integer),
+    Column("base_fields", JSON),
+    Column("managed_path", Text),
+    Column("commit", String(64)),
+    Column("author", Text),
+    Column("applied_at", UTCDateTime),
+    Column("sent_count", Integer, nullable=False, default=0),
+    Column("failed_count", Integer, nullable=False, default=0),
+    Column("last_sent_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("type", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("idempotency_key", String(255), unique=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("result", JSON),
+)
+
+sends = Table(
+    "sends",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # broadcast | system_email | test
+    Column("broadcast_id", String(128), ForeignKey("broadcasts.id"), unique=True),
+    Column("system_email_slug", String(128)),
+    Column("event_id", Integer, ForeignKey("events.id")),
+    Column("recipients", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("send_id", Integer, ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
+    Column("customer_id", String(64)),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False),
+    # queued | sending | sent | failed | suppressed | uncertain
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("message_id", String(255)),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("claimed_by", String(128)),
+    Column("claimed_at", UTCDateTime),
+    Column("sent_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("send_id", "email_key"),
+    Index("ix_deliveries_due", "status", "due_at"),
+    Index("ix_deliveries_progress", "send_id", "status"),
+)
+
+dismissals = Table(
+    "dismissals",
+    metadata,
+    Column(
+        "broadcast_id", String(128), ForeignKey("broadcasts.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("customer_id", String(64), nullable=False),
+    Column("dismissed_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("broadcast_id", "customer_id"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email_key", String(320), primary_key=True),
+    Column("scope", String(16), nullable=False),  # marketing | all
+    Column("reason", String(32), nullable=False),  # unsubscribe | hard_bounce | manual
+    Column("source", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+apply_journal = Table(
+    "apply_journal",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_id", String(64), unique=True),
+    Column("plan_hash", String(80)),
+    Column("commit", String(64)),
+    Column("author", Text),
+    Column("host", Text),
+    Column("pid", Integer),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("summary", JSON),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+)
+
+apply_lock = Table(
+    "apply_lock",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("lock_id", String(64), nullable=False),
+    Column("holder", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+)
