@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 from commsync.plan.model import Action, Plan, PlanWarning
-from commsync.plan.views import SYMBOLS, headline, is_multiline, n, show, summary_line, unified
+from commsync.plan.views import (
+    SYMBOLS,
+    headline,
+    is_multiline,
+    labels,
+    n,
+    show,
+    summary_line,
+    unified,
+)
 
 LIMIT = 65_000
 _DETAIL_LIMIT = 6_000
@@ -32,7 +42,8 @@ def _warning(w: PlanWarning) -> str:
 
 
 def _details(action: Action) -> str:
-    summary = f"<code>{SYMBOLS[action.action]} {action.address}</code> — <b>{action.action}</b>"
+    label = html.escape(f"{SYMBOLS[action.action]} {action.address}")
+    summary = f"<code>{label}</code> — <b>{action.action}</b>"
     body: list[str] = [_escape(headline(action))]
     if action.drift:
         body.append("**Drift:** this object was changed outside commsync since the last apply.")
@@ -42,7 +53,7 @@ def _details(action: Action) -> str:
     for change in action.changes:
         if is_multiline(change):
             diff_lines.append(f"# {change.field}")
-            diff_lines.extend(unified(change)[2:])
+            diff_lines.extend(unified(change, labels(action))[2:])
         else:
             diff_lines.append(f"# {change.field}")
             diff_lines.append(f"- {show(change.before)}")

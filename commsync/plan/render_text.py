@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from commsync.plan.model import Action, Plan, PlanWarning
-from commsync.plan.views import SYMBOLS, headline, is_multiline, show, summary_line, unified
+from commsync.plan.views import (
+    SYMBOLS,
+    headline,
+    is_multiline,
+    labels,
+    show,
+    summary_line,
+    unified,
+)
 
 _COLORS = {"+": "32", "~": "33", "-": "31", ">": "36", "<": "35", "^": "35", ".": "2", "!": "33"}
 
@@ -28,7 +36,7 @@ def _action_lines(action: Action, width: int, paint: Paint) -> list[str]:
     for change in action.changes:
         if is_multiline(change):
             lines.append(f"      {change.field}:")
-            for line in unified(change):
+            for line in unified(change, labels(action)):
                 tint = "32" if line.startswith("+") else "31" if line.startswith("-") else ""
                 if line.startswith(("+++", "---")):
                     tint = "1"
@@ -68,5 +76,6 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         )
         lines.append("  to install one, add emails/<slug>.yaml holding `email: <slug>`")
         lines.append("")
-    lines.append(paint(summary_line(plan), "1"))
+    prefix = "Plan: " if plan.has_changes else ""
+    lines.append(paint(prefix + summary_line(plan), "1"))
     return "\n".join(lines) + "\n"

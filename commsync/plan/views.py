@@ -48,10 +48,7 @@ def plural(count: int, word: str) -> str:
 def summary_line(plan: Plan) -> str:
     counts = plan.summary()
     parts = [f"{counts[a]} {_VERBS[a]}" for a in _ORDER if counts.get(a)]
-    if not parts:
-        text = "No changes. The store matches the repository."
-    else:
-        text = "Plan: " + ", ".join(parts) + "."
+    text = ", ".join(parts) + "." if parts else "No changes. The store matches the repository."
     recipients = plan.recipients()
     if recipients:
         text += f" {plural(recipients, 'email')} would be sent."
@@ -93,10 +90,13 @@ def is_multiline(change: FieldChange) -> bool:
     return any(isinstance(v, str) and "\n" in v for v in (change.before, change.after))
 
 
-def unified(change: FieldChange) -> list[str]:
+def labels(action: Action) -> tuple[str, str]:
+    """What a field change's before/after are: an import starts from the registered default."""
+    return ("default", "file") if action.action == "import" else ("live", "desired")
+
+
+def unified(change: FieldChange, names: tuple[str, str] = ("live", "desired")) -> list[str]:
     before = change.before if isinstance(change.before, str) else ""
     after = change.after if isinstance(change.after, str) else ""
-    lines = difflib.unified_diff(
-        before.splitlines(), after.splitlines(), "live", "desired", lineterm="", n=2
-    )
+    lines = difflib.unified_diff(before.splitlines(), after.splitlines(), *names, lineterm="", n=2)
     return list(lines)
