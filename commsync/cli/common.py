@@ -23,6 +23,10 @@ class GlobalOptions:
     def project(self) -> Project:
         return Project(self.root, self.store, dict(os.environ))
 
+    def path(self, given: Path) -> Path:
+        """A path argument, relative to -C DIR like every other path (as `git -C` does)."""
+        return given if given.is_absolute() else self.root / given
+
 
 def options(ctx: click.Context) -> GlobalOptions:
     obj = ctx.find_root().obj

@@ -34,7 +34,8 @@ def _make_group(kind: api.RecordKind) -> click.Group:
     @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
     @click.pass_context
     def import_command(ctx: click.Context, file: Path) -> int:
-        counts = api.import_records(options(ctx).project(), kind, file)
+        opts = options(ctx)
+        counts = api.import_records(opts.project(), kind, opts.path(file), str(file))
         click.echo(f"{kind}: {counts.inserted} inserted, {counts.updated} updated")
         return 0
 

@@ -44,7 +44,8 @@ def plan_command(
       commsync plan --format markdown > plan.md
       commsync plan --ref origin/main --out plan.json --detailed-exitcode
     """
-    result = api.make_plan(options(ctx).project(), ref=ref)
+    opts = options(ctx)
+    result = api.make_plan(opts.project(), ref=ref)
     echo_diagnostics(result.warnings)
     plan = result.plan
     if fmt == "json":
@@ -54,6 +55,6 @@ def plan_command(
     else:
         click.echo(render_text(plan, color=use_color()), nl=False)
     if out is not None:
-        api.save_plan(plan, out)
+        api.save_plan(plan, opts.path(out))
         click.echo(f"saved the plan to {out}", err=True)
     return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK

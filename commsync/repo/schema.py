@@ -116,6 +116,23 @@ def _unknown_keys(
         yield doc.diag(f"{base}/{escape_pointer(key)}", f"unknown key {key!r}{hint}", key=True)
 
 
+def _forbidden_keys(
+    root: dict[str, Any], error: jsonschema.ValidationError, value: Json
+) -> list[str]:
+    """Keys whose schema is `false` (jsonschema reports them without the key in the path)."""
+    node = _schema_at(root, list(error.absolute_schema_path))[-1]
+    parent: Any = value
+    for part in error.absolute_path:
+        parent = parent[part]
+    if node is False:  # a jsonschema that does put the key in the path
+        return [str(list(error.absolute_schema_path)[-1])]
+    if not isinstance(node, dict) or not isinstance(parent, dict):
+        return []
+    return [
+        k for k, v in node.items() if v is False and k in parent and parent[k] == error.instance
+    ]
+
+
 def _message(root: dict[str, Any], error: jsonschema.ValidationError) -> str:
     v, inst = error.validator, error.instance
     value: Any = error.validator_value
@@ -124,7 +141,8 @@ def _message(root: dict[str, Any], error: jsonschema.ValidationError) -> str:
         wanted = " or ".join(
             _TYPE_NAMES.get(t, t) for t in ([value] if isinstance(value, str) else value)
         )
-        return f"expected {wanted}, got {_json_type(inst)} {_short(inst)}"
+        got = "nothing" if inst is None else f"{_json_type(inst)} {_short(inst)}"
+        return f"expected {wanted}, got {got}"
     if custom and v in ("pattern", "const", "anyOf", "oneOf", "format", "not"):
         return f"{_short(inst)}: {custom}" if v != "const" else custom
     if v == "enum":
@@ -161,11 +179,11 @@ def schema_diagnostics(doc: YamlDoc, schema_name: str) -> list[Diagnostic]:
             missing = [k for k in error.validator_value if k not in (error.instance or {})]
             out.extend(doc.diag(base, f"missing required key {k!r}") for k in missing)
         elif error.schema is False:
-            key = str(list(error.absolute_schema_path)[-1])
             when = _x_message(root, error) or "not allowed here"
-            out.append(
-                doc.diag(f"{base}/{escape_pointer(key)}", f"key {key!r} is {when}", key=True)
-            )
+            for key in _forbidden_keys(root, error, doc.value):
+                out.append(
+                    doc.diag(f"{base}/{escape_pointer(key)}", f"key {key!r} is {when}", key=True)
+                )
         else:
             out.append(doc.diag(base, _message(root, error)))
     return out

@@ -128,9 +128,10 @@ class _Converter:
         if self.count > _MAX_NODES or depth > 64:
             raise _TooBig(node)
         self.marks[pointer] = Mark(node.start_mark.line + 1, node.start_mark.column + 1)
-        if node.tag not in _STD_TAGS:
+        if node.tag not in _STD_TAGS:  # report it, then read the node as if untagged
             self.error(node, f"unsupported YAML tag {node.tag!r}", pointer)
-            return None
+            if isinstance(node, yaml.ScalarNode):
+                node.tag = "tag:yaml.org,2002:str"
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, pointer, depth)
         if isinstance(node, yaml.SequenceNode):
@@ -205,11 +206,16 @@ class _TooBig(Exception):
         self.node = node
 
 
-def _problem_diagnostic(path: str, exc: yaml.YAMLError) -> Diagnostic:
+def _char_at(text: str, line: int, col: int) -> str:
+    lines = text.splitlines()
+    return lines[line][col] if line < len(lines) and col < len(lines[line]) else ""
+
+
+def _problem_diagnostic(path: str, exc: yaml.YAMLError, text: str) -> Diagnostic:
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         problem = exc.problem or "invalid YAML"
-        if "'\\t'" in problem:
+        if _char_at(text, mark.line, mark.column) == "\t":
             problem = "tab character: YAML indentation must use spaces"
         context = f" ({exc.context})" if exc.context else ""
         return Diagnostic(path, mark.line + 1, mark.column + 1, f"invalid YAML: {problem}{context}")
@@ -234,7 +240,7 @@ def load_yaml(path: str, data: bytes) -> tuple[YamlDoc | None, list[Diagnostic]]
     try:
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
-        return None, [_problem_diagnostic(path, exc)]
+        return None, [_problem_diagnostic(path, exc, text)]
     if not nodes:
         return None, [Diagnostic(path, 1, 1, "file is empty; expected a mapping of keys")]
     if len(nodes) > 1:

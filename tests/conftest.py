@@ -1,0 +1,102 @@
+"""Fixtures: isolated git and environment, real stores (SQLite file/memory, PostgreSQL), repositories."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from commsync.store import sql
+from tests.helpers import Repo, pg_admin_url
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO_ROOT / "examples"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's git config, HOME or COMMSYNC_* variables."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "Test Operator")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "operator@test.example")
+    for name in list(os.environ):
+        if name.startswith("COMMSYNC_") and name != "COMMSYNC_TEST_PG":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("NO_COLOR", "1")
+
+
+@pytest.fixture(autouse=True)
+def guard_stores(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Opening a store outside the test's temp dirs, or a PostgreSQL database but `test`, fails loudly."""
+    base = tmp_path_factory.getbasetemp().resolve()
+    real = sql.create_store_engine
+
+    def guarded(url: str) -> sa.Engine:
+        parsed = make_url(url)
+        if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+            if not Path(parsed.database).resolve().is_relative_to(base):
+                raise AssertionError(f"a test tried to open a store outside its temp dir: {url}")
+        if parsed.drivername.startswith("postgresql") and parsed.database != "test":
+            raise AssertionError(
+                f"a test tried to open a PostgreSQL database other than test: {url}"
+            )
+        return real(url)
+
+    monkeypatch.setattr(sql, "create_store_engine", guarded)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL store URL on a fresh schema of the `test` database, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_admin_url())
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    base = make_url(pg_admin_url().replace("+psycopg", ""))
+    yield base.set(query={"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every store backend: the contract suite runs against each."""
+    if request.param == "sqlite-file":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    if request.param == "sqlite-memory":
+        return "sqlite://"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    """An empty operator repository (commsync.yaml only) with a SQLite store in it, git-initialised."""
+    r = Repo(tmp_path / "repo")
+    r.init()
+    return r
+
+
+@pytest.fixture
+def demo_repo(tmp_path: Path) -> Repo:
+    """A copy of examples/ with its demo data imported into the store."""
+    root = tmp_path / "demo"
+    shutil.copytree(EXAMPLES, root, ignore=shutil.ignore_patterns("ci", ".commsync"))
+    r = Repo(root)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    r.commit_all("examples")
+    r.import_data(EXAMPLES / "data")
+    return r
