@@ -410,7 +410,10 @@ class EmailStats:
 
 @dataclass(frozen=True, slots=True)
 class LiveSystemEmail:
-    """An installed system email. `overrides` names the customised fields; `base_*` the default."""
+    """An installed system email. `overrides` names the customised fields; `base_*` the default.
+
+    `provenance.path` is the file that manages it; None when `imports:` installed it.
+    """
 
     slug: str
     fields: SystemEmailFields
@@ -418,9 +421,13 @@ class LiveSystemEmail:
     overrides: tuple[str, ...] = ()
     base_version: int | None = None
     base_fields: SystemEmailFields | None = None
-    managed_path: str | None = None
     stats: EmailStats = field(default_factory=EmailStats)
     provenance: Provenance = field(default_factory=Provenance)
+
+    @property
+    def managed_path(self) -> str | None:
+        """The file that manages it, as of the last apply (None: installed by `imports:`)."""
+        return self.provenance.path
 
     @property
     def is_default(self) -> bool:

@@ -44,7 +44,11 @@ def guard_stores(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
 
     def guarded(url: str) -> sa.Engine:
         parsed = make_url(url)
-        on_disk = parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:")
+        on_disk = parsed.drivername.startswith("sqlite") and parsed.database not in (
+            None,
+            "",
+            ":memory:",
+        )
         if on_disk and not Path(str(parsed.database)).resolve().is_relative_to(base):
             raise AssertionError(f"a test tried to open a store outside its temp dir: {url}")
         if parsed.drivername.startswith("postgresql") and parsed.database != "test":

@@ -45,7 +45,6 @@ def live_system_email(
         overrides=tuple(str(o) for o in overrides),
         base_version=int(version) if isinstance(version, int) else None,
         base_fields=SystemEmailFields.from_json(base) if isinstance(base, dict) else None,
-        managed_path=str(path) if isinstance(path, str) else None,
         stats=stats,
         provenance=replace(provenance, path=str(path) if isinstance(path, str) else None),
     )

@@ -46,7 +46,8 @@ def _union_count(conn: Connection, targets: Targets, statuses: Sequence[str]) ->
         select(customers.c.id).where(customers.c.id.in_(chunk))
         for chunk in _chunks(targets.customers)
     )
-    subquery = union(*parts).subquery()
+    # UNION removes duplicates across parts; DISTINCT also covers a single part (several products).
+    subquery = (union(*parts) if len(parts) > 1 else parts[0].distinct()).subquery()
     return int(conn.execute(select(func.count()).select_from(subquery)).scalar_one())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect, text
@@ -11,6 +12,7 @@ from commsync.errors import StoreError, StoreTooNew
 HEAD = "0001"  # kept equal to the newest revision in migrations/versions (a test checks it)
 VERSION_TABLE = "commsync_schema_version"
 _SCRIPTS = Path(__file__).resolve().parent / "migrations"
+_LOCK = threading.Lock()
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -32,13 +34,17 @@ def _upgrade(engine: Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":  # one migrator at a time across processes
-            conn.execute(text("SELECT pg_advisory_xact_lock(7263548190)"))
-        if current_revision(conn) == HEAD:
-            return
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    # One migrator at a time: Alembic's context is process-global, and across processes
+    # PostgreSQL takes an advisory lock while SQLite takes its write lock up front.
+    with _LOCK, engine.connect() as conn:
+        conn = conn.execution_options(sqlite_immediate=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7263548190)"))
+            if current_revision(conn) == HEAD:
+                return
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
 
 
 def ensure_schema(engine: Engine, display_url: str) -> None:

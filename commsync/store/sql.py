@@ -59,12 +59,21 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Take transactions out of pysqlite's hands (it would run DDL outside them); `_sqlite_begin`
+    # emits BEGIN itself. SQLAlchemy documents this recipe for SQLite.
+    dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """BEGIN, or BEGIN IMMEDIATE (take the write lock now) when the connection asks for it."""
+    immediate = conn.get_execution_options().get("sqlite_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def create_store_engine(url: str) -> Engine:
@@ -93,6 +102,7 @@ def create_store_engine(url: str) -> Engine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed)
     event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
@@ -286,7 +296,7 @@ class SqlStore:
             "overrides": list(live.overrides),
             "base_version": live.base_version,
             "base_fields": None if live.base_fields is None else live.base_fields.to_json(),
-            "managed_path": live.managed_path,
+            "managed_path": p.path,
             "commit": p.commit,
             "author": p.author,
             "applied_at": p.applied_at,
@@ -363,7 +373,6 @@ def _live_system_email(row: Any) -> LiveSystemEmail:
         base_fields=None
         if row.base_fields is None
         else SystemEmailFields.from_json(row.base_fields),
-        managed_path=row.managed_path,
         stats=EmailStats(int(row.sent_count), int(row.failed_count), row.last_sent_at),
         provenance=_provenance(row, row.managed_path),
     )

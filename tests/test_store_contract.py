@@ -1,0 +1,322 @@
+"""One contract for every store backend: SQLite file, SQLite in memory, PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from commsync.errors import StoreTooNew
+from commsync.model import (
+    BroadcastSpec,
+    CustomerRecord,
+    EmailStats,
+    LiveBroadcast,
+    LiveSystemEmail,
+    MembershipRecord,
+    ProductRecord,
+    Provenance,
+    SystemEmailFields,
+    Targets,
+)
+from commsync.store import tables as t
+from commsync.store.migrate import HEAD, VERSION_TABLE, known_revisions
+from commsync.store.sql import SqlStore, open_store
+
+STATUSES = ("active", "trialing")
+
+
+@pytest.fixture
+def store(store_url: str) -> SqlStore:
+    s = open_store(store_url)
+    yield s
+    s.close()
+
+
+def _seed(store: SqlStore) -> None:
+    store.upsert_products(
+        [
+            ProductRecord("pro", "Pro"),
+            ProductRecord("starter", "Starter"),
+            ProductRecord("empty", "Empty"),
+        ]
+    )
+    store.upsert_customers(
+        [
+            CustomerRecord("1", "Ada@Example.com", "ada", "Ada", "Lovelace"),
+            CustomerRecord("2", "grace@example.com", "grace"),
+            CustomerRecord("3", "alan@example.org", "aturing"),
+            CustomerRecord("4", "kat@example.net", "1"),  # username equal to another customer's id
+        ]
+    )
+    store.upsert_memberships(
+        [
+            MembershipRecord("1", "pro", "active"),
+            MembershipRecord("1", "starter", "active"),
+            MembershipRecord("2", "pro", "trialing"),
+            MembershipRecord("3", "pro", "cancelled"),
+            MembershipRecord("3", "starter", "expired"),
+        ]
+    )
+
+
+def test_schema_is_migrated_to_head_and_store_id_is_stable(store_url: str) -> None:
+    first = open_store(store_url)
+    with first.engine.connect() as conn:
+        version = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
+    assert version == HEAD
+    assert max(known_revisions()) == HEAD
+    if store_url != "sqlite://":  # a memory store lives and dies with its engine
+        again = open_store(store_url)
+        assert again.store_id == first.store_id
+        again.close()
+    assert len(first.store_id) == 32
+    first.close()
+
+
+def test_upserts_count_inserts_and_updates(store: SqlStore) -> None:
+    counts = store.upsert_customers(
+        [CustomerRecord("1", "a@example.com"), CustomerRecord("2", "b@example.com")]
+    )
+    assert (counts.inserted, counts.updated) == (2, 0)
+    counts = store.upsert_customers(
+        [CustomerRecord("2", "new@example.com", "bee"), CustomerRecord("3", "c@example.com")]
+    )
+    assert (counts.inserted, counts.updated) == (1, 1)
+    assert store.match_customers(["new@example.com", "b@example.com"]) == {
+        "new@example.com": ("2",),
+        "b@example.com": (),
+    }
+    store.upsert_products([ProductRecord("pro", "Pro")])
+    store.upsert_memberships([MembershipRecord("2", "pro", "active")])
+    counts = store.upsert_memberships([MembershipRecord("2", "pro", "cancelled")])
+    assert (counts.inserted, counts.updated) == (0, 1)
+    audience = store.count_audiences([Targets(products=("pro",))], STATUSES)
+    assert audience[Targets(products=("pro",))].total == 0
+
+
+def test_customer_refs_match_id_email_any_case_and_username(store: SqlStore) -> None:
+    _seed(store)
+    found = store.match_customers(["ada@example.COM", "grace", "3", "nobody", "1"])
+    assert found["ada@example.COM"] == ("1",)
+    assert found["grace"] == ("2",)
+    assert found["3"] == ("3",)
+    assert found["nobody"] == ()
+    assert found["1"] == ("1", "4")  # ambiguous: an id and another customer's username
+    assert store.existing_customer_ids(["1", "3", "99"]) == frozenset({"1", "3"})
+    assert store.product_slugs() == frozenset({"pro", "starter", "empty"})
+
+
+def test_audiences_follow_statuses_and_count_each_customer_once(store: SqlStore) -> None:
+    _seed(store)
+    selections = {
+        "pro": Targets(products=("pro",)),
+        "pro+starter": Targets(products=("pro", "starter")),
+        "pro+listed": Targets(products=("pro",), customers=("1", "3")),
+        "listed": Targets(customers=("2", "3")),
+        "all": Targets(all=True),
+        "empty": Targets(products=("empty",)),
+    }
+    counts = store.count_audiences(list(selections.values()), STATUSES)
+    assert counts[selections["pro"]].total == 2  # 1 active, 2 trialing; 3 cancelled is out
+    assert counts[selections["pro+starter"]].total == 2  # customer 1 is in both, counted once
+    assert counts[selections["pro+starter"]].products == (("pro", 2), ("starter", 1))
+    assert counts[selections["pro+listed"]].total == 3  # 1 (both ways), 2, 3 (listed)
+    assert counts[selections["listed"]].total == 2
+    assert counts[selections["all"]].total == 4
+    assert counts[selections["empty"]].total == 0
+    wider = store.count_audiences([selections["pro"]], ("active", "trialing", "cancelled"))
+    assert wider[selections["pro"]].total == 3
+
+
+def _notice(subject: str = "Hello", **kw: object) -> BroadcastSpec:
+    cet = timezone(timedelta(hours=1))
+    base = {
+        "kind": "notice",
+        "subject": subject,
+        "content": "Body **markdown**",
+        "targets": Targets(products=("pro",), customers=("2",)),
+        "message_type": "warning",
+        "starts_at": datetime(2026, 12, 1, 9, tzinfo=cet),
+    }
+    base.update(kw)
+    return BroadcastSpec(**base)  # type: ignore[arg-type]
+
+
+def test_broadcasts_round_trip_with_targets_and_provenance(store: SqlStore) -> None:
+    _seed(store)
+    spec = _notice()
+    applied = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    live = LiveBroadcast(
+        "notices/a",
+        spec,
+        "active",
+        spec.spec_hash(),
+        True,
+        Provenance("broadcasts/notices/a.yaml", "abc123", "Op", applied),
+    )
+    store.put_broadcast(live)
+    got = store.snapshot().broadcasts["notices/a"]
+    assert got == live
+    assert got.spec.starts_at is not None and got.spec.starts_at.utcoffset() == timedelta(hours=1)
+    assert not got.drift
+    changed = LiveBroadcast(
+        "notices/a", _notice(targets=Targets(all=True)), "retracted", "h", False
+    )
+    store.put_broadcast(changed)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(t.broadcast_targets.c.target_type, t.broadcast_targets.c.value)
+        ).all()
+    assert rows == [("all", "*")]
+    assert store.snapshot().broadcasts["notices/a"].status == "retracted"
+
+
+def test_out_of_band_edit_shows_as_drift(store: SqlStore) -> None:
+    spec = _notice()
+    store.put_broadcast(LiveBroadcast("n", spec, "active", spec.spec_hash()))
+    edited = {**spec.to_json(), "subject": "Edited in the database"}
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(t.broadcasts).values(spec=edited))
+    got = store.snapshot().broadcasts["n"]
+    assert got.spec.subject == "Edited in the database"
+    assert got.drift
+
+
+def _insert_send(store: SqlStore, broadcast_id: str, statuses: list[str]) -> None:
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        send_id = conn.execute(
+            sa.insert(t.sends).values(
+                kind="broadcast",
+                broadcast_id=broadcast_id,
+                recipients=len(statuses),
+                status="sending",
+                created_at=now,
+            )
+        ).inserted_primary_key[0]
+        conn.execute(
+            sa.insert(t.deliveries),
+            [
+                {
+                    "send_id": send_id,
+                    "email": f"r{i}@example.com",
+                    "email_key": f"r{i}@example.com",
+                    "status": s,
+                    "due_at": now,
+                    "updated_at": now,
+                }
+                for i, s in enumerate(statuses)
+            ],
+        )
+
+
+def test_email_progress_comes_from_the_ledger(store: SqlStore) -> None:
+    spec = BroadcastSpec("email", "News", "Body", Targets(all=True))
+    store.put_broadcast(LiveBroadcast("e", spec, "sending", spec.spec_hash()))
+    assert store.snapshot().broadcasts["e"].progress is not None
+    _insert_send(
+        store, "e", ["sent", "sent", "queued", "failed", "suppressed", "uncertain", "queued"]
+    )
+    progress = store.snapshot().broadcasts["e"].progress
+    assert progress is not None
+    assert (
+        progress.total,
+        progress.sent,
+        progress.queued,
+        progress.failed,
+        progress.suppressed,
+        progress.uncertain,
+    ) == (7, 2, 2, 1, 1, 1)
+
+
+def test_system_emails_round_trip_and_keep_stats(store: SqlStore) -> None:
+    base = SystemEmailFields("payment_received", "customer", "Paid {{ payment_total }}", "Thanks")
+    fields = base.with_values({"subject": "Thanks!", "delay": "1h30m"})
+    provenance = Provenance("emails/p.yaml", "c0ffee", "Op", datetime(2026, 11, 2, tzinfo=UTC))
+    live = LiveSystemEmail(
+        "payment_received_customer",
+        fields,
+        fields.fields_hash(),
+        ("delay", "subject"),
+        1,
+        base,
+        provenance=provenance,
+    )
+    store.put_system_email(live)
+    assert store.snapshot().system_emails["payment_received_customer"] == live
+    last = datetime(2026, 11, 1, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(t.system_emails).values(sent_count=41, failed_count=2, last_sent_at=last)
+        )
+    store.put_system_email(
+        LiveSystemEmail("payment_received_customer", base, base.fields_hash(), (), 2, base)
+    )
+    got = store.snapshot().system_emails["payment_received_customer"]
+    assert got.stats == EmailStats(41, 2, last)
+    assert got.fields == base and got.overrides == () and got.base_version == 2
+    store.delete_system_email("payment_received_customer")
+    assert store.snapshot().system_emails == {}
+
+
+@pytest.fixture(params=["sqlite-file", "postgresql"])
+def persistent_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite-file":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_a_store_from_a_newer_commsync_is_refused(persistent_url: str) -> None:
+    open_store(persistent_url).close()
+    engine = sa.create_engine(persistent_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(
+        StoreTooNew, match=r"schema revision '9999'.*newer commsync.*nothing was changed"
+    ):
+        open_store(persistent_url)
+
+
+def _open_and_report(url: str) -> str:
+    store = open_store(url)
+    store.close()
+    return store.store_id
+
+
+def test_concurrent_first_use_migrates_once(persistent_url: str) -> None:
+    """Processes and threads that open a fresh store at the same moment agree on one schema."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        from_processes = pool.map(_open_and_report, [persistent_url] * 4)
+    ids: list[str] = []
+    threads = [threading.Thread(target=lambda: ids.append(_open_and_report(persistent_url))) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(set(from_processes + ids)) == 1 and len(ids) == 3
+
+
+def test_sqlite_file_store_uses_wal(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    store.close()
+
+
+def test_relative_sqlite_paths_are_relative_to_the_project(tmp_path: Path) -> None:
+    from commsync.settings import resolve_store_url
+
+    assert (
+        resolve_store_url("sqlite:///.commsync/store.db", tmp_path)
+        == f"sqlite:///{tmp_path.resolve()}/.commsync/store.db"
+    )
+    assert resolve_store_url("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
+    assert resolve_store_url("postgresql://h/db", tmp_path) == "postgresql://h/db"
