@@ -295,7 +295,10 @@ def test_concurrent_first_use_migrates_once(persistent_url: str) -> None:
     with ctx.Pool(4) as pool:
         from_processes = pool.map(_open_and_report, [persistent_url] * 4)
     ids: list[str] = []
-    threads = [threading.Thread(target=lambda: ids.append(_open_and_report(persistent_url))) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: ids.append(_open_and_report(persistent_url)))
+        for _ in range(3)
+    ]
     for th in threads:
         th.start()
     for th in threads:

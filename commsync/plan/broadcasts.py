@@ -111,28 +111,63 @@ def _plan_notice(
     return None
 
 
-def _sent_signatures(live: LiveSnapshot) -> dict[str, LiveBroadcast]:
-    return {
-        b.spec.content_signature(): b
-        for b in sorted(live.broadcasts.values(), key=lambda b: b.id)
-        if b.spec.kind == "email"
-    }
+def _sent_signatures(live: LiveSnapshot) -> dict[str, str]:
+    """Content signature → which email already has it (for the duplicate-send guard)."""
+    seen: dict[str, str] = {}
+    for b in sorted(live.broadcasts.values(), key=lambda b: b.id):
+        if b.spec.kind == "email":
+            when = b.provenance.applied_at.isoformat() if b.provenance.applied_at else "earlier"
+            seen.setdefault(b.spec.content_signature(), f"email.{b.id}, sent {when}")
+    return seen
+
+
+def _sends_now(d: DesiredBroadcast, now: datetime) -> bool:
+    return d.spec.send_at is None or d.spec.send_at <= now
+
+
+def duplicate_sends(
+    new_emails: Iterable[DesiredBroadcast], sent: Mapping[str, str], now: datetime
+) -> dict[str, str]:
+    """New emails the duplicate-send guard refuses (id → which email they copy).
+
+    Without `allow_resend`, a new email is refused when an email with the same subject, content
+    and targets was sent, when an identical one goes out in this change while it waits, or when
+    an identical one without `allow_resend` comes before it. So a plan never sends twice, and the
+    one that stays refused after apply was refused before it too.
+    """
+    groups: dict[str, list[DesiredBroadcast]] = {}
+    for d in sorted(new_emails, key=lambda d: d.id):
+        groups.setdefault(d.spec.content_signature(), []).append(d)
+    refused: dict[str, str] = {}
+    for signature, members in groups.items():
+        original: DesiredBroadcast | None = None
+        for d in members:
+            if d.spec.allow_resend:
+                continue
+            twin_now = next((o for o in members if o is not d and _sends_now(o, now)), None)
+            if signature in sent:
+                refused[d.id] = sent[signature]
+            elif twin_now is not None and not _sends_now(d, now):
+                refused[d.id] = f"email.{twin_now.id}, sent in this change"
+            elif original is not None:
+                refused[d.id] = f"email.{original.id}, also new in this change"
+            else:
+                original = d
+    return refused
 
 
 def _plan_new_email(
     d: DesiredBroadcast,
     audience: Audience | None,
-    sent: Mapping[str, LiveBroadcast],
+    twin: str | None,
     now: datetime,
     out: Findings,
 ) -> None:
     address, spec = f"email.{d.id}", d.spec
-    twin = sent.get(spec.content_signature())
-    if twin is not None and not spec.allow_resend:
-        when = twin.provenance.applied_at.isoformat() if twin.provenance.applied_at else "earlier"
+    if twin is not None:
         msg = (
-            f"this email has the same subject, content and targets as email.{twin.id}, sent {when}; "
-            "a renamed file would send it twice. Set allow_resend: true to send it again"
+            f"this email has the same subject, content and targets as {twin}; "
+            "a renamed or copied file would send it twice. Set allow_resend: true to send it again"
         )
         out.errors.append(Diagnostic(d.origin.path, d.origin.line, d.origin.col, msg))
         return
@@ -220,9 +255,11 @@ def plan_broadcasts(
     now: datetime,
 ) -> Findings:
     out = Findings()
-    sent = _sent_signatures(live)
+    items = list(broadcasts)
+    new_emails = [d for d in items if d.spec.kind == "email" and d.id not in live.broadcasts]
+    refused = duplicate_sends(new_emails, _sent_signatures(live), now)
     desired_ids = set()
-    for d in broadcasts:
+    for d in items:
         desired_ids.add(d.id)
         current = live.broadcasts.get(d.id)
         if current is not None and _plan_kind_change(d, current, out):
@@ -233,7 +270,7 @@ def plan_broadcasts(
             if action is not None:
                 out.actions.append(action)
         elif current is None:
-            _plan_new_email(d, audience, sent, now, out)
+            _plan_new_email(d, audience, refused.get(d.id), now, out)
         else:
             _plan_sent_email(d, current, out)
     _plan_orphans(desired_ids, live, out)
