@@ -350,7 +350,7 @@ def test_newer_default_report_is_three_way() -> None:
         "subject": ("receipt v1", "receipt v2", "receipt v1"),
         "content": ("Body of receipt v1", "Body of receipt v2", "Body of receipt v1"),
     }
-    assert "commsync emails reset receipt" in warning.message
+    assert "Delete the overrides from emails/receipt.yaml to adopt it" in warning.message
 
 
 def test_reset_and_upgrade_keep_the_default_version_bookkeeping() -> None:

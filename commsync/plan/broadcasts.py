@@ -198,9 +198,9 @@ def _plan_sent_email(d: DesiredBroadcast, live: LiveBroadcast, out: Findings) ->
         msg = f"edited after it was sent ({fields}); a sent email is never sent again. Revert the edit, or write a new broadcast"
         out.warnings.append(PlanWarning(address, "edited_after_send", msg, d.origin.path))
     if progress is not None and progress.queued > 0:
-        reason = f"{progress.queued} of {progress.total} recipients left"
+        reason = f"{progress.queued:,} of {progress.total:,} recipients left"
         if progress.uncertain:
-            reason += f"; {progress.uncertain} uncertain (apply --resend-uncertain)"
+            reason += f"; {progress.uncertain:,} uncertain (apply --resend-uncertain)"
         remaining: JsonObject = {
             "total": progress.total,
             "remaining": progress.queued,

@@ -163,7 +163,7 @@ def _newer_default(default: DefaultEmail, live: LiveSystemEmail, path: str | Non
     details = tuple(ThreeWay(k, old[k], new[k], current[k]) for k in new if old[k] != new[k])
     msg = (
         f"default v{default.version} is available; this customised copy stays on v{live.base_version}. "
-        f"Run `commsync emails reset {live.slug}` to adopt it, or fold its changes into your overrides"
+        f"Delete the overrides from {path or 'its file'} to adopt it, or fold its changes into them"
     )
     return PlanWarning(f"system_email.{live.slug}", "newer_default", msg, path, details)
 
