@@ -13,7 +13,15 @@ from typing import Literal, TypeVar
 
 from commsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from commsync.errors import ConfigError, ValidationFailed
-from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
+from commsync.model import (
+    CustomerRecord,
+    DefaultEmail,
+    EmailStats,
+    ImportCounts,
+    LiveSystemEmail,
+    MembershipRecord,
+    ProductRecord,
+)
 from commsync.plan.diff import audience_requests, build_plan
 from commsync.plan.model import Plan, plan_to_json
 from commsync.records import CUSTOMERS, MEMBERSHIPS, PRODUCTS, Layout, parse_records
@@ -221,16 +229,20 @@ class EmailRow:
     last_sent_at: datetime | None = None
 
 
-def _state(
-    default_version: int | None, live_version: int | None, installed: bool, customised: bool
-) -> str:
-    if not installed:
-        return "importable"
-    if default_version is None:
-        return "custom" if live_version is None else "unregistered"
-    if live_version is not None and default_version > live_version:
-        return "newer default" if customised else "upgrade pending"
-    return "customised" if customised else "default"
+def _state(default: DefaultEmail | None, live: LiveSystemEmail | None, wanted: bool) -> str:
+    if live is None:
+        return "not applied yet" if wanted else "importable"
+    if default is None:
+        return "custom" if live.base_version is None else "unregistered"
+    if live.base_version is not None and default.version > live.base_version:
+        return "newer default" if live.overrides else "upgrade pending"
+    return "customised" if live.overrides else "default"
+
+
+def _wanted_by_imports(default: DefaultEmail | None, imports: str) -> bool:
+    return default is not None and (
+        imports == "all" or (imports == "critical" and default.critical)
+    )
 
 
 def list_emails(project: Project) -> list[EmailRow]:
@@ -240,13 +252,26 @@ def list_emails(project: Project) -> list[EmailRow]:
         raise ValidationFailed(loaded.diagnostics)
     with store_session(loaded.settings.store_url) as store:
         live = store.snapshot().system_emails
-    files = {e.slug: e.origin.path for e in loaded.emails}
+    files = {e.slug: e for e in loaded.emails}
     rows = []
-    for slug in sorted(set(loaded.catalog.defaults) | set(live)):
-        default, installed = loaded.catalog.defaults.get(slug), live.get(slug)
-        fields = installed.fields if installed else default.fields if default else None
+    for slug in sorted(set(loaded.catalog.defaults) | set(live) | set(files)):
+        default, installed, file = (
+            loaded.catalog.defaults.get(slug),
+            live.get(slug),
+            files.get(slug),
+        )
+        fields = (
+            installed.fields
+            if installed
+            else default.fields
+            if default
+            else file.custom
+            if file
+            else None
+        )
         assert fields is not None
-        stats = installed.stats if installed else None
+        stats = installed.stats if installed else EmailStats()
+        wanted = file is not None or _wanted_by_imports(default, loaded.settings.imports)
         rows.append(
             EmailRow(
                 slug=slug,
@@ -258,17 +283,12 @@ def list_emails(project: Project) -> list[EmailRow]:
                 installed=installed is not None,
                 installed_version=installed.base_version if installed else None,
                 customised=installed.overrides if installed else (),
-                file=files.get(slug),
+                file=file.origin.path if file else None,
                 active=installed.fields.active if installed else None,
-                state=_state(
-                    default.version if default else None,
-                    installed.base_version if installed else None,
-                    installed is not None,
-                    bool(installed and installed.overrides),
-                ),
-                sent=stats.sent if stats else 0,
-                failed=stats.failed if stats else 0,
-                last_sent_at=stats.last_sent_at if stats else None,
+                state=_state(default, installed, wanted),
+                sent=stats.sent,
+                failed=stats.failed,
+                last_sent_at=stats.last_sent_at,
             )
         )
     return rows

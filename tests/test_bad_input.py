@@ -556,3 +556,23 @@ def test_bad_rows_are_reported_and_nothing_of_the_file_is_written(
         )
     assert len(reported) == len(case.expected), reported
     assert dump_store(repo.store_url) == before
+
+
+def test_one_file_with_several_kinds_of_error_reports_them_all(repo: Repo) -> None:
+    repo.import_data()
+    repo.write(
+        "broadcasts/a.yaml",
+        "kind: notice\ntargets: {products: [pro, gold]}\nsubject: Hi {{ customer_nme }}\ncontent: x\ncolour: red\n",
+    )
+    repo.write("emails/payment_failed_admin.yaml", "active: maybe\nsubject: '{{ nope }}'\n")
+    lines = repo.cli("validate").stdout.splitlines()
+    expected = [
+        "broadcasts/a.yaml:2:27: error: unknown product 'gold'",
+        "broadcasts/a.yaml:3:16: error: unknown placeholder 'customer_nme' for notices (did you mean 'customer_name'?)",
+        "broadcasts/a.yaml:5:1: error: unknown key 'colour' (expected one of: allow_resend, content, dismissible, expires_at, format, id, kind, message_type, send_at, starts_at, subject, targets)",
+        "emails/payment_failed_admin.yaml:1:9: error: expected true or false, got string 'maybe'",
+        "emails/payment_failed_admin.yaml:2:14: error: unknown placeholder 'nope' for event payment_failed (available: ",
+    ]
+    assert len(lines) == len(expected)
+    for line, start in zip(lines, expected, strict=True):
+        assert line.startswith(start), (line, start)

@@ -194,7 +194,14 @@ def test_emails_list_shows_defaults_installed_customised_and_importable(demo_rep
         r["slug"]: r
         for r in json.loads(demo_repo.cli("emails", "list", "--format", "json").stdout)["emails"]
     }
-    assert len(rows) == 13
+    assert len(rows) == 14  # 13 defaults and the custom site_setup_checklist
+    assert (
+        rows["site_setup_checklist"]["state"] == "not applied yet"
+        and rows["site_setup_checklist"]["source"] == "custom"
+    )
+    assert (
+        rows["confirm_email_address"]["state"] == "not applied yet"
+    )  # critical, imports: critical
     assert rows["payment_failed_admin"]["state"] == "customised"
     assert rows["payment_failed_admin"]["customised"] == ["active"]
     assert rows["payment_failed_admin"]["stats"] == {

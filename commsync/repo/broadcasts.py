@@ -20,7 +20,7 @@ from commsync.model import (
     Targets,
     parse_datetime,
 )
-from commsync.repo.schema import schema_diagnostics
+from commsync.repo.schema import invalid_keys, schema_diagnostics
 from commsync.repo.templates import subject_diagnostics, template_diagnostics
 from commsync.repo.yamlpos import YamlDoc, as_list, load_yaml
 
@@ -52,6 +52,7 @@ class ParsedBroadcast:
     products: tuple[tuple[str, str], ...]
     all: bool
     origin: Origin
+    valid: bool = True
 
     def to_desired(self, customer_ids: Iterable[str]) -> DesiredBroadcast:
         f = self.fields
@@ -130,61 +131,63 @@ def _pos(doc: YamlDoc, pointer: str) -> tuple[int, int]:
 def _check(
     doc: YamlDoc, value: Mapping[str, object]
 ) -> tuple[dict[str, datetime], list[Diagnostic]]:
-    kind = value["kind"]
-    allowed = frozenset(EMAIL_BROADCAST_CONTEXT if kind == "email" else BROADCAST_CONTEXT)
-    context = "email broadcasts" if kind == "email" else "notices"
-    out = subject_diagnostics(doc, "/subject", str(value["subject"]))
+    """Checks beyond the schema, on the keys that passed it (so one run reports everything)."""
+    kind = value.get("kind")
+    allowed = frozenset(BROADCAST_CONTEXT if kind == "notice" else EMAIL_BROADCAST_CONTEXT)
+    context = "notices" if kind == "notice" else "email broadcasts"
+    out: list[Diagnostic] = []
+    if isinstance(value.get("subject"), str):
+        out += subject_diagnostics(doc, "/subject", str(value["subject"]))
     for name in ("subject", "content"):
-        out += template_diagnostics(doc, f"/{name}", str(value[name]), allowed, context)
-    targets = value["targets"]
-    assert isinstance(targets, dict)
-    out += _target_diagnostics(doc, targets)
+        if isinstance(value.get(name), str):
+            out += template_diagnostics(doc, f"/{name}", str(value[name]), allowed, context)
+    targets = value.get("targets")
+    if isinstance(targets, dict):
+        out += _target_diagnostics(doc, targets)
     dates, date_problems = _date_diagnostics(doc, value)
     return dates, out + date_problems
 
 
+def _refs(targets: object, key: str) -> tuple[tuple[str, str], ...]:
+    items = as_list(targets.get(key)) if isinstance(targets, dict) else []
+    return tuple(
+        (str(item), f"/targets/{key}/{i}")
+        for i, item in enumerate(items)
+        if isinstance(item, str | int)
+    )
+
+
 def parse_broadcast(path: str, data: bytes) -> tuple[ParsedBroadcast | None, list[Diagnostic]]:
-    """Parse and check one broadcast file; None when it has errors."""
+    """Parse and check one broadcast file. The result is `valid` only when it has no errors;
+    an invalid one is still returned when its targets can be checked against the store."""
     doc, diags = load_yaml(path, data)
-    if doc is None:
-        return None, diags
-    diags += schema_diagnostics(doc, "broadcast.schema.json")
-    if any(d.severity == "error" for d in diags):
-        return None, diags
-    value = doc.value
-    assert isinstance(value, dict)
-    bid = str(value.get("id") or _default_id(path))
-    if "id" not in value and not _ID.fullmatch(bid):
-        diags.append(
-            doc.diag(
-                "",
-                f"the file path gives the id {bid!r}, which is not a valid id; rename the file or set id:",
-            )
+    if doc is None or not isinstance(doc.value, dict):
+        return None, diags + (
+            [] if doc is None else schema_diagnostics(doc, "broadcast.schema.json")
         )
+    diags += schema_diagnostics(doc, "broadcast.schema.json")
+    bad = invalid_keys(diags)
+    value = {k: v for k, v in doc.value.items() if k not in bad}
+    bid = str(value.get("id") or _default_id(path))
+    if "id" not in doc.value and not _ID.fullmatch(bid):
+        message = f"the file path gives the id {bid!r}, which is not a valid id; rename the file or set id:"
+        diags.append(doc.diag("", message))
     dates, problems = _check(doc, value)
     diags += problems
-    if any(d.severity == "error" for d in diags):
-        return None, diags
-    targets = value["targets"]
-    assert isinstance(targets, dict)
-    customers = [
-        (str(c), f"/targets/customers/{i}") for i, c in enumerate(as_list(targets.get("customers")))
-    ]
-    products = [
-        (str(p), f"/targets/products/{i}") for i, p in enumerate(as_list(targets.get("products")))
-    ]
+    targets = value.get("targets")
     mark = doc.mark("/id", key=True) if "id" in value else doc.mark("")
-    kind: BroadcastKind = "email" if value["kind"] == "email" else "notice"
+    kind: BroadcastKind = "email" if value.get("kind") == "email" else "notice"
     parsed = ParsedBroadcast(
         bid,
         doc,
         kind,
         value,
         dates,
-        tuple(customers),
-        tuple(products),
-        targets.get("all") is True,
+        _refs(targets, "customers"),
+        _refs(targets, "products"),
+        isinstance(targets, dict) and targets.get("all") is True,
         Origin(path, mark.line, mark.col),
+        valid=not any(d.severity == "error" for d in diags),
     )
     return parsed, diags
 
@@ -214,7 +217,10 @@ def _customer_message(ref: str, matches: tuple[str, ...]) -> str | None:
 def resolve_targets(
     parsed: Iterable[ParsedBroadcast], refs: References
 ) -> tuple[list[DesiredBroadcast], list[Diagnostic]]:
-    """Resolve customer refs to ids and check product slugs; every unknown one is an error."""
+    """Resolve customer refs to ids and check product slugs; every unknown one is an error.
+
+    Invalid files are checked too (so one run reports everything) but give no desired broadcast.
+    """
     items = list(parsed)
     slugs = refs.product_slugs()
     matches = refs.match_customers({ref for p in items for ref, _ in p.customer_refs})
@@ -235,6 +241,6 @@ def resolve_targets(
             else:
                 ids.append(found[0])
         out.extend(problems)
-        if not problems:
+        if p.valid and not problems:
             desired.append(p.to_desired(ids))
     return desired, out

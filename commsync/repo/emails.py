@@ -18,7 +18,7 @@ from commsync.model import (
     canonical_delay,
 )
 from commsync.render.sandbox import placeholders
-from commsync.repo.schema import schema_diagnostics
+from commsync.repo.schema import invalid_keys, schema_diagnostics
 from commsync.repo.templates import subject_diagnostics, template_diagnostics
 from commsync.repo.yamlpos import YamlDoc, load_yaml
 from commsync.settings import is_address
@@ -100,61 +100,58 @@ def _admin_warnings(
 
 
 def _effective(
-    doc: YamlDoc,
-    slug: str,
-    value: Mapping[str, JsonValue],
-    overrides: dict[str, JsonValue],
-    ctx: EmailContext,
+    doc: YamlDoc, slug: str, overrides: dict[str, JsonValue], ctx: EmailContext
 ) -> tuple[SystemEmailFields | None, list[Diagnostic]]:
     default = ctx.catalog.defaults.get(slug)
     if default is not None:
         return default.fields.with_values(overrides), []
-    missing = [k for k in _CUSTOM_REQUIRED if k not in value]
+    written = doc.value if isinstance(doc.value, dict) else {}
+    missing = [k for k in _CUSTOM_REQUIRED if k not in written]
     if missing:
         why = f"{slug!r} is not a registered default, so it is a custom email and needs event, target, subject and content"
         return None, [doc.diag("", f"missing required key {k!r}: {why}") for k in missing]
+    if any(k not in overrides for k in _CUSTOM_REQUIRED):  # present but invalid: already reported
+        return None, []
     return SystemEmailFields.from_json(overrides), []
 
 
 def parse_system_email(
     path: str, data: bytes, ctx: EmailContext
 ) -> tuple[DesiredSystemEmail | None, list[Diagnostic]]:
-    """Parse and check one emails/*.yaml file; None when it has errors."""
+    """Parse and check one emails/*.yaml file; None when it has errors.
+
+    Keys that fail the schema are left out of the later checks, so one run reports everything.
+    """
     doc, diags = load_yaml(path, data)
     if doc is None:
         return None, diags
     diags += schema_diagnostics(doc, "email.schema.json")
-    if diags:
+    bad = invalid_keys(diags)
+    if not isinstance(doc.value, dict) or "email" in bad:
         return None, diags
-    value = doc.value
-    assert isinstance(value, dict)
+    value = {k: v for k, v in doc.value.items() if k not in bad}
     stem = path.rsplit("/", 1)[-1][: -len(".yaml")]
     slug = str(value.get("email", stem))
     if "email" not in value and not _SLUG.fullmatch(slug):
-        diags.append(
-            doc.diag(
-                "",
-                f"the file name gives the slug {slug!r}, which is not valid; rename it or set email:",
-            )
+        message = (
+            f"the file name gives the slug {slug!r}, which is not valid; rename it or set email:"
         )
-        return None, diags
+        return None, [*diags, doc.diag("", message)]
     overrides = _normalise(value)
-    fields, problems = _effective(doc, slug, value, overrides, ctx)
+    fields, problems = _effective(doc, slug, overrides, ctx)
     if fields is None:
-        return None, problems
+        return None, diags + problems
     if "subject" in value:
         problems += subject_diagnostics(doc, "/subject", fields.subject)
-    problems += _event_diagnostics(doc, value, fields, ctx) + _sender_diagnostics(
-        doc, value.get("sender")
-    )
+    problems += _event_diagnostics(doc, value, fields, ctx)
+    problems += _sender_diagnostics(doc, value.get("sender"))
     if not ctx.has_admins:
         problems += _admin_warnings(doc, value, fields)
+    diags += problems
     mark = doc.mark("/email", key=True) if "email" in value else doc.mark("")
-    is_default = slug in ctx.catalog.defaults
-    desired = DesiredSystemEmail(
-        slug, overrides, Origin(path, mark.line, mark.col), None if is_default else fields
-    )
-    return (None if any(p.severity == "error" for p in problems) else desired), problems
+    custom = None if slug in ctx.catalog.defaults else fields
+    desired = DesiredSystemEmail(slug, overrides, Origin(path, mark.line, mark.col), custom)
+    return (None if any(d.severity == "error" for d in diags) else desired), diags
 
 
 def duplicate_slug_diagnostics(emails: Iterable[DesiredSystemEmail]) -> list[Diagnostic]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from functools import cache
 from typing import Any
 
@@ -191,3 +191,12 @@ def schema_diagnostics(doc: YamlDoc, schema_name: str) -> list[Diagnostic]:
 
 def is_valid(value: Json, schema_name: str) -> bool:
     return bool(validator(schema_name).is_valid(value))
+
+
+def invalid_keys(diagnostics: Iterable[Diagnostic]) -> set[str]:
+    """Top-level keys with an error: later checks skip them instead of tripping over them."""
+    return {
+        d.pointer.split("/")[1]
+        for d in diagnostics
+        if d.severity == "error" and d.pointer.count("/") >= 1
+    }
