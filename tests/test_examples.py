@@ -37,7 +37,7 @@ def test_examples_plan_with_real_audiences(demo_repo: Repo) -> None:
     document = demo_repo.plan_json()
     actions = {a["address"]: a for a in document["actions"]}
     assert {a: x["action"] for a, x in actions.items()} == {
-        "email.2027/agency-white-label-launch": "scheduled",
+        "email.launches/agency-white-label": "scheduled",
         "email.emails/2026-12-holiday-support-hours": "send",
         "notice.notices/card-expiring": "create",
         "notice.notices/http3-everywhere": "create",

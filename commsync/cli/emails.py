@@ -73,7 +73,12 @@ def _table(rows: list[api.EmailRow]) -> str:
 
 @emails_group.command("list")
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: a table; json: a document with every field.",
 )
 @click.pass_context
 def list_command(ctx: click.Context, fmt: str) -> int:
