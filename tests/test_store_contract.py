@@ -323,3 +323,53 @@ def test_relative_sqlite_paths_are_relative_to_the_project(tmp_path: Path) -> No
     )
     assert resolve_store_url("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
     assert resolve_store_url("postgresql://h/db", tmp_path) == "postgresql://h/db"
+
+
+def test_histogram_and_distinct_strategies_agree(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from commsync.store import audience
+
+    store.upsert_products([ProductRecord(p, p) for p in ("a", "b", "c", "d")])
+    customers = [CustomerRecord(str(n), f"c{n}@example.com") for n in range(1, 61)]
+    store.upsert_customers(customers)
+    rows = []
+    for n in range(1, 61):
+        for i, product in enumerate(("a", "b", "c", "d")):
+            if (n + i) % (i + 2) == 0:
+                rows.append(
+                    MembershipRecord(
+                        str(n), product, ("active", "trialing", "cancelled")[(n * (i + 1)) % 3]
+                    )
+                )
+    store.upsert_memberships(rows)
+    selections = [
+        Targets(products=("a", "b")),
+        Targets(products=("a", "b", "c", "d")),
+        Targets(products=("b", "d"), customers=("1", "2", "59")),
+        Targets(products=("c",), customers=("3", "4")),
+        Targets(products=("a", "c", "d")),
+    ]
+    by_distinct = store.count_audiences(selections, STATUSES)
+    monkeypatch.setattr(audience, "_HISTOGRAM_MIN_ROWS", 0)
+    monkeypatch.setattr(audience, "_HISTOGRAM_RATIO", 0)
+    by_histogram = store.count_audiences(selections, STATUSES)
+    assert by_histogram == by_distinct
+    # and both equal a count done the slow, obvious way
+    qualifying = {(r.customer_id, r.product) for r in rows if r.status in STATUSES}
+    for selection in selections:
+        expected = {c for c, p in qualifying if p in selection.products} | set(selection.customers)
+        assert by_distinct[selection].total == len(expected), selection
+
+
+def test_migrations_create_exactly_the_declared_tables(store_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    store = open_store(store_url)
+    with store.engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}), t.metadata
+        )
+    store.close()
+    assert diff == []

@@ -16,6 +16,7 @@ from jinja2 import StrictUndefined, TemplateAssertionError, TemplateSyntaxError,
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _JINJA_MARKERS = ("{{", "{%", "{#")
+_SIMPLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 @cache
@@ -79,24 +80,56 @@ def _undeclared(ast: nodes.Template) -> set[str]:
         return {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"} - stored
 
 
+def _unknown_message(name: str, allowed: frozenset[str], context: str) -> str:
+    close = difflib.get_close_matches(name, sorted(allowed), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"available: {', '.join(sorted(allowed))}"
+    return f"unknown placeholder {name!r} for {context} ({hint})"
+
+
 def _placeholder_issues(
     ast: nodes.Template, lines: list[str], allowed: frozenset[str], context: str
 ) -> Iterator[TemplateIssue]:
     unknown = _undeclared(ast) - allowed
-    if not unknown:
-        return
     seen: set[str] = set()
     for node in ast.find_all(nodes.Name):
         if node.ctx != "load" or node.name not in unknown or node.name in seen:
             continue
         seen.add(node.name)
-        close = difflib.get_close_matches(node.name, sorted(allowed), n=1)
-        hint = (
-            f"did you mean {close[0]!r}?" if close else f"available: {', '.join(sorted(allowed))}"
-        )
         text = lines[node.lineno - 1] if 0 < node.lineno <= len(lines) else ""
-        message = f"unknown placeholder {node.name!r} for {context} ({hint})"
+        message = _unknown_message(node.name, allowed, context)
         yield TemplateIssue(node.lineno, _column(text, node.name), message)
+
+
+def _simple_placeholders(source: str) -> list[tuple[str, int]] | None:
+    """(name, offset) of every `{{ name }}` when that is all the template does, else None.
+
+    Most templates only substitute placeholders; for them this is exact and skips the parser.
+    """
+    if "{%" in source or "{#" in source:
+        return None
+    found = []
+    start = source.find("{{")
+    while start != -1:
+        match = _SIMPLE.match(source, start)
+        if match is None:
+            return None
+        found.append((match.group(1), match.start(1)))
+        start = source.find("{{", match.end())
+    return found
+
+
+def _simple_issues(
+    names: list[tuple[str, int]], source: str, allowed: frozenset[str], context: str
+) -> tuple[TemplateIssue, ...]:
+    issues, seen = [], set()
+    for name, offset in names:
+        if name in allowed or name in seen:
+            continue
+        seen.add(name)
+        line = source.count("\n", 0, offset) + 1
+        col = offset - (source.rfind("\n", 0, offset) + 1) + 1
+        issues.append(TemplateIssue(line, col, _unknown_message(name, allowed, context)))
+    return tuple(issues)
 
 
 @lru_cache(maxsize=4096)
@@ -104,6 +137,13 @@ def check_template(source: str, allowed: frozenset[str], context: str) -> tuple[
     """Syntax errors, unknown placeholders/filters and sandbox violations, without rendering."""
     if not any(marker in source for marker in _JINJA_MARKERS):
         return ()
+    simple = _simple_placeholders(source)
+    if simple is not None:
+        return _simple_issues(simple, source, allowed, context)
+    return _parsed_issues(source, allowed, context)
+
+
+def _parsed_issues(source: str, allowed: frozenset[str], context: str) -> tuple[TemplateIssue, ...]:
     try:
         ast = environment().parse(source)
     except TemplateSyntaxError as exc:
@@ -117,4 +157,7 @@ def placeholders(source: str) -> frozenset[str]:
     """The placeholder names a (syntactically valid) template reads."""
     if not any(marker in source for marker in _JINJA_MARKERS):
         return frozenset()
+    simple = _simple_placeholders(source)
+    if simple is not None:
+        return frozenset(name for name, _ in simple)
     return frozenset(_undeclared(environment().parse(source)))

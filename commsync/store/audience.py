@@ -1,20 +1,34 @@
 """Audience counts in SQL: how many distinct customers a target selection reaches.
 
-Customers are never loaded into Python: product counts come from one grouped query over the
-(product_slug, status, customer_id) index, and selections that mix several products or explicit
-customers are counted with a UNION, which removes customers selected twice.
+Customers are never loaded to be counted. Per-product counts come from one grouped query over the
+(product_slug, status, customer_id) index. A selection of several products needs distinct
+customers; there are two ways to get them, and a cost estimate picks one:
+
+- one `COUNT(DISTINCT customer_id)` per selection, which sorts that selection's rows — cheap for
+  the few selections of an everyday pull request;
+- one pass that groups every customer by the *set* of products they qualify for (a few thousand
+  distinct sets) and adds each set's count to every selection it meets — cheaper once the
+  selections together would sort more rows than the memberships table holds twice over.
+
+Customers listed by id are counted by looking up only their own memberships.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
 
-from sqlalchemy import Connection, Select, func, select, union
+from sqlalchemy import ColumnElement, Connection, distinct, func, select
+from sqlalchemy.sql.functions import aggregate_strings
 
 from commsync.model import Audience, Targets
 from commsync.store.tables import customers, memberships
 
 _CHUNK = 500
+_HISTOGRAM_RATIO = (
+    2  # sorted rows per selection vs. rows in one full pass; measured in bench/plan.py
+)
+_HISTOGRAM_MIN_ROWS = 100_000
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -22,33 +36,89 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[i : i + _CHUNK]
 
 
+def _qualifying(statuses: Sequence[str]) -> ColumnElement[bool]:
+    return memberships.c.status.in_(statuses)
+
+
 def _product_counts(conn: Connection, slugs: set[str], statuses: Sequence[str]) -> dict[str, int]:
     if not slugs:
         return {}
     query = (
         select(memberships.c.product_slug, func.count())
-        .where(memberships.c.product_slug.in_(sorted(slugs)), memberships.c.status.in_(statuses))
+        .where(memberships.c.product_slug.in_(sorted(slugs)), _qualifying(statuses))
         .group_by(memberships.c.product_slug)
     )
     counts = {str(slug): int(n) for slug, n in conn.execute(query)}
     return {slug: counts.get(slug, 0) for slug in slugs}
 
 
-def _union_count(conn: Connection, targets: Targets, statuses: Sequence[str]) -> int:
-    parts: list[Select[tuple[str]]] = []
-    if targets.products:
-        parts.append(
-            select(memberships.c.customer_id).where(
-                memberships.c.product_slug.in_(targets.products), memberships.c.status.in_(statuses)
-            )
+def _listed_products(
+    conn: Connection, ids: set[str], statuses: Sequence[str]
+) -> dict[str, set[str]]:
+    """For explicitly listed customers only: the products they qualify for."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for chunk in _chunks(sorted(ids)):
+        query = select(memberships.c.customer_id, memberships.c.product_slug).where(
+            memberships.c.customer_id.in_(chunk), _qualifying(statuses)
         )
-    parts.extend(
-        select(customers.c.id).where(customers.c.id.in_(chunk))
-        for chunk in _chunks(targets.customers)
+        for cid, slug in conn.execute(query):
+            found[str(cid)].add(str(slug))
+    return found
+
+
+def _distinct_count(conn: Connection, products: Sequence[str], statuses: Sequence[str]) -> int:
+    query = select(func.count(distinct(memberships.c.customer_id))).where(
+        memberships.c.product_slug.in_(products), _qualifying(statuses)
     )
-    # UNION removes duplicates across parts; DISTINCT also covers a single part (several products).
-    subquery = (union(*parts) if len(parts) > 1 else parts[0].distinct()).subquery()
-    return int(conn.execute(select(func.count()).select_from(subquery)).scalar_one())
+    return int(conn.execute(query).scalar_one())
+
+
+def _histogram(
+    conn: Connection, selections: Sequence[Targets], statuses: Sequence[str]
+) -> dict[Targets, int]:
+    """Distinct customers per selection from one pass over memberships grouped by customer."""
+    per_customer = (
+        select(aggregate_strings(memberships.c.product_slug, " ").label("products"))
+        .where(_qualifying(statuses))
+        .group_by(memberships.c.customer_id)
+        .subquery()
+    )
+    query = select(per_customer.c.products, func.count()).group_by(per_customer.c.products)
+    by_product: dict[str, list[Targets]] = defaultdict(list)
+    for t in selections:
+        for slug in t.products:
+            by_product[slug].append(t)
+    totals = dict.fromkeys(selections, 0)
+    for products, count in conn.execute(query):
+        touched = {t for slug in str(products).split(" ") for t in by_product.get(slug, ())}
+        for t in touched:
+            totals[t] += int(count)
+    return totals
+
+
+def _all_qualifying_rows(conn: Connection, statuses: Sequence[str]) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).select_from(memberships).where(_qualifying(statuses))
+        ).scalar_one()
+    )
+
+
+def _multi_product_counts(
+    conn: Connection,
+    selections: list[Targets],
+    per_product: dict[str, int],
+    statuses: Sequence[str],
+) -> dict[Targets, int]:
+    if not selections:
+        return {}
+    rows_to_sort = sum(per_product[p] for t in selections for p in t.products)
+    if (
+        rows_to_sort >= _HISTOGRAM_MIN_ROWS
+        and rows_to_sort > _HISTOGRAM_RATIO * _all_qualifying_rows(conn, statuses)
+    ):
+        return _histogram(conn, selections, statuses)
+    return {t: _distinct_count(conn, t.products, statuses) for t in selections}
 
 
 def count_audiences(
@@ -56,6 +126,13 @@ def count_audiences(
 ) -> dict[Targets, Audience]:
     unique = set(selections)
     per_product = _product_counts(conn, {p for t in unique for p in t.products}, statuses)
+    partial = [t for t in unique if not t.all]
+    multi = _multi_product_counts(
+        conn, [t for t in partial if len(t.products) > 1], per_product, statuses
+    )
+    listed = _listed_products(
+        conn, {c for t in partial if t.products for c in t.customers}, statuses
+    )
     everyone: int | None = None
     out: dict[Targets, Audience] = {}
     for t in unique:
@@ -65,12 +142,12 @@ def count_audiences(
                     conn.execute(select(func.count()).select_from(customers)).scalar_one()
                 )
             total = everyone
-        elif not t.customers and len(t.products) == 1:
-            total = per_product[t.products[0]]
-        elif not t.products:
-            total = len(t.customers)
         else:
-            total = _union_count(conn, t, statuses)
+            from_products = (
+                multi[t] if len(t.products) > 1 else sum(per_product[p] for p in t.products)
+            )
+            extra = sum(1 for c in t.customers if not listed.get(c, set()) & set(t.products))
+            total = from_products + extra
         products = tuple((slug, per_product[slug]) for slug in t.products)
         out[t] = Audience(total=total, all=t.all, customers=len(t.customers), products=products)
     return out

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from commsync.store.migrate import VERSION_TABLE
 from commsync.store.tables import metadata
-
-VERSION_TABLE = "commsync_schema_version"
 
 
 def run_migrations_online() -> None:

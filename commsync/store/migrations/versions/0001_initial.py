@@ -183,6 +183,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("customer_id", "product_slug", name=op.f("pk_memberships")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("memberships", schema=None) as batch_op:
         batch_op.create_index(

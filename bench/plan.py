@@ -1,0 +1,229 @@
+"""Benchmark: `commsync plan` on a large repository against a large SQLite store.
+
+    python bench/plan.py [--customers 1000000] [--runs 3]
+
+Builds (once, cached in bench/.work/) a SQLite store with 1,000,000 customers, 100 products and
+1,500,000 memberships, and a repository with 2,000 broadcast files plus an override file for every
+registered default. Then runs the real `commsync plan` command as a subprocess and reports wall
+time and peak RSS for two cases:
+
+- first plan: nothing applied yet, so every broadcast is new and every audience is counted;
+- re-plan: the store already holds what the first plan would create (the everyday CI case).
+
+Floor (issue 2): first plan ≤ 3 s wall and ≤ 300 MB peak RSS on the 2-core CI machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / ".work"
+PRODUCTS = [f"p{i:03}" for i in range(100)]
+STATUSES = ["active"] * 7 + ["trialing", "cancelled", "expired"]
+FIRST = ["Ada", "Grace", "Alan", "Katherine", "Linus", "Margaret", "Edsger", "Barbara", "Dennis", "Frances"]
+LAST = ["Lovelace", "Hopper", "Turing", "Johnson", "Torvalds", "Hamilton", "Dijkstra", "Liskov", "Ritchie", "Allen"]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}; SQLite {sqlite3.sqlite_version}"
+    )
+
+
+def build_store(path: Path, customers: int) -> float:
+    """Create the store with commsync (migrations), then bulk-load platform data with sqlite3."""
+    started = time.perf_counter()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.db")
+    for leftover in path.parent.glob(tmp.name + "*"):
+        leftover.unlink()
+    from commsync.store.sql import open_store
+
+    open_store(f"sqlite:///{tmp}").close()
+    rng = random.Random(1)
+    now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+    conn = sqlite3.connect(tmp)
+    conn.execute("PRAGMA journal_mode=OFF")
+    conn.execute("PRAGMA synchronous=OFF")
+    with conn:
+        conn.executemany("INSERT INTO products (slug, name, updated_at) VALUES (?, ?, ?)", ((p, p.upper(), now) for p in PRODUCTS))
+        conn.executemany(
+            "INSERT INTO customers (id, email, email_key, username, first_name, last_name, display_name, locale, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, NULL, 'en_US', ?)",
+            (
+                (str(n), f"c{n}@example.com", f"c{n}@example.com", f"user{n}", FIRST[n % 10], LAST[n // 10 % 10], now)
+                for n in range(1, customers + 1)
+            ),
+        )
+
+        def memberships():  # type: ignore[no-untyped-def]
+            for n in range(1, customers + 1):
+                first = rng.choice(PRODUCTS)
+                yield (str(n), first, rng.choice(STATUSES), now)
+                if n % 2 == 0:
+                    second = rng.choice([p for p in PRODUCTS if p != first])
+                    yield (str(n), second, rng.choice(STATUSES), now)
+
+        conn.executemany("INSERT INTO memberships (customer_id, product_slug, status, updated_at) VALUES (?, ?, ?, ?)", memberships())
+    conn.execute("ANALYZE")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    tmp.rename(path)
+    return time.perf_counter() - started
+
+
+def _targets(rng: random.Random, customers: int) -> str:
+    roll = rng.random()
+    if roll < 0.55:
+        return f"  products: [{rng.choice(PRODUCTS)}]\n"
+    if roll < 0.75:
+        return f"  products: [{', '.join(rng.sample(PRODUCTS, 2))}]\n"
+    if roll < 0.85:
+        return "  all: true\n"
+    refs = []
+    for _ in range(5):
+        n = rng.randint(1, customers)
+        refs.append(rng.choice([str(n), f"c{n}@example.com", f"user{n}"]))
+    extra = f"  products: [{rng.choice(PRODUCTS)}]\n" if roll > 0.95 else ""
+    return f"  customers: [{', '.join(refs)}]\n{extra}"
+
+
+def build_repo(root: Path, customers: int, files: int = 2000) -> None:
+    if root.exists():
+        shutil.rmtree(root)
+    rng = random.Random(2)
+    (root / "broadcasts").mkdir(parents=True)
+    (root / "emails").mkdir()
+    (root / "commsync.yaml").write_text(
+        "version: 1\nnetwork: {name: Bench Network, url: https://bench.example}\n"
+        "store: sqlite:///../store.db\nmail:\n  from: Bench <hello@bench.example>\n  admins: [ops@bench.example]\n"
+    )
+    body = "\n".join(
+        [
+            "Hi {{ customer_first_name }}, this is update NUMBER.",
+            "",
+            "This is an announcement for everyone on {{ network_name }}. It has a few paragraphs,",
+            "**bold** words, a [link]({{ network_url }}/news) and a list:",
+            "",
+            "- first point",
+            "- second point",
+            "- third point",
+            "",
+            "Thanks, the team",
+        ]
+    )
+    for i in range(files):
+        kind = "email" if i % 10 < 3 else "notice"
+        extra = "message_type: warning\n" if kind == "notice" and i % 4 == 0 else ""
+        text = (
+            f"kind: {kind}\nsubject: \"Update {i} for {{{{ customer_name }}}}\"\n{extra}targets:\n{_targets(rng, customers)}"
+            "content: |\n" + "".join(f"  {line}\n" if line else "\n" for line in body.replace("NUMBER", str(i)).splitlines())
+        )
+        path = root / "broadcasts" / f"team{i % 20:02}" / f"b{i:04}.yaml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    from commsync.catalog.loader import build_catalog, core_catalog_dir
+
+    catalog, _ = build_catalog([core_catalog_dir()])
+    for slug, default in catalog.defaults.items():
+        (root / "emails" / f"{slug}.yaml").write_text(
+            f'email: {slug}\nsubject: "[Bench] {default.fields.subject}"\ncontent: |\n'
+            + "".join(f"  {line}\n" if line else "\n" for line in default.fields.content.splitlines())
+            + "  (customised for the benchmark)\n"
+        )
+
+
+def run_plan(root: Path) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MiB) and exit code of one `commsync plan` subprocess."""
+    exe = shutil.which("commsync", path=str(Path(sys.executable).parent)) or "commsync"
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [exe, "-C", str(root), "plan", "--format", "json", "--out", str(WORK / "plan.json")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 2):
+        raise SystemExit(f"commsync plan failed ({code}): {proc.stderr.read().decode() if proc.stderr else ''}")
+    return wall, usage.ru_maxrss / 1024, code
+
+
+def seed_applied(store_url: str) -> int:
+    """Write into the store what the saved plan would create (a stand-in for apply)."""
+    import json
+
+    from commsync.plan.model import plan_from_json
+    from commsync.plan.simulate import apply_effects
+    from commsync.store.sql import open_store
+
+    plan = plan_from_json(json.loads((WORK / "plan.json").read_text()))
+    store = open_store(store_url)
+    after = apply_effects(plan, store.snapshot(), datetime.now(UTC))
+    for broadcast in after.broadcasts.values():
+        store.put_broadcast(broadcast)
+    for email in after.system_emails.values():
+        store.put_system_email(email)
+    store.close()
+    return len(plan.changes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    base = WORK / f"store-{args.customers}.db"
+    if not base.exists():
+        seconds = build_store(base, args.customers)
+        print(f"built the store in {seconds:.1f} s ({base.stat().st_size / 2**20:.0f} MiB)")
+    conn = sqlite3.connect(base)
+    counts = [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("customers", "products", "memberships")]
+    conn.close()
+    print(f"store: {counts[0]:,} customers, {counts[1]} products, {counts[2]:,} memberships")
+    store = WORK / "store.db"
+    shutil.copyfile(base, store)
+    for suffix in ("-wal", "-shm"):
+        Path(str(store) + suffix).unlink(missing_ok=True)
+    repo = WORK / "repo"
+    build_repo(repo, args.customers)
+    print(f"repository: {len(list(repo.rglob('*.yaml')))} YAML files (2,000 broadcasts, 13 overridden defaults)")
+    results = {}
+    for case in ("first plan", "re-plan"):
+        if case == "re-plan":
+            print(f"  (seeded the store with the {seed_applied(f'sqlite:///{store}')} changes of the first plan)")
+        runs = [run_plan(repo) for _ in range(args.runs)]
+        walls = sorted(r[0] for r in runs)
+        rss = max(r[1] for r in runs)
+        results[case] = (walls[len(walls) // 2], walls[0], rss, runs[0][2])
+        print(f"{case}: median {walls[len(walls) // 2]:.2f} s, best {walls[0]:.2f} s, peak RSS {rss:.0f} MiB, exit {runs[0][2]}")
+    wall, _, rss, _ = results["first plan"]
+    verdict = "meets" if wall <= 3 and rss <= 300 else "MISSES"
+    print(f"floor (≤ 3 s, ≤ 300 MB): first plan {verdict} it")
+
+
+if __name__ == "__main__":
+    main()

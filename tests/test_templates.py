@@ -1,0 +1,72 @@
+"""Template checks: the sandbox, and the parser-free fast path agreeing with the parser."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jinja2.exceptions import SecurityError, UndefinedError
+
+from commsync.render.sandbox import (
+    _parsed_issues,
+    _simple_placeholders,
+    check_template,
+    environment,
+    placeholders,
+)
+
+ALLOWED = frozenset({"customer_name", "network_name", "site_url"})
+NAMES = st.sampled_from(
+    ["customer_name", "network_name", "site_url", "custmer_name", "x", "_y", "site_url2"]
+)
+TEXT = st.text(alphabet="ab {}\n.%#-", max_size=12).filter(
+    lambda t: "{{" not in t and "{%" not in t and "{#" not in t and not t.endswith("{")
+)
+
+
+@st.composite
+def simple_templates(draw: st.DrawFn) -> str:
+    parts = []
+    for _ in range(draw(st.integers(0, 5))):
+        parts.append(draw(TEXT))
+        space = draw(st.sampled_from(["", " ", "  "]))
+        parts.append("{{" + space + draw(NAMES) + draw(st.sampled_from(["", " "])) + "}}")
+    parts.append(draw(TEXT))
+    return "".join(parts)
+
+
+@settings(max_examples=500, deadline=None)
+@given(simple_templates())
+def test_fast_path_reports_exactly_what_the_parser_reports(source: str) -> None:
+    assert _simple_placeholders(source) is not None
+    assert check_template(source, ALLOWED, "tests") == _parsed_issues(source, ALLOWED, "tests")
+    assert placeholders(source) == frozenset(n for n, _ in _simple_placeholders(source) or [])
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ a.b }}",
+        "{{ a|upper }}",
+        "{{- a }}",
+        "{{ a -}}",
+        "{% if a %}x{% endif %}",
+        "{# c #}{{ a }}",
+        "{{{ a }}}",
+        "{{ a }} {{ b() }}",
+    ],
+)
+def test_anything_beyond_plain_names_takes_the_parser(source: str) -> None:
+    assert _simple_placeholders(source) is None
+
+
+def test_the_sandbox_refuses_at_render_time_too() -> None:
+    env = environment()
+    with pytest.raises(SecurityError):
+        env.from_string("{{ name.__class__.__mro__ }}").render(name="x")
+    with pytest.raises(UndefinedError):
+        env.from_string("Hello {{ missing }}").render()
+    with pytest.raises(SecurityError):
+        env.from_string("{% set l = [] %}{{ l.append(1) }}").render()  # immutable sandbox
+    assert env.globals == {}
+    assert environment(autoescape=True).from_string("{{ n }}").render(n="<b>") == "&lt;b&gt;"
