@@ -31,8 +31,30 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
 PRODUCTS = [f"p{i:03}" for i in range(100)]
 STATUSES = ["active"] * 7 + ["trialing", "cancelled", "expired"]
-FIRST = ["Ada", "Grace", "Alan", "Katherine", "Linus", "Margaret", "Edsger", "Barbara", "Dennis", "Frances"]
-LAST = ["Lovelace", "Hopper", "Turing", "Johnson", "Torvalds", "Hamilton", "Dijkstra", "Liskov", "Ritchie", "Allen"]
+FIRST = [
+    "Ada",
+    "Grace",
+    "Alan",
+    "Katherine",
+    "Linus",
+    "Margaret",
+    "Edsger",
+    "Barbara",
+    "Dennis",
+    "Frances",
+]
+LAST = [
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Johnson",
+    "Torvalds",
+    "Hamilton",
+    "Dijkstra",
+    "Liskov",
+    "Ritchie",
+    "Allen",
+]
 
 
 def machine() -> str:
@@ -67,12 +89,23 @@ def build_store(path: Path, customers: int) -> float:
     conn.execute("PRAGMA journal_mode=OFF")
     conn.execute("PRAGMA synchronous=OFF")
     with conn:
-        conn.executemany("INSERT INTO products (slug, name, updated_at) VALUES (?, ?, ?)", ((p, p.upper(), now) for p in PRODUCTS))
+        conn.executemany(
+            "INSERT INTO products (slug, name, updated_at) VALUES (?, ?, ?)",
+            ((p, p.upper(), now) for p in PRODUCTS),
+        )
         conn.executemany(
             "INSERT INTO customers (id, email, email_key, username, first_name, last_name, display_name, locale, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, NULL, 'en_US', ?)",
             (
-                (str(n), f"c{n}@example.com", f"c{n}@example.com", f"user{n}", FIRST[n % 10], LAST[n // 10 % 10], now)
+                (
+                    str(n),
+                    f"c{n}@example.com",
+                    f"c{n}@example.com",
+                    f"user{n}",
+                    FIRST[n % 10],
+                    LAST[n // 10 % 10],
+                    now,
+                )
                 for n in range(1, customers + 1)
             ),
         )
@@ -85,7 +118,10 @@ def build_store(path: Path, customers: int) -> float:
                     second = rng.choice([p for p in PRODUCTS if p != first])
                     yield (str(n), second, rng.choice(STATUSES), now)
 
-        conn.executemany("INSERT INTO memberships (customer_id, product_slug, status, updated_at) VALUES (?, ?, ?, ?)", memberships())
+        conn.executemany(
+            "INSERT INTO memberships (customer_id, product_slug, status, updated_at) VALUES (?, ?, ?, ?)",
+            memberships(),
+        )
     conn.execute("ANALYZE")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.close()
@@ -137,8 +173,12 @@ def build_repo(root: Path, customers: int, files: int = 2000) -> None:
         kind = "email" if i % 10 < 3 else "notice"
         extra = "message_type: warning\n" if kind == "notice" and i % 4 == 0 else ""
         text = (
-            f"kind: {kind}\nsubject: \"Update {i} for {{{{ customer_name }}}}\"\n{extra}targets:\n{_targets(rng, customers)}"
-            "content: |\n" + "".join(f"  {line}\n" if line else "\n" for line in body.replace("NUMBER", str(i)).splitlines())
+            f'kind: {kind}\nsubject: "Update {i} for {{{{ customer_name }}}}"\n{extra}targets:\n{_targets(rng, customers)}'
+            "content: |\n"
+            + "".join(
+                f"  {line}\n" if line else "\n"
+                for line in body.replace("NUMBER", str(i)).splitlines()
+            )
         )
         path = root / "broadcasts" / f"team{i % 20:02}" / f"b{i:04}.yaml"
         path.parent.mkdir(exist_ok=True)
@@ -149,7 +189,9 @@ def build_repo(root: Path, customers: int, files: int = 2000) -> None:
     for slug, default in catalog.defaults.items():
         (root / "emails" / f"{slug}.yaml").write_text(
             f'email: {slug}\nsubject: "[Bench] {default.fields.subject}"\ncontent: |\n'
-            + "".join(f"  {line}\n" if line else "\n" for line in default.fields.content.splitlines())
+            + "".join(
+                f"  {line}\n" if line else "\n" for line in default.fields.content.splitlines()
+            )
             + "  (customised for the benchmark)\n"
         )
 
@@ -167,7 +209,9 @@ def run_plan(root: Path) -> tuple[float, float, int]:
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 2):
-        raise SystemExit(f"commsync plan failed ({code}): {proc.stderr.read().decode() if proc.stderr else ''}")
+        raise SystemExit(
+            f"commsync plan failed ({code}): {proc.stderr.read().decode() if proc.stderr else ''}"
+        )
     return wall, usage.ru_maxrss / 1024, code
 
 
@@ -191,7 +235,9 @@ def seed_applied(store_url: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
@@ -201,7 +247,10 @@ def main() -> None:
         seconds = build_store(base, args.customers)
         print(f"built the store in {seconds:.1f} s ({base.stat().st_size / 2**20:.0f} MiB)")
     conn = sqlite3.connect(base)
-    counts = [conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("customers", "products", "memberships")]
+    counts = [
+        conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+        for t in ("customers", "products", "memberships")
+    ]
     conn.close()
     print(f"store: {counts[0]:,} customers, {counts[1]} products, {counts[2]:,} memberships")
     store = WORK / "store.db"
@@ -210,16 +259,22 @@ def main() -> None:
         Path(str(store) + suffix).unlink(missing_ok=True)
     repo = WORK / "repo"
     build_repo(repo, args.customers)
-    print(f"repository: {len(list(repo.rglob('*.yaml')))} YAML files (2,000 broadcasts, 13 overridden defaults)")
+    print(
+        f"repository: {len(list(repo.rglob('*.yaml')))} YAML files (2,000 broadcasts, 13 overridden defaults)"
+    )
     results = {}
     for case in ("first plan", "re-plan"):
         if case == "re-plan":
-            print(f"  (seeded the store with the {seed_applied(f'sqlite:///{store}')} changes of the first plan)")
+            print(
+                f"  (seeded the store with the {seed_applied(f'sqlite:///{store}')} changes of the first plan)"
+            )
         runs = [run_plan(repo) for _ in range(args.runs)]
         walls = sorted(r[0] for r in runs)
         rss = max(r[1] for r in runs)
         results[case] = (walls[len(walls) // 2], walls[0], rss, runs[0][2])
-        print(f"{case}: median {walls[len(walls) // 2]:.2f} s, best {walls[0]:.2f} s, peak RSS {rss:.0f} MiB, exit {runs[0][2]}")
+        print(
+            f"{case}: median {walls[len(walls) // 2]:.2f} s, best {walls[0]:.2f} s, peak RSS {rss:.0f} MiB, exit {runs[0][2]}"
+        )
     wall, _, rss, _ = results["first plan"]
     verdict = "meets" if wall <= 3 and rss <= 300 else "MISSES"
     print(f"floor (≤ 3 s, ≤ 300 MB): first plan {verdict} it")
