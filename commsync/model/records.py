@@ -1,0 +1,41 @@
+"""Platform data: customers, products and memberships, as imported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    id: str
+    email: str
+    username: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    display_name: str | None = None
+    locale: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The name shown in placeholders: display name, else first + last, else username/email."""
+        full = " ".join(p for p in (self.first_name, self.last_name) if p)
+        return self.display_name or full or self.username or self.email.split("@", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRecord:
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRecord:
+    customer_id: str
+    product: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCounts:
+    inserted: int
+    updated: int
