@@ -192,20 +192,6 @@ def parse_broadcast(path: str, data: bytes) -> tuple[ParsedBroadcast | None, lis
     return parsed, diags
 
 
-def duplicate_id_diagnostics(parsed: Iterable[ParsedBroadcast]) -> list[Diagnostic]:
-    """Every file of a broadcast id defined more than once, naming the other files."""
-    by_id: dict[str, list[ParsedBroadcast]] = {}
-    for p in parsed:
-        by_id.setdefault(p.id, []).append(p)
-    out = []
-    for bid, group in by_id.items():
-        for p in group if len(group) > 1 else []:
-            others = ", ".join(o.origin.path for o in group if o is not p)
-            message = f"duplicate broadcast id {bid!r} (also in {others})"
-            out.append(Diagnostic(p.origin.path, p.origin.line, p.origin.col, message))
-    return out
-
-
 def _customer_message(ref: str, matches: tuple[str, ...]) -> str | None:
     if not matches:
         return f"unknown customer {ref!r}: no customer has this id, email or username"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from commsync.diagnostics import Diagnostic
@@ -152,22 +152,3 @@ def parse_system_email(
     custom = None if slug in ctx.catalog.defaults else fields
     desired = DesiredSystemEmail(slug, overrides, Origin(path, mark.line, mark.col), custom)
     return (None if any(d.severity == "error" for d in diags) else desired), diags
-
-
-def duplicate_slug_diagnostics(emails: Iterable[DesiredSystemEmail]) -> list[Diagnostic]:
-    by_slug: dict[str, list[DesiredSystemEmail]] = {}
-    for e in emails:
-        by_slug.setdefault(e.slug, []).append(e)
-    out = []
-    for slug, group in by_slug.items():
-        for e in group if len(group) > 1 else []:
-            others = ", ".join(o.origin.path for o in group if o is not e)
-            out.append(
-                Diagnostic(
-                    e.origin.path,
-                    e.origin.line,
-                    e.origin.col,
-                    f"duplicate system email {slug!r} (also in {others})",
-                )
-            )
-    return out

@@ -19,16 +19,11 @@ from commsync.repo.broadcasts import (
     BROADCASTS_DIR,
     ParsedBroadcast,
     References,
-    duplicate_id_diagnostics,
     parse_broadcast,
     resolve_targets,
 )
-from commsync.repo.emails import (
-    EMAILS_DIR,
-    EmailContext,
-    duplicate_slug_diagnostics,
-    parse_system_email,
-)
+from commsync.repo.duplicates import duplicate_diagnostics
+from commsync.repo.emails import EMAILS_DIR, EmailContext, parse_system_email
 from commsync.repo.source import FileTree
 from commsync.repo.yamlpos import YamlDoc, load_yaml
 from commsync.settings import Settings, build_settings, settings_diagnostics
@@ -120,7 +115,7 @@ def load_repository(
         diags += problems
         if parsed is not None:
             broadcasts.append(parsed)
-    diags += duplicate_id_diagnostics(broadcasts)
+    diags += duplicate_diagnostics(((b.id, b.origin) for b in broadcasts), "broadcast id")
     email_paths, problems = _yaml_files(tree, EMAILS_DIR, recursive=False)
     diags += problems
     ctx = EmailContext(catalog, has_admins=settings is None or bool(settings.mail.admins))
@@ -130,7 +125,7 @@ def load_repository(
         diags += problems
         if email is not None:
             emails.append(email)
-    diags += duplicate_slug_diagnostics(emails)
+    diags += duplicate_diagnostics(((e.slug, e.origin) for e in emails), "system email")
     return LoadedRepository(
         settings,
         catalog,
