@@ -298,3 +298,28 @@ def test_the_installed_entry_point_runs(repo: Repo) -> None:
     assert done.stdout.strip().endswith("Plan: 3 to import.")
     bad = subprocess.run([exe, "plan", "--nope"], capture_output=True, text=True, cwd=repo.root)
     assert bad.returncode == 64
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "sqlite:///{root}/commsync.yaml/store.db",
+            "error: cannot create the store's directory for sqlite:///{root}/commsync.yaml/store.db",
+        ),
+        (
+            "postgresql://nobody@127.0.0.1:1/test",
+            "error: cannot open the store postgresql://nobody@127.0.0.1:1/test: connection failed",
+        ),
+        (
+            "mysql://db/x",
+            "error: unsupported store URL 'mysql://db/x': use sqlite:/// or postgresql://",
+        ),
+        ("not a url", "error: invalid store URL 'not a url'"),
+    ],
+)
+def test_unusable_stores_are_clear_errors(repo: Repo, url: str, message: str) -> None:
+    root = str(repo.root)
+    result = run_cli("-C", root, "--store", url.format(root=root), "plan")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(message.format(root=root)), result.stderr
