@@ -310,5 +310,5 @@ def init_project(root: Path, *, demo: bool, env: Mapping[str, str] | None = None
     if demo:
         project = Project(root, env=dict(os.environ) if env is None else env)
         for kind, rel in DEMO_DATA:
-            imported.append((kind, import_records(project, kind, root / rel, rel)))  # type: ignore[arg-type]
+            imported.append((kind, import_records(project, kind, root / rel, rel)))
     return InitReport(result, tuple(imported))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from commsync.errors import ConfigError
 from commsync.resources import data_dir
@@ -53,7 +54,7 @@ email: site_published_customer
 """
 
 GITIGNORE = ".commsync/\n"
-DEMO_DATA = (
+DEMO_DATA: tuple[tuple[Literal["customers", "products", "memberships"], str], ...] = (
     ("products", "data/products.csv"),
     ("customers", "data/customers.csv"),
     ("memberships", "data/memberships.csv"),

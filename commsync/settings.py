@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from commsync.diagnostics import Diagnostic
 from commsync.repo.schema import schema_diagnostics
-from commsync.repo.yamlpos import YamlDoc
+from commsync.repo.yamlpos import YamlDoc, as_list
 
 DEFAULT_STORE = "sqlite:///.commsync/store.db"
 DEFAULT_TRANSPORT = "maildir:.commsync/outbox"
@@ -153,9 +153,9 @@ def build_settings(
             from_name=mailbox[0],
             from_address=mailbox[1],
             reply_to=_opt(mail.get("reply_to")),
-            admins=tuple(str(a) for a in mail.get("admins") or []),  # type: ignore[union-attr]
+            admins=tuple(str(a) for a in as_list(mail.get("admins"))),
             transport=env.get("COMMSYNC_SMTP_URL") or str(mail.get("transport", DEFAULT_TRANSPORT)),
-            connections=int(mail.get("connections", 4)),  # type: ignore[arg-type]
+            connections=_int(mail.get("connections"), 4),
             max_rate=float(max_rate) if isinstance(max_rate, int | float) else None,
             theme=Theme(
                 logo_url=_opt(theme.get("logo_url")),
@@ -165,14 +165,17 @@ def build_settings(
             ),
         ),
         membership_statuses=tuple(
-            str(s)
-            for s in targeting.get("membership_statuses") or DEFAULT_STATUSES  # type: ignore[union-attr]
+            str(s) for s in as_list(targeting.get("membership_statuses")) or DEFAULT_STATUSES
         ),
         imports=str(value.get("imports", "critical")),
         prune=bool(value.get("prune", False)),
-        catalogs=tuple(str(c) for c in value.get("catalogs") or []),  # type: ignore[union-attr]
+        catalogs=tuple(str(c) for c in as_list(value.get("catalogs"))),
     )
 
 
 def _opt(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _int(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default

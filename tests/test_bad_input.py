@@ -385,6 +385,43 @@ CASES = [
 ]
 
 
+CASES += [
+    Case(
+        "sandbox refuses mutation at render time",
+        {
+            "broadcasts/a.yaml": NOTICE.replace(
+                "content: Hi there",
+                "content: |\n  Hi\n  {% set l = [] %}{{ l.append(customer_name) }}\n",
+            )
+        },
+        [
+            "broadcasts/a.yaml:7:3: error: the template sandbox refuses this: access to attribute 'append' of 'list' object is unsafe."
+        ],
+    ),
+    Case(
+        "a template that fails when rendered",
+        {
+            "broadcasts/a.yaml": NOTICE.replace(
+                "subject: Hello",
+                'subject: "Hi {{ customer_name if customer_name else 0 }} {{ customer_id + 1 }}"',
+            )
+        },
+        [
+            "broadcasts/a.yaml:4:11: error: this template fails when rendered with sample values: TypeError: can only concatenate str"
+        ],
+    ),
+    Case(
+        "system email: a template that fails with the mock payload",
+        {
+            "emails/payment_received_customer.yaml": 'subject: "{% if payment_id %}{{ payment_id + payment_total }}{% endif %}"\n'
+        },
+        [
+            "emails/payment_received_customer.yaml:1:11: error: this template fails when rendered with sample values: TypeError: unsupported operand"
+        ],
+    ),
+]
+
+
 def _setup(repo: Repo, case: Case) -> None:
     repo.import_data()
     for rel, text in case.files.items():

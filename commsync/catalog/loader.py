@@ -15,6 +15,7 @@ from pathlib import Path
 from commsync.diagnostics import Diagnostic
 from commsync.model import (
     NETWORK_CONTEXT,
+    SAMPLE_NETWORK,
     Catalog,
     DefaultEmail,
     EventDef,
@@ -124,14 +125,18 @@ def _build_default(
         return None
     allowed = event.key_names | frozenset(NETWORK_CONTEXT)
     context = f"event {event.slug}"
+    sample = {**event.mock_payload(), **SAMPLE_NETWORK}
     problems = subject_diagnostics(doc, "/subject", str(value["subject"]))
     for field in ("subject", "content"):
-        problems += template_diagnostics(doc, f"/{field}", str(value[field]), allowed, context)
+        problems += template_diagnostics(
+            doc, f"/{field}", str(value[field]), allowed, context, sample
+        )
     diags.extend(problems)
     if problems:
         return None
     fields = SystemEmailFields.from_json({**value, "delay": canonical_delay(value.get("delay", 0))})
-    critical, version = bool(value.get("critical", False)), int(value["version"])  # type: ignore[arg-type]
+    critical, version = value.get("critical") is True, value["version"]
+    assert isinstance(version, int)
     return DefaultEmail(str(value["email"]), fields, critical, version, entry.source)
 
 

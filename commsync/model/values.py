@@ -28,6 +28,17 @@ BROADCAST_CONTEXT = (
 )
 EMAIL_BROADCAST_CONTEXT = (*BROADCAST_CONTEXT, "unsubscribe_url")
 NETWORK_CONTEXT = ("network_name", "network_url")
+SAMPLE_NETWORK = {"network_name": "Acme Sites", "network_url": "https://acme.example"}
+SAMPLE_CUSTOMER = {
+    "customer_id": "1042",
+    "customer_name": "Ada Lovelace",
+    "customer_first_name": "Ada",
+    "customer_last_name": "Lovelace",
+    "customer_username": "ada",
+    "customer_user_email": "ada@example.com",
+    **SAMPLE_NETWORK,
+    "unsubscribe_url": "https://acme.example/unsubscribe/sample-token",
+}
 SYSTEM_EMAIL_FIELDS = (
     "event",
     "target",

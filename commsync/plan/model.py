@@ -101,7 +101,8 @@ class Plan:
             if a.action == "send" and a.audience is not None:
                 total += a.audience.total
             elif a.action == "resume" and a.progress is not None:
-                total += int(a.progress.get("remaining", 0))  # type: ignore[arg-type]
+                remaining = a.progress.get("remaining", 0)
+                total += remaining if isinstance(remaining, int) else 0
         return total
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 from jinja2 import StrictUndefined, TemplateAssertionError, TemplateSyntaxError, meta, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _JINJA_MARKERS = ("{{", "{%", "{#")
@@ -161,3 +162,33 @@ def placeholders(source: str) -> frozenset[str]:
     if simple is not None:
         return frozenset(name for name, _ in simple)
     return frozenset(_undeclared(environment().parse(source)))
+
+
+def _template_line(exc: BaseException) -> int:
+    """The template line Jinja2 mapped the failing frame to (its frames are named <template>)."""
+    line, tb = 1, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+@lru_cache(maxsize=1024)
+def trial_render(source: str, sample: tuple[tuple[str, object], ...]) -> tuple[TemplateIssue, ...]:
+    """Render once in the sandbox with sample values: what would fail at send time fails here.
+
+    For templates beyond plain `{{ name }}` substitution (those cannot fail at run time).
+    """
+    if _simple_placeholders(source) is not None:
+        return ()
+    try:
+        environment().from_string(source).render(dict(sample))
+    except SecurityError as exc:
+        return (TemplateIssue(_template_line(exc), 1, f"the template sandbox refuses this: {exc}"),)
+    except Exception as exc:
+        message = (
+            f"this template fails when rendered with sample values: {type(exc).__name__}: {exc}"
+        )
+        return (TemplateIssue(_template_line(exc), 1, message),)
+    return ()

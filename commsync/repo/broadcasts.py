@@ -13,6 +13,7 @@ from commsync.diagnostics import Diagnostic
 from commsync.model import (
     BROADCAST_CONTEXT,
     EMAIL_BROADCAST_CONTEXT,
+    SAMPLE_CUSTOMER,
     BroadcastKind,
     BroadcastSpec,
     DesiredBroadcast,
@@ -140,7 +141,9 @@ def _check(
         out += subject_diagnostics(doc, "/subject", str(value["subject"]))
     for name in ("subject", "content"):
         if isinstance(value.get(name), str):
-            out += template_diagnostics(doc, f"/{name}", str(value[name]), allowed, context)
+            out += template_diagnostics(
+                doc, f"/{name}", str(value[name]), allowed, context, SAMPLE_CUSTOMER
+            )
     targets = value.get("targets")
     if isinstance(targets, dict):
         out += _target_diagnostics(doc, targets)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from commsync.diagnostics import Diagnostic
 from commsync.model import (
     NETWORK_CONTEXT,
+    SAMPLE_NETWORK,
     Catalog,
     DesiredSystemEmail,
     JsonValue,
@@ -75,7 +76,10 @@ def _event_diagnostics(
     for name in ("subject", "content"):
         text = str(getattr(fields, name))
         if name in value:
-            out += template_diagnostics(doc, f"/{name}", text, allowed, f"event {event.slug}")
+            sample = {**event.mock_payload(), **SAMPLE_NETWORK}
+            out += template_diagnostics(
+                doc, f"/{name}", text, allowed, f"event {event.slug}", sample
+            )
             continue
         missing = sorted(placeholders(text) - allowed)
         if missing:  # the default's own text, moved to another event by an `event:` override

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from commsync.diagnostics import Diagnostic
-from commsync.render.sandbox import check_template
+from commsync.model import JsonValue
+from commsync.render.sandbox import check_template, trial_render
 from commsync.repo.yamlpos import YamlDoc
 
 
 def template_diagnostics(
-    doc: YamlDoc, pointer: str, source: str, allowed: frozenset[str], context: str
+    doc: YamlDoc,
+    pointer: str,
+    source: str,
+    allowed: frozenset[str],
+    context: str,
+    sample: Mapping[str, JsonValue],
 ) -> list[Diagnostic]:
-    """Diagnostics for the template at `pointer`, mapped from template lines to file lines."""
+    """Diagnostics for the template at `pointer`, mapped from template lines to file lines.
+
+    A template that passes the static checks is rendered once with `sample` values, so what the
+    sandbox would refuse (or what would fail) at send time is reported now.
+    """
     out = []
-    for issue in check_template(source, allowed, context):
+    issues = check_template(source, allowed, context) or trial_render(
+        source, tuple(sorted(sample.items()))
+    )
+    for issue in issues:
         mark = doc.locate(pointer, issue.line, issue.col)
         out.append(Diagnostic(doc.path, mark.line, mark.col, issue.message, "error", pointer))
     return out
