@@ -32,6 +32,7 @@ class MailSettings:
     from_name: str
     from_address: str
     reply_to: str | None = None
+    unsubscribe_mailto: str | None = None
     admins: tuple[str, ...] = ()
     transport: str = DEFAULT_TRANSPORT
     connections: int = 4
@@ -46,6 +47,7 @@ class Settings:
     network_url: str
     store_url: str
     mail: MailSettings
+    public_url: str = ""
     membership_statuses: tuple[str, ...] = DEFAULT_STATUSES
     imports: str = "critical"
     prune: bool = False
@@ -54,6 +56,13 @@ class Settings:
     @property
     def network_context(self) -> dict[str, str]:
         return {"network_name": self.network_name, "network_url": self.network_url}
+
+    def unsubscribe_url(self, token: str) -> str:
+        return f"{self.public_url}/v1/unsubscribe/{token}"
+
+    @property
+    def unsubscribe_mailbox(self) -> str:
+        return self.mail.unsubscribe_mailto or self.mail.reply_to or self.mail.from_address
 
 
 def is_address(value: str) -> bool:
@@ -89,9 +98,10 @@ def _mail_diagnostics(doc: YamlDoc, mail: Mapping[str, object]) -> list[Diagnost
         out.append(
             doc.diag("/mail/from", f"{sender!r} is not a mailbox like 'Acme <hello@acme.example>'")
         )
-    reply_to = mail.get("reply_to")
-    if isinstance(reply_to, str) and parse_mailbox(reply_to) is None:
-        out.append(doc.diag("/mail/reply_to", f"{reply_to!r} is not an email address"))
+    for key in ("reply_to", "unsubscribe_mailto"):
+        value = mail.get(key)
+        if isinstance(value, str) and parse_mailbox(value) is None:
+            out.append(doc.diag(f"/mail/{key}", f"{value!r} is not an email address"))
     admins = mail.get("admins")
     for i, admin in enumerate(admins if isinstance(admins, list) else []):
         if isinstance(admin, str) and parse_mailbox(admin) is None:
@@ -148,11 +158,15 @@ def build_settings(
         root=root,
         network_name=str(network["name"]),
         network_url=str(network["url"]),
+        public_url=str(
+            value.get("public_url") or f"{str(network['url']).rstrip('/')}/commsync"
+        ).rstrip("/"),
         store_url=resolve_store_url(store, root),
         mail=MailSettings(
             from_name=mailbox[0],
             from_address=mailbox[1],
-            reply_to=_opt(mail.get("reply_to")),
+            reply_to=_address(mail.get("reply_to")),
+            unsubscribe_mailto=_address(mail.get("unsubscribe_mailto")),
             admins=tuple(str(a) for a in as_list(mail.get("admins"))),
             transport=env.get("COMMSYNC_SMTP_URL") or str(mail.get("transport", DEFAULT_TRANSPORT)),
             connections=_int(mail.get("connections"), 4),
@@ -171,6 +185,11 @@ def build_settings(
         prune=bool(value.get("prune", False)),
         catalogs=tuple(str(c) for c in as_list(value.get("catalogs"))),
     )
+
+
+def _address(value: object) -> str | None:
+    mailbox = parse_mailbox(value) if isinstance(value, str) else None
+    return None if mailbox is None else mailbox[1]
 
 
 def _opt(value: object) -> str | None:

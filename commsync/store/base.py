@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from commsync.model import (
     Audience,
     CustomerRecord,
     ImportCounts,
+    JsonObject,
     LiveBroadcast,
     LiveSnapshot,
     LiveSystemEmail,
@@ -66,3 +69,47 @@ class Store(Protocol):
     def delete_system_email(self, slug: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """Who holds the apply lock."""
+
+    lock_id: str
+    holder: str
+    host: str
+    pid: int
+    started_at: datetime
+
+    def describe(self) -> str:
+        return f"{self.holder} on {self.host} (pid {self.pid}) since {self.started_at:%Y-%m-%d %H:%M:%S} UTC, lock {self.lock_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    id: int
+    plan_id: str | None
+    commit: str | None
+    author: str | None
+    host: str | None
+    pid: int | None
+    status: str
+    summary: JsonObject | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenSend:
+    """An email broadcast's audience, frozen into the ledger."""
+
+    send_id: int
+    recipients: int
+    suppressed: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRecipient:
+    email: str
+    error: str | None
+    attempts: int

@@ -45,6 +45,8 @@ from commsync.model import (
 from commsync.store import tables as t
 from commsync.store.audience import count_audiences
 from commsync.store.migrate import ensure_schema
+from commsync.store.ops import OpsMixin
+from commsync.store.sends import SendsMixin
 
 _CHUNK = 500
 
@@ -121,7 +123,7 @@ def _upsert(
         conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=changing))
 
 
-class SqlStore:
+class SqlStore(OpsMixin, SendsMixin):
     """A Store on SQLite or PostgreSQL. Migrates the schema on first use."""
 
     def __init__(self, engine: Engine, display_url: str) -> None:
@@ -259,6 +261,10 @@ class SqlStore:
         return LiveSnapshot(self._store_id, broadcasts, emails)
 
     def put_broadcast(self, live: LiveBroadcast) -> None:
+        with self.engine.begin() as conn:
+            self._write_broadcast(conn, live)
+
+    def _write_broadcast(self, conn: Connection, live: LiveBroadcast) -> None:
         now = _now()
         p = live.provenance
         values = {
@@ -274,22 +280,17 @@ class SqlStore:
             "applied_at": p.applied_at,
             "updated_at": now,
         }
-        with self.engine.begin() as conn:
-            found = conn.execute(
-                select(t.broadcasts.c.id).where(t.broadcasts.c.id == live.id)
-            ).first()
-            if found:
-                conn.execute(
-                    update(t.broadcasts).where(t.broadcasts.c.id == live.id).values(values)
-                )
-            else:
-                conn.execute(insert(t.broadcasts).values(id=live.id, created_at=now, **values))
-            conn.execute(
-                delete(t.broadcast_targets).where(t.broadcast_targets.c.broadcast_id == live.id)
-            )
-            rows = _target_rows(live.id, live.spec.targets)
-            if rows:
-                conn.execute(insert(t.broadcast_targets), rows)
+        found = conn.execute(select(t.broadcasts.c.id).where(t.broadcasts.c.id == live.id)).first()
+        if found:
+            conn.execute(update(t.broadcasts).where(t.broadcasts.c.id == live.id).values(values))
+        else:
+            conn.execute(insert(t.broadcasts).values(id=live.id, created_at=now, **values))
+        conn.execute(
+            delete(t.broadcast_targets).where(t.broadcast_targets.c.broadcast_id == live.id)
+        )
+        rows = _target_rows(live.id, live.spec.targets)
+        if rows:
+            conn.execute(insert(t.broadcast_targets), rows)
 
     def put_system_email(self, live: LiveSystemEmail) -> None:
         now = _now()

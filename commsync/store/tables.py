@@ -217,6 +217,14 @@ suppressions = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+unsubscribe_tokens = Table(
+    "unsubscribe_tokens",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("email_key", String(320), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 apply_journal = Table(
     "apply_journal",
     metadata,

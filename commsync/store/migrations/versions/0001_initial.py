@@ -20,6 +20,13 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
+        "unsubscribe_tokens",
+        sa.Column("token", sa.String(length=64), nullable=False),
+        sa.Column("email_key", sa.String(length=320), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("token", name=op.f("pk_unsubscribe_tokens")),
+    )
+    op.create_table(
         "apply_journal",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("plan_id", sa.String(length=64), nullable=True),
@@ -266,3 +273,4 @@ def downgrade() -> None:
     op.drop_table("broadcasts")
     op.drop_table("apply_lock")
     op.drop_table("apply_journal")
+    op.drop_table("unsubscribe_tokens")

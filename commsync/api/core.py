@@ -1,0 +1,138 @@
+"""Use cases shared by the CLI and the HTTP app. They return data and raise CommsyncError."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from commsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
+from commsync.errors import ConfigError, ValidationFailed
+from commsync.plan.diff import audience_requests, build_plan
+from commsync.plan.model import Plan, plan_to_json
+from commsync.repo.loader import SETTINGS_FILE, LoadedRepository, load_repository, resolve_desired
+from commsync.repo.source import DirectoryTree, FileTree, GitTree
+from commsync.repo.yamlpos import load_yaml
+from commsync.settings import Settings, build_settings, settings_diagnostics
+from commsync.store.base import Store
+from commsync.store.sql import open_store
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """Where the operator's repository is, and what overrides its settings."""
+
+    root: Path
+    store_url: str | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+def open_tree(project: Project, ref: str | None) -> FileTree:
+    return GitTree(project.root, ref) if ref else DirectoryTree(project.root)
+
+
+def load(project: Project, ref: str | None = None) -> LoadedRepository:
+    return load_repository(open_tree(project, ref), project.root, project.env, project.store_url)
+
+
+def load_settings(project: Project) -> Settings:
+    """Settings of the working tree's commsync.yaml (for commands that read no other file)."""
+    data = DirectoryTree(project.root).read(SETTINGS_FILE)
+    if data is None:
+        raise ConfigError(
+            f"no {SETTINGS_FILE} in {project.root}; run `commsync init` to create a repository"
+        )
+    doc, diags = load_yaml(SETTINGS_FILE, data)
+    if doc is not None:
+        diags += settings_diagnostics(doc)
+    if doc is None or has_errors(diags):
+        raise ValidationFailed(diags)
+    return build_settings(doc, project.root, project.env, project.store_url)
+
+
+@contextmanager
+def store_session(url: str) -> Iterator[Store]:
+    store = open_store(url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+# -- validate ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    diagnostics: tuple[Diagnostic, ...]
+    broadcasts: int
+    emails: int
+    store_checked: bool
+
+    @property
+    def ok(self) -> bool:
+        return not has_errors(self.diagnostics)
+
+
+def validate(
+    project: Project, *, ref: str | None = None, use_store: bool = True
+) -> ValidationReport:
+    """Every diagnostic of the repository; customer and product refs are checked in the store."""
+    loaded = load(project, ref)
+    diags = list(loaded.diagnostics)
+    checked = False
+    if use_store and loaded.settings is not None:
+        with store_session(loaded.settings.store_url) as store:
+            _, problems = resolve_desired(loaded, store)
+            diags += problems
+            checked = True
+    return ValidationReport(
+        tuple(sort_diagnostics(diags)), len(loaded.broadcasts), len(loaded.emails), checked
+    )
+
+
+# -- plan --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlanResult:
+    plan: Plan
+    warnings: tuple[Diagnostic, ...]
+    settings: Settings
+
+
+def make_plan(
+    project: Project, *, ref: str | None = None, now: datetime | None = None
+) -> PlanResult:
+    """Load, validate, resolve and diff; raises ValidationFailed with every error found."""
+    loaded = load(project, ref)
+    if not loaded.ok:
+        raise ValidationFailed(loaded.diagnostics)
+    settings = loaded.settings
+    assert settings is not None
+    with store_session(settings.store_url) as store:
+        desired, problems = resolve_desired(loaded, store)
+        if desired is None:
+            raise ValidationFailed([*loaded.diagnostics, *problems])
+        live = store.snapshot()
+        audiences = store.count_audiences(
+            audience_requests(desired, live), settings.membership_statuses
+        )
+    outcome = build_plan(desired, loaded.catalog, live, audiences, now or datetime.now(UTC))
+    warnings = tuple(d for d in loaded.diagnostics if d.severity == "warning")
+    if outcome.errors:
+        raise ValidationFailed([*warnings, *outcome.errors])
+    return PlanResult(outcome.plan, warnings, settings)
+
+
+def save_plan(plan: Plan, path: Path) -> None:
+    """Write the plan document (no personal data: audiences are counts)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(
+        json.dumps(plan_to_json(plan), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    tmp.replace(path)

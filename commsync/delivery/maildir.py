@@ -1,0 +1,55 @@
+"""The embedded default transport: a Maildir any mail client can open (tmp/, new/, cur/)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from pathlib import Path
+
+from commsync.delivery.transport import SENT, Outcome, hostname
+
+_COUNTER = itertools.count()
+_LOCK = threading.Lock()
+
+
+class MaildirSession:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.host = hostname().replace("/", "\\057").replace(":", "\\072")
+
+    def _name(self) -> str:
+        with _LOCK:
+            n = next(_COUNTER)
+        now = time.time()
+        return f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{n}.{self.host}"
+
+    def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
+        """Written to tmp/, then renamed into new/: a reader never sees half a message."""
+        name = self._name()
+        tmp = self.root / "tmp" / name
+        try:
+            with tmp.open("wb") as f:
+                f.write(f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode())
+                f.write(data)
+            tmp.rename(self.root / "new" / name)
+        except OSError as exc:
+            return Outcome("transient", f"cannot write to the Maildir: {exc.strerror}")
+        return SENT
+
+    def close(self) -> None:
+        pass
+
+
+class MaildirTransport:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def open(self) -> MaildirSession:
+        for sub in ("tmp", "new", "cur"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        return MaildirSession(self.root)
+
+    def describe(self) -> str:
+        return f"maildir {self.root}"

@@ -1,0 +1,43 @@
+"""One token bucket shared by every connection: `mail.max_rate` messages per second, all told."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+class RateLimiter:
+    """Allows `rate` messages per second on average and at most `burst` at once.
+
+    The clock and sleep are injectable so tests can drive time; by default they are the real ones.
+    """
+
+    def __init__(
+        self,
+        rate: float | None,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate or 1.0)
+        self.clock = clock
+        self.sleep = sleep
+        self.tokens = self.capacity
+        self.stamp = clock()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if self.rate is None:
+            return
+        while True:
+            with self.lock:
+                now = self.clock()
+                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = (1 - self.tokens) / self.rate
+            self.sleep(wait)

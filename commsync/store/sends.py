@@ -1,0 +1,141 @@
+"""Store operations for email sends: freezing, crash recovery, requeueing, finishing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from commsync.model import LiveBroadcast
+from commsync.store import tables as t
+from commsync.store.base import FailedRecipient, FrozenSend
+from commsync.store.ledger import SqlLedger, freeze_audience, open_ledgers
+
+_BROADCAST_SENDS = select(t.sends.c.id).where(t.sends.c.kind == "broadcast").scalar_subquery()
+
+
+class SendsMixin:
+    """Send methods of SqlStore."""
+
+    engine: Engine
+
+    def _write_broadcast(self, conn: Connection, live: LiveBroadcast) -> None:  # SqlStore's
+        raise NotImplementedError
+
+    def record_send(self, live: LiveBroadcast, statuses: Sequence[str]) -> FrozenSend:
+        """In one transaction: the broadcast (status `sending`), its send, its frozen audience."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            self._write_broadcast(conn, live)
+            result = conn.execute(
+                insert(t.sends).values(
+                    kind="broadcast",
+                    broadcast_id=live.id,
+                    recipients=0,
+                    status="sending",
+                    created_at=now,
+                )
+            )
+            send_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            total = freeze_audience(conn, send_id, live.spec.targets, statuses, now)
+            suppressed = conn.execute(
+                select(func.count())
+                .select_from(t.deliveries)
+                .where(t.deliveries.c.send_id == send_id, t.deliveries.c.status == "suppressed")
+            ).scalar_one()
+            conn.execute(update(t.sends).where(t.sends.c.id == send_id).values(recipients=total))
+        return FrozenSend(send_id, total, int(suppressed))
+
+    def send_id_for(self, broadcast_id: str) -> int | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(t.sends.c.id).where(t.sends.c.broadcast_id == broadcast_id)
+            ).scalar_one_or_none()
+        return None if value is None else int(value)
+
+    def ledgers(self, count: int) -> list[SqlLedger]:
+        return open_ledgers(self.engine, count)
+
+    def crashed_to_uncertain(self) -> int:
+        """Broadcast rows left `sending` by a crashed apply: nobody knows if they went out."""
+        d = t.deliveries
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(d)
+                .where(d.c.status == "sending", d.c.send_id.in_(_BROADCAST_SENDS))
+                .values(
+                    status="uncertain",
+                    last_error="the apply sending it stopped before the server replied",
+                    updated_at=datetime.now(UTC),
+                )
+            )
+        return int(result.rowcount)
+
+    def requeue(self, statuses: Sequence[str]) -> int:
+        """Broadcast rows in `statuses` go back to `queued` (apply --resend-uncertain / --retry-failed)."""
+        d = t.deliveries
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(d)
+                .where(d.c.status.in_(statuses), d.c.send_id.in_(_BROADCAST_SENDS))
+                .values(status="queued", updated_at=datetime.now(UTC))
+            )
+            if result.rowcount:
+                touched = select(t.sends.c.broadcast_id).where(
+                    t.sends.c.id.in_(select(d.c.send_id).where(d.c.status == "queued"))
+                )
+                conn.execute(
+                    update(t.broadcasts)
+                    .where(t.broadcasts.c.id.in_(touched))
+                    .values(status="sending")
+                )
+        return int(result.rowcount)
+
+    def finish_send(self, broadcast_id: str) -> bool:
+        """Mark the broadcast `sent` when no row is left to send; True if it is."""
+        d = t.deliveries
+        with self.engine.begin() as conn:
+            send_id = conn.execute(
+                select(t.sends.c.id).where(t.sends.c.broadcast_id == broadcast_id)
+            ).scalar_one()
+            left = conn.execute(
+                select(func.count())
+                .select_from(d)
+                .where(d.c.send_id == send_id, d.c.status.in_(("queued", "sending")))
+            ).scalar_one()
+            if left:
+                return False
+            now = datetime.now(UTC)
+            conn.execute(update(t.sends).where(t.sends.c.id == send_id).values(status="sent"))
+            conn.execute(
+                update(t.broadcasts)
+                .where(t.broadcasts.c.id == broadcast_id)
+                .values(status="sent", sent_at=now)
+            )
+        return True
+
+    def release_broadcast(self, broadcast_id: str) -> None:
+        """Its file was removed after it was sent: no longer managed (the warning was shown)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t.broadcasts).where(t.broadcasts.c.id == broadcast_id).values(managed=False)
+            )
+
+    def failed_recipients(self, broadcast_id: str) -> list[FailedRecipient]:
+        d = t.deliveries
+        query = (
+            select(d.c.email, d.c.last_error, d.c.attempts)
+            .join(t.sends, t.sends.c.id == d.c.send_id)
+            .where(t.sends.c.broadcast_id == broadcast_id, d.c.status == "failed")
+            .order_by(d.c.email)
+        )
+        with self.engine.connect() as conn:
+            return [FailedRecipient(str(e), err, int(a)) for e, err, a in conn.execute(query)]
+
+    def dismissal_counts(self) -> dict[str, int]:
+        query = select(t.dismissals.c.broadcast_id, func.count()).group_by(
+            t.dismissals.c.broadcast_id
+        )
+        with self.engine.connect() as conn:
+            return {str(b): int(n) for b, n in conn.execute(query)}
