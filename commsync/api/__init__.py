@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from commsync.api.apply import ApplyRequest, Cancelled, StalePlanError, apply, read_plan
 from commsync.api.core import (
     PlanResult,
     Project,
@@ -16,14 +17,21 @@ from commsync.api.core import (
 )
 from commsync.api.data import InitReport, RecordKind, import_records, init_project
 from commsync.api.emails import EmailRow, list_emails
+from commsync.api.status import StatusReport, failed_recipients, status, unlock
 
 __all__ = [
+    "ApplyRequest",
+    "Cancelled",
     "EmailRow",
     "InitReport",
     "PlanResult",
     "Project",
     "RecordKind",
+    "StalePlanError",
+    "StatusReport",
     "ValidationReport",
+    "apply",
+    "failed_recipients",
     "import_records",
     "init_project",
     "list_emails",
@@ -31,7 +39,10 @@ __all__ = [
     "load_settings",
     "make_plan",
     "open_tree",
+    "read_plan",
     "save_plan",
+    "status",
     "store_session",
+    "unlock",
     "validate",
 ]

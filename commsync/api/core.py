@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from commsync.errors import ConfigError, ValidationFailed
 from commsync.plan.diff import audience_requests, build_plan
 from commsync.plan.model import Plan, plan_to_json
 from commsync.repo.loader import SETTINGS_FILE, LoadedRepository, load_repository, resolve_desired
-from commsync.repo.source import DirectoryTree, FileTree, GitTree
+from commsync.repo.source import DirectoryTree, FileTree, GitTree, inspect_worktree
 from commsync.repo.yamlpos import load_yaml
 from commsync.settings import Settings, build_settings, settings_diagnostics
 from commsync.store.base import Store
@@ -33,10 +33,6 @@ class Project:
 
 def open_tree(project: Project, ref: str | None) -> FileTree:
     return GitTree(project.root, ref) if ref else DirectoryTree(project.root)
-
-
-def load(project: Project, ref: str | None = None) -> LoadedRepository:
-    return load_repository(open_tree(project, ref), project.root, project.env, project.store_url)
 
 
 def load_settings(project: Project) -> Settings:
@@ -105,28 +101,46 @@ class PlanResult:
     settings: Settings
 
 
+def load(project: Project, ref: str | None = None) -> LoadedRepository:
+    """The repository at `ref`, or the working tree (with its HEAD commit as provenance)."""
+    tree = open_tree(project, ref)
+    loaded = load_repository(tree, project.root, project.env, project.store_url)
+    if ref is None:
+        catalogs = loaded.settings.catalogs if loaded.settings else ()
+        info, _ = inspect_worktree(project.root, tuple(catalogs))
+        loaded = replace(loaded, source=info)
+    return loaded
+
+
+def plan_against(loaded: LoadedRepository, store: Store, now: datetime) -> PlanResult:
+    """Resolve and diff against an open store; raises ValidationFailed with every error found."""
+    if not loaded.ok:
+        raise ValidationFailed(loaded.diagnostics)
+    settings = loaded.settings
+    assert settings is not None
+    desired, problems = resolve_desired(loaded, store)
+    if desired is None:
+        raise ValidationFailed([*loaded.diagnostics, *problems])
+    live = store.snapshot()
+    audiences = store.count_audiences(
+        audience_requests(desired, live), settings.membership_statuses
+    )
+    outcome = build_plan(desired, loaded.catalog, live, audiences, now)
+    warnings = tuple(d for d in loaded.diagnostics if d.severity == "warning")
+    if outcome.errors:
+        raise ValidationFailed([*warnings, *outcome.errors])
+    return PlanResult(outcome.plan, warnings, settings)
+
+
 def make_plan(
     project: Project, *, ref: str | None = None, now: datetime | None = None
 ) -> PlanResult:
     """Load, validate, resolve and diff; raises ValidationFailed with every error found."""
     loaded = load(project, ref)
-    if not loaded.ok:
+    if not loaded.ok or loaded.settings is None:
         raise ValidationFailed(loaded.diagnostics)
-    settings = loaded.settings
-    assert settings is not None
-    with store_session(settings.store_url) as store:
-        desired, problems = resolve_desired(loaded, store)
-        if desired is None:
-            raise ValidationFailed([*loaded.diagnostics, *problems])
-        live = store.snapshot()
-        audiences = store.count_audiences(
-            audience_requests(desired, live), settings.membership_statuses
-        )
-    outcome = build_plan(desired, loaded.catalog, live, audiences, now or datetime.now(UTC))
-    warnings = tuple(d for d in loaded.diagnostics if d.severity == "warning")
-    if outcome.errors:
-        raise ValidationFailed([*warnings, *outcome.errors])
-    return PlanResult(outcome.plan, warnings, settings)
+    with store_session(loaded.settings.store_url) as store:
+        return plan_against(loaded, store, now or datetime.now(UTC))
 
 
 def save_plan(plan: Plan, path: Path) -> None:

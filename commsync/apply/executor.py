@@ -23,7 +23,7 @@ from commsync.model import (
 )
 from commsync.plan.model import ABSENT, Action, Plan
 from commsync.plan.simulate import live_system_email
-from commsync.store.sql import SqlStore
+from commsync.store.base import Store
 
 _ORDER = {"system_email": 0, "notice": 1, "email": 2}
 
@@ -48,6 +48,7 @@ class ApplyReport:
     recovered_uncertain: int = 0
     requeued: int = 0
     released: list[str] = field(default_factory=list)
+    destination: str | None = None  # where messages went, when any were sent
 
     @property
     def ok(self) -> bool:
@@ -56,6 +57,9 @@ class ApplyReport:
     @property
     def nothing_to_do(self) -> bool:
         return not self.plan.has_changes
+
+    def messages(self) -> int:
+        return sum(r.delivery.sent for r in self.results if r.delivery is not None)
 
 
 class ApplyListener(Listener, Protocol):
@@ -86,7 +90,7 @@ def ordered(plan: Plan) -> list[Action]:
 
 @dataclass
 class Executor:
-    store: SqlStore
+    store: Store
     statuses: tuple[str, ...]
     source: SourceInfo
     now: datetime

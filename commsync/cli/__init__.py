@@ -100,11 +100,14 @@ def cli(ctx: click.Context, directory: Path, store: str | None, debug: bool) -> 
 
 
 def _register() -> None:
-    from commsync.cli import data, emails, init, plan, validate
+    from commsync.cli import apply, data, emails, init, plan, status, validate
 
     cli.add_command(init.init_command)
     cli.add_command(validate.validate_command)
     cli.add_command(plan.plan_command)
+    cli.add_command(apply.apply_command)
+    cli.add_command(apply.unlock_command)
+    cli.add_command(status.status_command)
     cli.add_command(emails.emails_group)
     for group in data.GROUPS:
         cli.add_command(group)

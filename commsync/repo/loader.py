@@ -15,6 +15,8 @@ from commsync.catalog.loader import (
 from commsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from commsync.errors import ConfigError
 from commsync.model import Catalog, DesiredState, DesiredSystemEmail, SourceInfo
+from commsync.render.message import LAYOUT_NAMES
+from commsync.render.sandbox import check_template, placeholders
 from commsync.repo.broadcasts import (
     BROADCASTS_DIR,
     ParsedBroadcast,
@@ -29,6 +31,7 @@ from commsync.repo.yamlpos import YamlDoc, load_yaml
 from commsync.settings import Settings, build_settings, settings_diagnostics
 
 SETTINGS_FILE = "commsync.yaml"
+LAYOUT_FILE = "layouts/email.html"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class LoadedRepository:
     emails: tuple[DesiredSystemEmail, ...]
     diagnostics: tuple[Diagnostic, ...]
     source: SourceInfo
+    layout: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -100,6 +104,24 @@ def _yaml_files(
     return paths, diags
 
 
+def load_layout(tree: FileTree) -> tuple[str | None, list[Diagnostic]]:
+    """layouts/email.html, checked: a sandboxed template that places {{ content }}."""
+    data = tree.read(LAYOUT_FILE)
+    if data is None:
+        return None, []
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None, [Diagnostic(LAYOUT_FILE, 1, 1, "file is not valid UTF-8")]
+    issues = check_template(text, LAYOUT_NAMES, "the email layout")
+    diags = [Diagnostic(LAYOUT_FILE, i.line, i.col, i.message) for i in issues]
+    if not issues and "content" not in placeholders(text):
+        diags.append(
+            Diagnostic(LAYOUT_FILE, 1, 1, "the layout must place the message with {{ content }}")
+        )
+    return (None if diags else text), diags
+
+
 def load_repository(
     tree: FileTree, root: Path, env: Mapping[str, str], store: str | None = None
 ) -> LoadedRepository:
@@ -126,6 +148,8 @@ def load_repository(
         if email is not None:
             emails.append(email)
     diags += duplicate_diagnostics(((e.slug, e.origin) for e in emails), "system email")
+    layout, problems = load_layout(tree)
+    diags += problems
     return LoadedRepository(
         settings,
         catalog,
@@ -133,6 +157,7 @@ def load_repository(
         tuple(emails),
         tuple(sort_diagnostics(diags)),
         tree.info,
+        layout,
     )
 
 

@@ -118,3 +118,25 @@ def git_prefix(root: Path) -> str:
     top = Path(repo.working_tree_dir or root).resolve()
     rel = root.resolve().relative_to(top).as_posix()
     return "" if rel == "." else rel + "/"
+
+
+MANAGED = ("commsync.yaml", "broadcasts", "emails", "layouts")
+
+
+def inspect_worktree(root: Path, extra: tuple[str, ...] = ()) -> tuple[SourceInfo, list[str]]:
+    """The working tree's source info (HEAD commit and author) and its uncommitted managed paths."""
+    import git
+
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+        head = repo.head.commit
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return SourceInfo("working tree (not in git)"), []
+    except ValueError:  # a repository without commits
+        return SourceInfo("working tree (no commits yet)"), ["(no commit yet)"]
+    prefix = git_prefix(root)
+    paths = [prefix + p for p in (*MANAGED, *extra)]
+    status = repo.git.status("--porcelain", "--untracked-files=all", "--", *paths)
+    dirty = [line[3:] for line in status.splitlines() if line.strip()]
+    label = f"working tree at {head.hexsha[:12]}" + (" with uncommitted changes" if dirty else "")
+    return SourceInfo(label, head.hexsha, head.author.name), dirty

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from commsync.model import (
     Audience,
@@ -19,6 +19,9 @@ from commsync.model import (
     ProductRecord,
     Targets,
 )
+
+if TYPE_CHECKING:
+    from commsync.store.ledger import SqlLedger
 
 
 class Store(Protocol):
@@ -69,6 +72,54 @@ class Store(Protocol):
     def delete_system_email(self, slug: str) -> None: ...
 
     def close(self) -> None: ...
+
+    # -- apply: lock and journal ------------------------------------------------------------
+
+    def current_lock(self) -> LockHolder | None: ...
+
+    def acquire_lock(self, holder: LockHolder) -> None:
+        """Take the apply lock, or raise LockHeld naming its holder (a dead local holder's is taken over)."""
+        ...
+
+    def release_lock(self, lock_id: str) -> None: ...
+
+    def unlock(self, lock_id: str) -> LockHolder | None: ...
+
+    def start_journal(
+        self, plan_id: str, commit: str | None, author: str | None, host: str, pid: int
+    ) -> int: ...
+
+    def finish_journal(self, journal_id: int, status: str, summary: JsonObject) -> None: ...
+
+    def journal_for_plan(self, plan_id: str) -> JournalEntry | None: ...
+
+    def recent_applies(self, limit: int = 10) -> list[JournalEntry]: ...
+
+    def signing_key(self) -> bytes: ...
+
+    # -- email sends ------------------------------------------------------------------------
+
+    def record_send(self, live: LiveBroadcast, statuses: Sequence[str]) -> FrozenSend:
+        """The broadcast, its send and its frozen audience, in one transaction."""
+        ...
+
+    def send_id_for(self, broadcast_id: str) -> int | None: ...
+
+    def ledgers(self, count: int) -> list[SqlLedger]:
+        """Hot-path ledger handles, one per sending connection."""
+        ...
+
+    def crashed_to_uncertain(self) -> int: ...
+
+    def requeue(self, statuses: Sequence[str]) -> int: ...
+
+    def finish_send(self, broadcast_id: str) -> bool: ...
+
+    def release_broadcast(self, broadcast_id: str) -> None: ...
+
+    def failed_recipients(self, broadcast_id: str) -> list[FailedRecipient]: ...
+
+    def dismissal_counts(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,62 @@
+"""Use cases: `status` (what is live and how sends went), `status --failed`, `unlock`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from commsync.api.core import Project, load_settings, store_session
+from commsync.errors import CommsyncError
+from commsync.model import LiveBroadcast, LiveSystemEmail, SendProgress
+from commsync.store.base import FailedRecipient, JournalEntry, LockHolder
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    emails: tuple[LiveBroadcast, ...]
+    notices: tuple[tuple[LiveBroadcast, int], ...]  # with dismissal counts
+    system_emails: tuple[LiveSystemEmail, ...]
+    applies: tuple[JournalEntry, ...]
+    lock: LockHolder | None
+
+    def progress(self, email: LiveBroadcast) -> SendProgress:
+        return email.progress or SendProgress()
+
+
+def status(project: Project, applies: int = 10) -> StatusReport:
+    settings = load_settings(project)
+    with store_session(settings.store_url) as store:
+        live = store.snapshot()
+        dismissals = store.dismissal_counts()
+        recent = store.recent_applies(applies)
+        lock = store.current_lock()
+    broadcasts = sorted(live.broadcasts.values(), key=lambda b: b.id)
+    return StatusReport(
+        emails=tuple(b for b in broadcasts if b.spec.kind == "email"),
+        notices=tuple((b, dismissals.get(b.id, 0)) for b in broadcasts if b.spec.kind == "notice"),
+        system_emails=tuple(sorted(live.system_emails.values(), key=lambda e: e.slug)),
+        applies=tuple(recent),
+        lock=lock,
+    )
+
+
+def failed_recipients(project: Project, broadcast_id: str) -> list[FailedRecipient]:
+    settings = load_settings(project)
+    with store_session(settings.store_url) as store:
+        if store.send_id_for(broadcast_id) is None:
+            raise CommsyncError(
+                f"no email broadcast {broadcast_id!r} has been sent from this store"
+            )
+        return store.failed_recipients(broadcast_id)
+
+
+def unlock(project: Project, lock_id: str) -> LockHolder:
+    settings = load_settings(project)
+    with store_session(settings.store_url) as store:
+        removed = store.unlock(lock_id)
+        if removed is None:
+            current = store.current_lock()
+            held = (
+                f"the lock is held by {current.describe()}" if current else "nobody holds the lock"
+            )
+            raise CommsyncError(f"no lock {lock_id!r}: {held}")
+        return removed

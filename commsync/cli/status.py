@@ -1,0 +1,212 @@
+"""`commsync status`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+import click
+
+from commsync import api
+from commsync.cli.common import options
+from commsync.model import JsonValue, Provenance
+from commsync.store.base import JournalEntry
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _from(p: Provenance) -> str:
+    commit = (p.commit or "")[:12] or "-"
+    return f"{commit} by {p.author}" if p.author else commit
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    ]
+
+
+def _text(report: api.StatusReport) -> str:
+    lines = ["Email broadcasts"]
+    rows: list[Sequence[object]] = []
+    for b in report.emails:
+        p = report.progress(b)
+        rows.append(
+            (
+                b.id,
+                b.status,
+                p.total,
+                p.sent,
+                p.failed,
+                p.suppressed,
+                p.uncertain,
+                p.queued,
+                _from(b.provenance),
+            )
+        )
+    header = (
+        "ID",
+        "STATUS",
+        "RECIPIENTS",
+        "SENT",
+        "FAILED",
+        "SUPPRESSED",
+        "UNCERTAIN",
+        "QUEUED",
+        "APPLIED FROM",
+    )
+    lines += _table(header, rows) if rows else ["  none yet"]
+    lines += ["", "Notices"]
+    rows = [
+        (b.id, b.status, b.spec.message_type, n, _from(b.provenance)) for b, n in report.notices
+    ]
+    lines += (
+        _table(("ID", "STATUS", "TYPE", "DISMISSED", "APPLIED FROM"), rows)
+        if rows
+        else ["  none yet"]
+    )
+    lines += ["", "System emails"]
+    rows = [
+        (
+            e.slug,
+            "yes" if e.fields.active else "no",
+            ",".join(e.overrides) or "-",
+            e.stats.sent,
+            e.stats.failed,
+            _when(e.stats.last_sent_at),
+            _from(e.provenance),
+        )
+        for e in report.system_emails
+    ]
+    header2 = ("SLUG", "ACTIVE", "CUSTOMISED", "SENT", "FAILED", "LAST SENT", "APPLIED FROM")
+    lines += _table(header2, rows) if rows else ["  none installed"]
+    lines += ["", "Recent applies"]
+    rows = [
+        (_when(a.started_at), a.status, (a.commit or "-")[:12], a.author or "-", a.host or "-")
+        for a in report.applies
+    ]
+    lines += (
+        _table(("STARTED", "RESULT", "COMMIT", "AUTHOR", "HOST"), rows) if rows else ["  none yet"]
+    )
+    lines += ["", f"Lock: {report.lock.describe() if report.lock else 'free'}"]
+    return "\n".join(lines) + "\n"
+
+
+def _apply_json(a: JournalEntry) -> JsonValue:
+    return {
+        "started_at": a.started_at.isoformat(),
+        "finished_at": a.finished_at.isoformat() if a.finished_at else None,
+        "status": a.status,
+        "commit": a.commit,
+        "author": a.author,
+        "host": a.host,
+        "plan_id": a.plan_id,
+    }
+
+
+def _provenance_json(p: Provenance) -> JsonValue:
+    return {
+        "path": p.path,
+        "commit": p.commit,
+        "author": p.author,
+        "applied_at": p.applied_at.isoformat() if p.applied_at else None,
+    }
+
+
+def _json(report: api.StatusReport) -> str:
+    emails = []
+    for b in report.emails:
+        p = report.progress(b)
+        counts = {
+            "recipients": p.total,
+            "sent": p.sent,
+            "failed": p.failed,
+            "suppressed": p.suppressed,
+            "uncertain": p.uncertain,
+            "queued": p.queued,
+        }
+        emails.append(
+            {"id": b.id, "status": b.status, **counts, "applied": _provenance_json(b.provenance)}
+        )
+    document = {
+        "format_version": 1,
+        "emails": emails,
+        "notices": [
+            {
+                "id": b.id,
+                "status": b.status,
+                "message_type": b.spec.message_type,
+                "dismissals": n,
+                "applied": _provenance_json(b.provenance),
+            }
+            for b, n in report.notices
+        ],
+        "system_emails": [
+            {
+                "slug": e.slug,
+                "active": e.fields.active,
+                "customised": list(e.overrides),
+                "sent": e.stats.sent,
+                "failed": e.stats.failed,
+                "last_sent_at": e.stats.last_sent_at.isoformat() if e.stats.last_sent_at else None,
+                "applied": _provenance_json(e.provenance),
+            }
+            for e in report.system_emails
+        ],
+        "applies": [_apply_json(a) for a in report.applies],
+        "lock": report.lock.describe() if report.lock else None,
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+@click.command("status")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: tables; json: a document.",
+)
+@click.option(
+    "--failed",
+    "failed",
+    metavar="BROADCAST",
+    help="List the recipients of this email broadcast whose delivery failed.",
+)
+@click.pass_context
+def status_command(ctx: click.Context, fmt: str, failed: str | None) -> int:
+    """What is live: email sends and their delivery, notices, system emails, recent applies.
+
+    \b
+    Examples:
+      commsync status
+      commsync status --format json
+      commsync status --failed news/2026-12-holiday-hours
+    """
+    project = options(ctx).project()
+    if failed is not None:
+        rows = api.failed_recipients(project, failed)
+        if fmt == "json":
+            click.echo(
+                json.dumps(
+                    [{"email": r.email, "attempts": r.attempts, "error": r.error} for r in rows],
+                    indent=2,
+                )
+            )
+        else:
+            for r in rows:
+                click.echo(f"{r.email}\t{r.attempts} attempt(s)\t{r.error or ''}")
+            click.echo(
+                f"{len(rows)} failed recipient(s); `commsync apply --retry-failed` retries them",
+                err=True,
+            )
+        return 0
+    report = api.status(project)
+    click.echo(_json(report) if fmt == "json" else _text(report), nl=False)
+    return 0
