@@ -123,34 +123,31 @@ class _Sender:
         key = self.store.signing_key()
         mailbox = self.settings.unsubscribe_mailbox
 
-        def build(row: LedgerRow) -> Built:
-            name, values = customer_values(row)
-            values[UNSUBSCRIBE] = self.settings.unsubscribe_url(
-                unsubscribe_token(key, row.email_key)
-            )
-            return factory.build(row.email, name, values, mailbox)
+        minted: dict[str, str] = {}  # the token of each row of the current batch, made once
 
         def tokens(rows: Sequence[LedgerRow]) -> list[tuple[str, str]]:
-            return [(unsubscribe_token(key, r.email_key), r.email_key) for r in rows]
+            minted.clear()
+            minted.update((r.email_key, unsubscribe_token(key, r.email_key)) for r in rows)
+            return [(token, email_key) for email_key, token in minted.items()]
+
+        def build(row: LedgerRow) -> Built:
+            name, values = customer_values(row)
+            token = minted.get(row.email_key) or unsubscribe_token(key, row.email_key)
+            values[UNSUBSCRIBE] = self.settings.unsubscribe_url(token)
+            return factory.build(row.email, name, values, mailbox)
 
         mail = self.settings.mail
         transport = parse_transport(mail.transport, self.settings.root, self.env)
         self.destination = transport.describe()
-        ledgers = self.store.ledgers(mail.connections)
+        ledger = self.store.ledger()
         try:
             job = SendJob(send_id, mail.from_address, build, tokens)
+            limiter = RateLimiter(mail.max_rate)
             return run_send(
-                job,
-                ledgers,
-                transport,
-                RateLimiter(mail.max_rate),
-                total,
-                self.listener,
-                self.policy,
+                job, ledger, transport, limiter, mail.connections, total, self.listener, self.policy
             )
         finally:
-            for ledger in ledgers:
-                ledger.close()
+            ledger.close()
 
 
 def _spec_of(action: Action, store: Store) -> BroadcastSpec:

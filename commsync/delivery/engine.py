@@ -1,18 +1,18 @@
 """The ledger loop: send every queued row of one send, each recipient once.
 
-One producer reads queued rows in batches, drops suppressed addresses, builds each message and
-queues it; one worker per connection takes messages, waits for the shared rate limiter, marks the
-row `sending` (committed) just before talking to the server, and records the outcome. The record
-of one message is committed in the same transaction that marks the next one `sending`, so at any
-moment each worker has at most one row `sending`: a crash leaves at most `connections` rows
-uncertain. Rows that met a transient error are retried in later passes, with backoff.
+One event loop drives one coroutine per connection. Each takes the next queued row from a shared
+source (which reads rows in batches and drops suppressed addresses), builds that recipient's
+message, waits for the shared rate limiter, has the row marked `sending` (committed) just before
+talking to the server, and records the outcome. The outcome of one message is committed with the
+`sending` mark of the next, and all connections' marks made in the same turn of the loop share one
+transaction (group commit). Each connection has at most one row `sending` at any moment, so a
+crash leaves at most `connections` rows uncertain. Transient failures are retried in later passes.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-import time
+import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -23,7 +23,6 @@ from commsync.render.message import Built, RenderError
 from commsync.store.ledger import LedgerRow, Record, SqlLedger
 
 _BATCH = 500
-_STOP = object()
 
 
 class Listener(Protocol):
@@ -34,7 +33,7 @@ class Listener(Protocol):
 class RetryPolicy:
     max_attempts: int = 5
     delays: tuple[float, ...] = (0.5, 2.0, 5.0, 15.0)
-    give_up_after: int = 5  # consecutive connection failures before a worker stops
+    give_up_after: int = 5  # consecutive connection failures before a connection stops
 
     def delay(self, attempt: int) -> float:
         return self.delays[min(attempt, len(self.delays)) - 1] if attempt > 0 else 0.0
@@ -66,84 +65,106 @@ class SendJob:
     tokens: Callable[[Sequence[LedgerRow]], list[tuple[str, str]]] | None = None
 
 
+class _Committer:
+    """Group commit: every transition requested in one turn of the loop shares a transaction."""
+
+    def __init__(self, ledger: SqlLedger) -> None:
+        self.ledger = ledger
+        self.waiting: list[tuple[Sequence[Record], int | None, asyncio.Future[bool]]] = []
+
+    def _flush(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        try:
+            results = self.ledger.transitions([(done, start) for done, start, _ in waiting])
+        except Exception as exc:  # every waiter learns of it
+            for _, _, future in waiting:
+                future.set_exception(exc)
+            return
+        for (_, _, future), started in zip(waiting, results, strict=True):
+            future.set_result(started)
+
+    async def transition(self, done: Sequence[Record], start: int | None) -> bool:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        if not self.waiting:
+            loop.call_soon(self._flush)
+        self.waiting.append((done, start, future))
+        return await future
+
+
+class _Source:
+    """Queued rows of one pass, handed out one at a time to whichever connection asks."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.rows: deque[LedgerRow] = deque()
+        self.after = 0
+        self.exhausted = False
+
+    def _refill(self) -> None:
+        ledger, job = self.run.ledger, self.run.job
+        while not self.rows and not self.exhausted:
+            rows = ledger.next_batch(job.send_id, self.after, _BATCH)
+            if not rows:
+                self.exhausted = True
+                return
+            self.after = rows[-1].id
+            blocked = ledger.suppressed([r.email_key for r in rows])
+            if job.tokens is not None:
+                ledger.save_tokens(job.tokens([r for r in rows if r.email_key not in blocked]))
+            if blocked:
+                dropped = [
+                    (r, Record(r.id, "suppressed", "suppressed before sending"))
+                    for r in rows
+                    if r.email_key in blocked
+                ]
+                ledger.transition([record for _, record in dropped], None)
+                for row, record in dropped:
+                    self.run.count(row, record)
+            self.rows.extend(r for r in rows if r.email_key not in blocked)
+
+    def next(self) -> LedgerRow | None:
+        if not self.rows:
+            self._refill()
+        return self.rows.popleft() if self.rows else None
+
+
 class _Run:
     def __init__(
         self,
         job: SendJob,
-        ledgers: Sequence[SqlLedger],
+        ledger: SqlLedger,
         transport: Transport,
         limiter: RateLimiter,
+        connections: int,
         total: int,
         listener: Listener | None,
         policy: RetryPolicy,
     ) -> None:
-        self.job, self.ledgers, self.transport, self.limiter = job, ledgers, transport, limiter
+        self.job, self.ledger, self.transport, self.limiter = job, ledger, transport, limiter
         self.total, self.listener, self.policy = total, listener, policy
         self.report = DeliveryReport()
-        self.items: queue.Queue[object] = queue.Queue(maxsize=len(ledgers) * 16)
-        self.lock = threading.Lock()
-        self.alive = len(ledgers)
+        self.committer = _Committer(ledger)
+        self.sessions: list[Session | None] = [None] * connections
+        self.given_up = [False] * connections
 
-    # -- bookkeeping (thread-safe) ----------------------------------------------------------
-
-    def _count(self, row: LedgerRow, record: Record) -> None:
-        with self.lock:
-            r = self.report
-            if record.status == "sent":
-                r.sent += 1
-            elif record.status == "failed":
-                r.failed += 1
-                if len(r.failures) < 100:
-                    r.failures.append((row.email, record.detail))
-            elif record.status == "suppressed":
-                r.suppressed += 1
-            elif record.status == "uncertain":
-                r.uncertain += 1
-                r.uncertain_addresses.append(row.email)
-            done = r.done
-        if self.listener is not None and record.status != "queued":
-            self.listener.progress(done, self.total)
-
-    # -- the producer -----------------------------------------------------------------------
-
-    def _prepare(self, ledger: SqlLedger, rows: list[LedgerRow]) -> list[tuple[LedgerRow, Built]]:
-        blocked = ledger.suppressed(
-            [r.email_key for r in rows]
-        )  # checked again just before sending
-        if self.job.tokens is not None:
-            ledger.save_tokens(self.job.tokens([r for r in rows if r.email_key not in blocked]))
-        ready, done = [], []
-        for row in rows:
-            if row.email_key in blocked:
-                done.append((row, Record(row.id, "suppressed", "suppressed before sending")))
-                continue
-            try:
-                ready.append((row, self.job.build(row)))
-            except RenderError as exc:
-                done.append((row, Record(row.id, "failed", str(exc))))
-        if done:
-            ledger.transition([record for _, record in done], None)
-            for row, record in done:
-                self._count(row, record)
-        return ready
-
-    def _pass(self, ledger: SqlLedger) -> None:
-        after = 0
-        while self.alive:
-            rows = ledger.next_batch(self.job.send_id, after, _BATCH)
-            if not rows:
-                break
-            after = rows[-1].id
-            for item in self._prepare(ledger, rows):
-                while self.alive:
-                    try:
-                        self.items.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-        self.items.join()
-
-    # -- the workers ------------------------------------------------------------------------
+    def count(self, row: LedgerRow, record: Record) -> None:
+        r = self.report
+        if record.status == "sent":
+            r.sent += 1
+        elif record.status == "failed":
+            r.failed += 1
+            if len(r.failures) < 100:
+                r.failures.append((row.email, record.detail))
+        elif record.status == "suppressed":
+            r.suppressed += 1
+        elif record.status == "uncertain":
+            r.uncertain += 1
+            r.uncertain_addresses.append(row.email)
+        else:
+            return
+        if self.listener is not None:
+            self.listener.progress(r.done, self.total)
 
     def _record(self, row: LedgerRow, built: Built, outcome: Outcome) -> Record:
         if outcome.kind == "sent":
@@ -154,94 +175,57 @@ class _Run:
             row.id, "failed" if outcome.kind == "permanent" else "uncertain", outcome.detail
         )
 
-    def _worker(self, ledger: SqlLedger) -> None:
-        session: Session | None = None
+    async def _settle(self, pending: tuple[LedgerRow, Record] | None, start: int | None) -> bool:
+        """Commit the previous outcome (and the next `sending` mark, if any) and count it."""
+        started = await self.committer.transition([pending[1]] if pending else [], start)
+        if pending is not None:
+            self.count(*pending)
+        return started
+
+    async def _connection(self, slot: int, source: _Source) -> None:
         pending: tuple[LedgerRow, Record] | None = None
         broken = 0
         try:
-            while True:
+            while not self.given_up[slot] and (row := source.next()) is not None:
                 try:
-                    item = self.items.get(timeout=0.05)
-                except queue.Empty:
-                    if pending is not None:
-                        ledger.transition([pending[1]], None)
-                        self._finish(pending)
-                        pending = None
+                    built = self.job.build(row)
+                except RenderError as exc:
+                    await self._settle(pending, None)
+                    pending = (row, Record(row.id, "failed", str(exc)))
                     continue
-                if item is _STOP:
-                    break
-                assert isinstance(item, tuple)
-                row, built = item
-                self.limiter.acquire()
-                started = ledger.transition([pending[1]] if pending else [], start=row.id)
-                self._finish(pending)
-                if not started:  # suppressed since the batch was prepared
+                await self.limiter.wait()
+                if not await self._settle(pending, row.id):  # suppressed since its batch was read
                     pending = (row, Record(row.id, "suppressed", "suppressed just before sending"))
                     continue
-                session = session or self.transport.open()
-                outcome = session.send(self.job.envelope_from, row.email, built.data)
+                session = self.sessions[slot] = self.sessions[slot] or self.transport.open()
+                outcome = await session.send(self.job.envelope_from, row.email, built.data)
                 pending = (row, self._record(row, built, outcome))
                 broken = broken + 1 if outcome.detail.startswith("connection problem") else 0
                 if broken >= self.policy.give_up_after:
-                    ledger.transition([pending[1]], None)
-                    self._finish(pending)
-                    pending = None
-                    with self.lock:
-                        self.report.stopped = (
-                            f"giving up on {self.transport.describe()}: {outcome.detail}"
-                        )
-                    break
-                if broken:
-                    time.sleep(self.policy.delay(broken))
+                    self.given_up[slot] = True
+                    self.report.stopped = (
+                        f"giving up on {self.transport.describe()}: {outcome.detail}"
+                    )
+                elif broken:
+                    await asyncio.sleep(self.policy.delay(broken))
         finally:
-            if pending is not None:
-                ledger.transition([pending[1]], None)
-                self._finish(pending)
-            if session is not None:
-                session.close()
-            with self.lock:
-                self.alive -= 1
-            self._drain_if_last()
+            await self._settle(pending, None)
 
-    def _finish(self, pending: tuple[LedgerRow, Record] | None) -> None:
-        if pending is not None:
-            self._count(*pending)
-            self.items.task_done()
-
-    def _drain_if_last(self) -> None:
-        """When no worker is left, empty the queue so the producer is not left waiting."""
-        if self.alive:
-            return
-        while True:
-            try:
-                item = self.items.get_nowait()
-            except queue.Empty:
-                return
-            if item is not _STOP:
-                self.items.task_done()
-
-    # -- the whole send ---------------------------------------------------------------------
-
-    def run(self) -> DeliveryReport:
-        workers = [
-            threading.Thread(target=self._worker, args=(ledger,), daemon=True)
-            for ledger in self.ledgers
-        ]
-        for w in workers:
-            w.start()
-        producer = self.ledgers[0]
-        for attempt in range(self.policy.max_attempts):
-            if attempt:
-                left = producer.next_batch(self.job.send_id, 0, 1)
-                if not left or not self.alive:
-                    break
-                time.sleep(self.policy.delay(attempt))
-            self._pass(producer)
-        for _ in workers:
-            self.items.put(_STOP)
-        for w in workers:
-            w.join()
-        self.report.deferred = _count_queued(producer, self.job.send_id)
+    async def run(self) -> DeliveryReport:
+        try:
+            for attempt in range(self.policy.max_attempts):
+                if attempt:
+                    if all(self.given_up) or not self.ledger.next_batch(self.job.send_id, 0, 1):
+                        break
+                    await asyncio.sleep(self.policy.delay(attempt))
+                source = _Source(self)
+                live = [slot for slot, gone in enumerate(self.given_up) if not gone]
+                await asyncio.gather(*(self._connection(slot, source) for slot in live))
+        finally:
+            for session in self.sessions:
+                if session is not None:
+                    await session.close()
+        self.report.deferred = _count_queued(self.ledger, self.job.send_id)
         return self.report
 
 
@@ -255,12 +239,16 @@ def _count_queued(ledger: SqlLedger, send_id: int) -> int:
 
 def run_send(
     job: SendJob,
-    ledgers: Sequence[SqlLedger],
+    ledger: SqlLedger,
     transport: Transport,
     limiter: RateLimiter,
+    connections: int,
     total: int,
     listener: Listener | None = None,
     policy: RetryPolicy | None = None,
 ) -> DeliveryReport:
     """Deliver every queued row of `job`; returns what happened. Never raises for delivery errors."""
-    return _Run(job, ledgers, transport, limiter, total, listener, policy or RetryPolicy()).run()
+    run = _Run(
+        job, ledger, transport, limiter, connections, total, listener, policy or RetryPolicy()
+    )
+    return asyncio.run(run.run())

@@ -25,7 +25,7 @@ class MaildirSession:
         now = time.time()
         return f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{n}.{self.host}"
 
-    def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
+    async def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
         """Written to tmp/, then renamed into new/: a reader never sees half a message."""
         name = self._name()
         tmp = self.root / "tmp" / name
@@ -38,7 +38,7 @@ class MaildirSession:
             return Outcome("transient", f"cannot write to the Maildir: {exc.strerror}")
         return SENT
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -28,16 +29,28 @@ class RateLimiter:
         self.stamp = clock()
         self.lock = threading.Lock()
 
+    def _take(self) -> float:
+        """Take a token if one is there (0.0), else say how long to wait for one."""
+        assert self.rate is not None
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return 0.0
+            return (1 - self.tokens) / self.rate
+
     def acquire(self) -> None:
+        """Block until a message may go."""
         if self.rate is None:
             return
-        while True:
-            with self.lock:
-                now = self.clock()
-                self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                wait = (1 - self.tokens) / self.rate
+        while (wait := self._take()) > 0:
             self.sleep(wait)
+
+    async def wait(self) -> None:
+        """The same for coroutines (the event loop keeps running meanwhile)."""
+        if self.rate is None:
+            return
+        while (wait := self._take()) > 0:
+            await asyncio.sleep(wait)

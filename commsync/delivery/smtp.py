@@ -1,13 +1,16 @@
-"""SMTP sessions over smtplib: persistent, RSET after an error, reconnect after a drop.
+"""An asyncio SMTP client session: persistent, pipelined, RSET after an error, reconnect after a drop.
 
-DATA is sent by hand so the session knows whether the body went out before a connection broke:
-before it, the message can safely be retried; after it, delivery is uncertain.
+Only what commsync needs: EHLO, STARTTLS / implicit TLS, AUTH PLAIN or LOGIN, MAIL + RCPT + DATA
+(pipelined per RFC 2920 when the server offers it), RSET and QUIT. Doing it by hand keeps the
+one thing a library would hide: whether the message body went out before a connection broke.
+Before it, the message is safely retried; after it, delivery is uncertain.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
-import smtplib
 import ssl
 
 from commsync.delivery.transport import SENT, Outcome, SmtpConfig
@@ -15,7 +18,14 @@ from commsync.delivery.transport import SENT, Outcome, SmtpConfig
 _CRLF = b"\r\n"
 
 
-def _dot_stuff(data: bytes) -> bytes:
+class _Refused(Exception):
+    def __init__(self, code: int, text: str, stage: str) -> None:
+        super().__init__(f"{code} {text}")
+        self.code, self.text, self.stage = code, text, stage
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """The DATA payload: lines starting with '.' doubled, then the terminating '.' line."""
     body = data.replace(b"\r\n.", b"\r\n..")
     if body.startswith(b"."):
         body = b"." + body
@@ -24,92 +34,157 @@ def _dot_stuff(data: bytes) -> bytes:
     return body + b"." + _CRLF
 
 
-def _reply_outcome(code: int, reply: bytes | str, stage: str) -> Outcome:
-    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-    detail = f"{code} {text}".strip() + f" (at {stage})"
-    return Outcome("permanent" if 500 <= code < 600 else "transient", detail)
+def _outcome(exc: _Refused) -> Outcome:
+    detail = f"{exc.code} {exc.text}".strip() + f" (at {exc.stage})"
+    return Outcome("permanent" if 500 <= exc.code < 600 else "transient", detail)
 
 
 class SmtpSession:
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
-        self.smtp: smtplib.SMTP | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.extensions: set[str] = set()
+        self.auth: set[str] = set()
 
-    def _connect(self) -> smtplib.SMTP:
-        c = self.config
-        context = ssl.create_default_context()
-        smtp: smtplib.SMTP
-        if c.security == "tls":
-            smtp = smtplib.SMTP_SSL(
-                c.host, c.port, local_hostname=c.helo, timeout=c.timeout, context=context
-            )
-        else:
-            smtp = smtplib.SMTP(c.host, c.port, local_hostname=c.helo, timeout=c.timeout)
-        smtp.ehlo()
-        if c.security == "starttls":
-            smtp.starttls(context=context)
-            smtp.ehlo()
-        if c.username and c.password:
-            smtp.login(c.username, c.password)
-        return smtp
+    # -- protocol ---------------------------------------------------------------------------
 
-    def _drop(self) -> None:
-        if self.smtp is not None:
-            try:
-                self.smtp.close()
-            finally:
-                self.smtp = None
+    async def _reply(self) -> tuple[int, str]:
+        assert self.reader is not None
+        lines = []
+        while True:
+            line = await self.reader.readline()
+            if not line.endswith(b"\n"):
+                raise ConnectionError("connection closed by the server")
+            lines.append(line[4:].strip().decode("utf-8", "replace"))
+            if line[3:4] != b"-":
+                return int(line[:3]), "\n".join(lines)
 
-    def _reset(self) -> None:
-        if self.smtp is None:
+    async def _command(self, command: str, expect: tuple[int, ...], stage: str) -> str:
+        assert self.writer is not None
+        self.writer.write(command.encode() + _CRLF)
+        code, text = await self._reply()
+        if code not in expect:
+            raise _Refused(code, text, stage)
+        return text
+
+    async def _ehlo(self) -> None:
+        text = await self._command(f"EHLO {self.config.helo or 'localhost'}", (250,), "EHLO")
+        self.extensions = {line.split(" ", 1)[0].upper() for line in text.splitlines()[1:]}
+        auth = next((line for line in text.splitlines() if line.upper().startswith("AUTH")), "")
+        self.auth = {mech.upper() for mech in auth.split()[1:]}
+
+    async def _login(self, username: str, password: str) -> None:
+        if "PLAIN" in self.auth or not self.auth:
+            token = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+            await self._command(f"AUTH PLAIN {token}", (235,), "AUTH")
             return
-        try:
-            self.smtp.rset()
-        except (smtplib.SMTPException, OSError):
-            self._drop()
+        await self._command("AUTH LOGIN", (334,), "AUTH")
+        await self._command(base64.b64encode(username.encode()).decode(), (334,), "AUTH")
+        await self._command(base64.b64encode(password.encode()).decode(), (235,), "AUTH")
 
-    def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
+    async def _connect(self) -> None:
+        c = self.config
+        context = ssl.create_default_context() if c.security != "none" else None
+        tls = context if c.security == "tls" else None
+        async with asyncio.timeout(c.timeout):
+            self.reader, self.writer = await asyncio.open_connection(
+                c.host, c.port, ssl=tls, server_hostname=c.host if tls else None
+            )
+        code, text = await self._reply()
+        if code != 220:
+            raise _Refused(code, text, "greeting")
+        await self._ehlo()
+        if c.security == "starttls":
+            assert context is not None
+            await self._command("STARTTLS", (220,), "STARTTLS")
+            assert self.writer is not None
+            await self.writer.start_tls(context, server_hostname=c.host)
+            await self._ehlo()
+        if c.username and c.password:
+            await self._login(c.username, c.password)
+
+    async def _drop(self) -> None:
+        writer, self.reader, self.writer = self.writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _reset(self) -> None:
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                await self._command("RSET", (250,), "RSET")
+        except (TimeoutError, _Refused, OSError, ConnectionError, ssl.SSLError):
+            await self._drop()
+
+    async def _envelope(self, sender: str, recipient: str) -> None:
+        """MAIL, RCPT and DATA; pipelined in one write when the server allows it."""
+        assert self.writer is not None
+        steps: tuple[tuple[str, tuple[int, ...], str], ...] = (
+            (f"MAIL FROM:<{sender}>", (250,), "MAIL FROM"),
+            (f"RCPT TO:<{recipient}>", (250, 251), "RCPT TO"),
+            ("DATA", (354,), "DATA"),
+        )
+        if "PIPELINING" not in self.extensions:
+            for command, expect, stage in steps:
+                await self._command(command, expect, stage)
+            return
+        self.writer.write(b"".join(command.encode() + _CRLF for command, _, _ in steps))
+        replies = [await self._reply() for _ in steps]
+        for (code, text), (_, expect, stage) in zip(replies, steps, strict=True):
+            if code not in expect:
+                if replies[2][0] == 354:  # DATA accepted although RCPT was refused: end it empty
+                    self.writer.write(b"." + _CRLF)
+                    await self._reply()
+                raise _Refused(code, text, stage)
+
+    # -- the session API --------------------------------------------------------------------
+
+    async def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
         body_sent = False
         try:
-            if self.smtp is None:
-                self.smtp = self._connect()
-            smtp = self.smtp
-            code, reply = smtp.mail(sender)
-            if code != 250:
-                self._reset()
-                return _reply_outcome(code, reply, "MAIL FROM")
-            code, reply = smtp.rcpt(recipient)
-            if code not in (250, 251):
-                self._reset()
-                return _reply_outcome(code, reply, "RCPT TO")
-            smtp.putcmd("data")
-            code, reply = smtp.getreply()
-            if code != 354:
-                self._reset()
-                return _reply_outcome(code, reply, "DATA")
-            smtp.send(_dot_stuff(data))
-            body_sent = True
-            code, reply = smtp.getreply()
-        except smtplib.SMTPAuthenticationError as exc:
-            self._drop()
-            return Outcome(
-                "transient", f"authentication failed: {exc.smtp_code} {exc.smtp_error!r}"
-            )
-        except (TimeoutError, smtplib.SMTPException, OSError, ssl.SSLError) as exc:
-            self._drop()
+            async with asyncio.timeout(self.config.timeout * 3):  # one deadline for the exchange
+                if self.writer is None:
+                    await self._connect()
+                assert self.writer is not None
+                await self._envelope(sender, recipient)
+                self.writer.write(dot_stuff(data))
+                await self.writer.drain()
+                body_sent = True
+                code, text = await self._reply()
+        except _Refused as exc:
+            if exc.stage in ("greeting", "EHLO", "STARTTLS", "AUTH"):
+                await self._drop()
+                return Outcome(
+                    "transient", f"connection problem: {exc.code} {exc.text} (at {exc.stage})"
+                )
+            await self._reset()
+            return _outcome(exc)
+        except (
+            TimeoutError,
+            OSError,
+            ConnectionError,
+            ssl.SSLError,
+            asyncio.IncompleteReadError,
+        ) as exc:
+            await self._drop()
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if body_sent:
-                return Outcome("uncertain", f"no reply after the message was sent: {exc}")
-            return Outcome("transient", f"connection problem: {exc}")
+                return Outcome("uncertain", f"no reply after the message was sent: {reason}")
+            return Outcome("transient", f"connection problem: {reason}")
         if code == 250:
             return SENT
-        self._reset()
-        return _reply_outcome(code, reply, "end of DATA")
+        await self._reset()
+        return _outcome(_Refused(code, text, "end of DATA"))
 
-    def close(self) -> None:
-        if self.smtp is not None:
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                self.smtp.quit()
-            self._drop()
+    async def close(self) -> None:
+        if self.writer is not None:
+            with contextlib.suppress(
+                TimeoutError, _Refused, OSError, ConnectionError, ssl.SSLError
+            ):
+                await asyncio.wait_for(self._command("QUIT", (221,), "QUIT"), 2.0)
+            await self._drop()
 
 
 class SmtpTransport:

@@ -33,11 +33,11 @@ SENT = Outcome("sent", "")
 
 
 class Session(Protocol):
-    """One connection (or one Maildir writer); used by one thread at a time."""
+    """One connection (or one Maildir writer), driven by one coroutine at a time."""
 
-    def send(self, sender: str, recipient: str, data: bytes) -> Outcome: ...
+    async def send(self, sender: str, recipient: str, data: bytes) -> Outcome: ...
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 class Transport(Protocol):

@@ -129,8 +129,15 @@ class _Dates:
 
 
 def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends: the text part stays readable in the raw message."""
     data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False).replace(b"\n", b"\r\n")
+
+
+def _base64(text: str) -> bytes:
+    """Base64 in 76-character lines: much cheaper than quoted-printable for the HTML part."""
+    encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False)
+    return b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
 
 
 def encoded_words(text: str) -> str:
@@ -322,15 +329,10 @@ class MessageFactory:
         head = "\r\n".join(
             [*headers, f'Content-Type: multipart/alternative; boundary="{b}"']
         ).encode()
-        part = f"\r\n--{b}\r\nContent-Type: text/%s; charset=utf-8\r\n{qp}\r\n\r\n"
+        text_head = (
+            f"\r\n\r\n--{b}\r\nContent-Type: text/plain; charset=utf-8\r\n{qp}\r\n\r\n".encode()
+        )
+        html_head = f"\r\n--{b}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n".encode()
         return b"".join(
-            [
-                head,
-                b"\r\n",
-                (part % "plain").encode(),
-                _qp(text),
-                (part % "html").encode(),
-                _qp(body),
-                f"\r\n--{b}--\r\n".encode(),
-            ]
+            [head, text_head, _qp(text), html_head, _base64(body), f"\r\n--{b}--\r\n".encode()]
         )

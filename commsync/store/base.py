@@ -105,8 +105,8 @@ class Store(Protocol):
 
     def send_id_for(self, broadcast_id: str) -> int | None: ...
 
-    def ledgers(self, count: int) -> list[SqlLedger]:
-        """Hot-path ledger handles, one per sending connection."""
+    def ledger(self) -> SqlLedger:
+        """The hot-path ledger, on a connection of its own."""
         ...
 
     def crashed_to_uncertain(self) -> int: ...

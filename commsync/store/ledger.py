@@ -127,12 +127,20 @@ class _Shared:
         self.lock = threading.Lock()
         self.pg = engine.dialect.name == "postgresql"
         self.closed = False
+        self._second, self._text = -1, ""
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s") if self.pg else text
 
-    def stamp(self, when: datetime) -> Any:
-        return when if self.pg else when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    def now(self) -> Any:
+        """The current time as the column stores it (formatted once per second on SQLite)."""
+        when = datetime.now(UTC)
+        if self.pg:
+            return when
+        second = int(when.timestamp())
+        if second != self._second:
+            self._second, self._text = second, when.strftime("%Y-%m-%d %H:%M:%S.000000")
+        return self._text
 
 
 _FETCH = """
@@ -164,13 +172,55 @@ def _end(db: _Shared, cursor: Any, verb: str) -> None:
 
 
 class SqlLedger:
-    """The per-message hot path. Thread-safe; `transition` is one transaction."""
+    """The per-message hot path, for one event loop (or one thread) at a time.
+
+    `transitions` commits several callers' records in one transaction: the delivery engine
+    gathers what its connections have ready in one turn of the event loop (group commit).
+    """
 
     def __init__(self, shared: _Shared) -> None:
         self.shared = shared
 
+    def transitions(self, batch: Sequence[tuple[Sequence[Record], int | None]]) -> list[bool]:
+        """Record finished rows and mark next rows `sending`, all in one commit.
+
+        For each (done, start): False when `start` could not be marked — its address was
+        suppressed meanwhile — else True.
+        """
+        db = self.shared
+        now = db.now()
+        results = []
+        with db.lock:
+            cursor = db.raw.cursor()
+            try:
+                if not db.pg:
+                    cursor.execute("BEGIN")
+                for done, start in batch:
+                    for r in done:
+                        if r.status == "sent":
+                            cursor.execute(
+                                db.sql(_DONE["sent"]), (r.message_id, now, now, r.delivery_id)
+                            )
+                        else:
+                            cursor.execute(
+                                db.sql(_DONE[r.status]), (r.detail[:2000], now, r.delivery_id)
+                            )
+                    if start is not None:
+                        cursor.execute(db.sql(_START), (now, start))
+                    results.append(start is None or cursor.rowcount == 1)
+                _end(db, cursor, "COMMIT")
+            except BaseException:
+                _end(db, cursor, "ROLLBACK")
+                raise
+            finally:
+                cursor.close()
+        return results
+
+    def transition(self, done: Sequence[Record], start: int | None) -> bool:
+        return self.transitions([(done, start)])[0]
+
     def _run(self, statements: Iterable[tuple[str, Sequence[Any]]], fetch: bool = False) -> Any:
-        """Run statements in one transaction (SQLite connections are in autocommit mode: BEGIN here)."""
+        """Run statements in one transaction of their own; returns the last fetch."""
         db = self.shared
         with db.lock:
             cursor = db.raw.cursor()
@@ -180,7 +230,8 @@ class SqlLedger:
                 result: Any = None
                 for sql, params in statements:
                     cursor.execute(db.sql(sql), tuple(params))
-                    result = cursor.fetchall() if fetch else cursor.rowcount == 1
+                    if fetch:
+                        result = cursor.fetchall()
                 _end(db, cursor, "COMMIT")
                 return result
             except BaseException:
@@ -200,31 +251,12 @@ class SqlLedger:
         sql = f"SELECT email_key FROM suppressions WHERE email_key IN ({marks})"
         return {str(r[0]) for r in self._run([(sql, tuple(email_keys))], fetch=True) or []}
 
-    def transition(self, done: Sequence[Record], start: int | None) -> bool:
-        """Record finished rows and mark the next one `sending`, in one commit.
-
-        False when `start` could not be marked: its address was suppressed meanwhile.
-        """
-        now = self.shared.stamp(datetime.now(UTC))
-        statements: list[tuple[str, Sequence[Any]]] = []
-        for r in done:
-            if r.status == "sent":
-                statements.append((_DONE["sent"], (r.message_id, now, now, r.delivery_id)))
-            else:
-                statements.append((_DONE[r.status], (r.detail[:2000], now, r.delivery_id)))
-        if start is not None:
-            statements.append((_START, (now, start)))
-        if not statements:
-            return True
-        started = bool(self._run(statements))
-        return started or start is None
-
     def save_tokens(self, tokens: Sequence[tuple[str, str]]) -> None:
         """Remember unsubscribe tokens (token, email_key) so the unsubscribe page can find them."""
         if not tokens:
             return
         conflict = "ON CONFLICT (token) DO NOTHING"
-        now = self.shared.stamp(datetime.now(UTC))
+        now = self.shared.now()
         sql = f"INSERT INTO unsubscribe_tokens (token, email_key, created_at) VALUES (?, ?, ?) {conflict}"
         self._run([(sql, (token, key, now)) for token, key in tokens])
 
@@ -235,9 +267,6 @@ class SqlLedger:
                 self.shared.raw.close()
 
 
-def open_ledgers(engine: Engine, count: int) -> list[SqlLedger]:
-    """`count` ledgers: one shared connection on SQLite, one connection each on PostgreSQL."""
-    if engine.dialect.name == "postgresql":
-        return [SqlLedger(_Shared(engine)) for _ in range(count)]
-    shared = _Shared(engine)
-    return [SqlLedger(shared)] * count
+def open_ledger(engine: Engine) -> SqlLedger:
+    """A ledger on its own DB-API connection."""
+    return SqlLedger(_Shared(engine))

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from commsync.model import LiveBroadcast
 from commsync.store import tables as t
 from commsync.store.base import FailedRecipient, FrozenSend
-from commsync.store.ledger import SqlLedger, freeze_audience, open_ledgers
+from commsync.store.ledger import SqlLedger, freeze_audience, open_ledger
 
 _BROADCAST_SENDS = select(t.sends.c.id).where(t.sends.c.kind == "broadcast").scalar_subquery()
 
@@ -54,8 +54,8 @@ class SendsMixin:
             ).scalar_one_or_none()
         return None if value is None else int(value)
 
-    def ledgers(self, count: int) -> list[SqlLedger]:
-        return open_ledgers(self.engine, count)
+    def ledger(self) -> SqlLedger:
+        return open_ledger(self.engine)
 
     def crashed_to_uncertain(self) -> int:
         """Broadcast rows left `sending` by a crashed apply: nobody knows if they went out."""

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 
@@ -173,6 +174,8 @@ sends = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+_QUEUED = text("status = 'queued'")
+
 deliveries = Table(
     "deliveries",
     metadata,
@@ -192,8 +195,10 @@ deliveries = Table(
     Column("sent_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("send_id", "email_key"),
-    Index("ix_deliveries_due", "status", "due_at"),
-    Index("ix_deliveries_progress", "send_id", "status"),
+    # Partial indexes over queued rows only: a row leaves them once, when it starts sending, so
+    # the per-message status changes touch as few index pages as possible.
+    Index("ix_deliveries_queued", "send_id", "id", sqlite_where=_QUEUED, postgresql_where=_QUEUED),
+    Index("ix_deliveries_due", "due_at", sqlite_where=_QUEUED, postgresql_where=_QUEUED),
 )
 
 dismissals = Table(

@@ -237,8 +237,21 @@ def upgrade() -> None:
         sa.UniqueConstraint("send_id", "email_key", name=op.f("uq_deliveries_send_id_email_key")),
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.create_index("ix_deliveries_due", ["status", "due_at"], unique=False)
-        batch_op.create_index("ix_deliveries_progress", ["send_id", "status"], unique=False)
+        queued = sa.text("status = 'queued'")
+        batch_op.create_index(
+            "ix_deliveries_queued",
+            ["send_id", "id"],
+            unique=False,
+            sqlite_where=queued,
+            postgresql_where=queued,
+        )
+        batch_op.create_index(
+            "ix_deliveries_due",
+            ["due_at"],
+            unique=False,
+            sqlite_where=queued,
+            postgresql_where=queued,
+        )
 
     meta = sa.table("commsync_meta", sa.column("key", sa.String), sa.column("value", sa.Text))
     op.bulk_insert(meta, [{"key": "store_id", "value": uuid.uuid4().hex}])
@@ -246,7 +259,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_deliveries_progress")
+        batch_op.drop_index("ix_deliveries_queued")
         batch_op.drop_index("ix_deliveries_due")
 
     op.drop_table("deliveries")
