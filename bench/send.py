@@ -74,7 +74,10 @@ def start_sink() -> tuple[subprocess.Popen[bytes], int]:
 def smtp_source(port: int, messages: int) -> float:
     source = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
     started = time.perf_counter()
-    subprocess.run([source, "-d", "-s", "4", "-m", str(messages), "-l", "3000", f"127.0.0.1:{port}"], check=True)
+    subprocess.run(
+        [source, "-d", "-s", "4", "-m", str(messages), "-l", "3000", f"127.0.0.1:{port}"],
+        check=True,
+    )
     return messages / (time.perf_counter() - started)
 
 
@@ -86,7 +89,9 @@ def naive(port: int, messages: int) -> float:
             msg["From"] = "Acme Sites <hello@acme.example>"
             msg["To"] = f"Customer {i} <c{i}@example.com>"
             msg["Subject"] = "Holiday support hours at Acme Sites"
-            text = BODY.replace("{{ customer_first_name }}", f"Customer {i}").replace("{{ network_name }}", "Acme Sites")
+            text = BODY.replace("{{ customer_first_name }}", f"Customer {i}").replace(
+                "{{ network_name }}", "Acme Sites"
+            )
             msg.set_content(text)
             msg.add_alternative(f"<html><body><pre>{text}</pre></body></html>", subtype="html")
             smtp.send_message(msg)
@@ -115,7 +120,18 @@ def build_project(root: Path, customers: int, port: int, connections: int) -> No
     with conn:
         conn.executemany(
             "INSERT INTO customers (id, email, email_key, username, first_name, last_name, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ((str(n), f"c{n}@example.com", f"c{n}@example.com", f"user{n}", f"First{n}", "Last", now) for n in range(1, customers + 1)),
+            (
+                (
+                    str(n),
+                    f"c{n}@example.com",
+                    f"c{n}@example.com",
+                    f"user{n}",
+                    f"First{n}",
+                    "Last",
+                    now,
+                )
+                for n in range(1, customers + 1)
+            ),
         )
     conn.close()
 
@@ -123,17 +139,23 @@ def build_project(root: Path, customers: int, port: int, connections: int) -> No
 def run_apply(root: Path) -> tuple[float, float, str]:
     exe = shutil.which("commsync", path=str(Path(sys.executable).parent)) or "commsync"
     started = time.perf_counter()
-    proc = subprocess.Popen([exe, "-C", str(root), "apply", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [exe, "-C", str(root), "apply", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     out = (proc.stdout.read() if proc.stdout else b"").decode()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"commsync apply failed:\n{out}\n{(proc.stderr.read() if proc.stderr else b'').decode()}")
+        raise SystemExit(
+            f"commsync apply failed:\n{out}\n{(proc.stderr.read() if proc.stderr else b'').decode()}"
+        )
     return wall, usage.ru_maxrss / 1024, out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipients", type=int, default=50_000)
     parser.add_argument("--large", type=int, default=200_000)
     parser.add_argument("--connections", type=int, default=4)

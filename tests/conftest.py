@@ -13,8 +13,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from commsync.delivery import smtp
 from commsync.store import sql
 from tests.helpers import Repo, pg_admin_url
+from tests.smtp_server import Recorder, SmtpServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
@@ -58,6 +60,25 @@ def guard_stores(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
         return real(url)
 
     monkeypatch.setattr(sql, "create_store_engine", guarded)
+
+
+@pytest.fixture(autouse=True)
+def guard_smtp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An SMTP connection to anything but loopback fails loudly inside tests."""
+    real = smtp.SmtpSession._connect
+
+    async def guarded(self: smtp.SmtpSession) -> None:
+        if self.config.host not in ("127.0.0.1", "localhost", "::1"):
+            raise AssertionError(f"a test tried to reach the SMTP server {self.config.host}")
+        await real(self)
+
+    monkeypatch.setattr(smtp.SmtpSession, "_connect", guarded)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with SmtpServer(Recorder()) as server:
+        yield server
 
 
 @pytest.fixture

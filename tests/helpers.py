@@ -123,3 +123,25 @@ def dump_store(url: str) -> dict[str, list[tuple[Any, ...]]]:
     finally:
         engine.dispose()
     return out
+
+
+def settings_for(transport: str, *, connections: int = 4, extra: str = "") -> str:
+    """commsync.yaml sending through `transport`."""
+    return SETTINGS + f"  transport: {transport}\n  connections: {connections}\n" + extra
+
+
+def seed(repo: Repo, count: int, product_every: int = 2) -> None:
+    """`count` customers c1…cN (first name FirstN), products pro and basic; every
+    `product_every`-th customer has an active pro membership, the others basic."""
+    lines = ["id,email,username,first_name,last_name"]
+    lines += [f"c{i},c{i}@example.com,user{i},First{i},Last" for i in range(1, count + 1)]
+    repo.write("data/customers.csv", "\n".join(lines) + "\n")
+    repo.write("data/products.csv", "slug,name\npro,Pro\nbasic,Basic\n")
+    members = ["customer_id,product,status"]
+    members += [
+        f"c{i},{'pro' if i % product_every == 0 else 'basic'},active" for i in range(1, count + 1)
+    ]
+    repo.write("data/memberships.csv", "\n".join(members) + "\n")
+    for kind in ("products", "customers", "memberships"):
+        result = repo.cli(kind, "import", f"data/{kind}.csv")
+        assert result.exit_code == 0, result.output

@@ -32,11 +32,19 @@ class Listener(Protocol):
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 5
-    delays: tuple[float, ...] = (0.5, 2.0, 5.0, 15.0)
+    delays: tuple[float, ...] = (0.5, 2.0, 5.0, 15.0)  # before each retry pass
+    reconnect_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # after a failed connection
     give_up_after: int = 5  # consecutive connection failures before a connection stops
 
     def delay(self, attempt: int) -> float:
         return self.delays[min(attempt, len(self.delays)) - 1] if attempt > 0 else 0.0
+
+    def reconnect_delay(self, failures: int) -> float:
+        return (
+            self.reconnect_delays[min(failures, len(self.reconnect_delays)) - 1]
+            if failures > 0
+            else 0.0
+        )
 
 
 @dataclass
@@ -207,7 +215,7 @@ class _Run:
                         f"giving up on {self.transport.describe()}: {outcome.detail}"
                     )
                 elif broken:
-                    await asyncio.sleep(self.policy.delay(broken))
+                    await asyncio.sleep(self.policy.reconnect_delay(broken))
         finally:
             await self._settle(pending, None)
 

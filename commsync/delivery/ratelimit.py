@@ -36,8 +36,8 @@ class RateLimiter:
             now = self.clock()
             self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
             self.stamp = now
-            if self.tokens >= 1:
-                self.tokens -= 1
+            if self.tokens >= 1 - 1e-9:  # tolerance: waiting exactly `wait` can land on 0.999…
+                self.tokens = max(0.0, self.tokens - 1)
                 return 0.0
             return (1 - self.tokens) / self.rate
 

@@ -1,0 +1,221 @@
+"""One contract for every transport (Maildir, SMTP, STARTTLS + AUTH, implicit TLS), and the rate limiter."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from commsync.delivery.ratelimit import RateLimiter
+from commsync.delivery.transport import Outcome, Transport, parse_transport
+from commsync.errors import ConfigError
+from tests.helpers import Repo, seed, settings_for
+from tests.smtp_server import Recorder, SmtpServer, authenticator
+
+BODIES = [
+    b"Subject: one\r\n\r\nplain body\r\n",
+    b"Subject: dots\r\n\r\n.a line starting with a dot\r\n..two dots\r\n.\r\nend\r\n",
+    b"Subject: long\r\n\r\n" + (b"x" * 900 + b"\r\n") * 40,
+]
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusted(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client trusts the test CA (through SSL_CERT_FILE, as an operator would configure it)."""
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+
+
+def _server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@dataclass
+class Target:
+    transport: Transport
+    received: callable  # type: ignore[valid-type]
+
+
+@pytest.fixture(params=["maildir", "smtp", "smtp+starttls with AUTH", "smtps"])
+def target(request: pytest.FixtureRequest, tmp_path: Path, ca: trustme.CA) -> Iterator[Target]:
+    if request.param == "maildir":
+        transport = parse_transport("maildir:box", tmp_path, {})
+
+        def read() -> list[bytes]:
+            files = sorted((tmp_path / "box" / "new").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+            return [
+                p.read_bytes().split(b"\r\n", 2)[2] for p in files
+            ]  # without Return-Path, Delivered-To
+
+        yield Target(transport, read)
+        return
+    request.getfixturevalue("trusted")
+    recorder = Recorder()
+    options: dict[str, object] = {}
+    env: dict[str, str] = {}
+    scheme = "smtp"
+    if request.param.startswith("smtp+starttls"):
+        scheme = "smtp+starttls"
+        options = {
+            "tls_context": _server_context(ca),
+            "require_starttls": True,
+            "authenticator": authenticator("ops", "s3cret"),
+            "auth_required": True,
+        }
+        env = {"COMMSYNC_SMTP_USERNAME": "ops", "COMMSYNC_SMTP_PASSWORD": "s3cret"}
+    elif request.param == "smtps":
+        scheme = "smtps"
+        options = {"ssl_context": _server_context(ca)}
+    with SmtpServer(recorder, **options) as server:
+        transport = parse_transport(f"{scheme}://127.0.0.1:{server.port}", tmp_path, env)
+        yield Target(transport, lambda: [m.data for m in recorder.messages])
+
+
+def _send_all(transport: Transport, bodies: list[bytes]) -> list[Outcome]:
+    async def run() -> list[Outcome]:
+        session = transport.open()
+        try:
+            return [
+                await session.send("hello@acme.example", f"r{i}@example.com", body)
+                for i, body in enumerate(bodies)
+            ]
+        finally:
+            await session.close()
+
+    return asyncio.run(run())
+
+
+def test_every_transport_delivers_the_bytes_intact(target: Target) -> None:
+    outcomes = _send_all(target.transport, BODIES)
+    assert [o.kind for o in outcomes] == ["sent"] * len(BODIES)
+    received = target.received()
+    assert len(received) == len(BODIES)
+    for got, sent in zip(received, BODIES, strict=True):
+        assert got.replace(b"\r\n", b"\n").rstrip(b"\n") == sent.replace(b"\r\n", b"\n").rstrip(
+            b"\n"
+        )
+
+
+def test_wrong_credentials_are_a_connection_problem(
+    ca: trustme.CA, tmp_path: Path, trusted: None
+) -> None:
+    options = {
+        "tls_context": _server_context(ca),
+        "require_starttls": True,
+        "authenticator": authenticator("ops", "s3cret"),
+        "auth_required": True,
+    }
+    with SmtpServer(Recorder(), **options) as server:
+        env = {"COMMSYNC_SMTP_USERNAME": "ops", "COMMSYNC_SMTP_PASSWORD": "wrong"}
+        transport = parse_transport(f"smtp+starttls://127.0.0.1:{server.port}", tmp_path, env)
+        (outcome,) = _send_all(transport, BODIES[:1])
+    assert outcome.kind == "transient" and "(at AUTH)" in outcome.detail and "535" in outcome.detail
+
+
+def test_an_untrusted_certificate_is_refused(ca: trustme.CA, tmp_path: Path) -> None:
+    with SmtpServer(
+        Recorder(), ssl_context=_server_context(ca)
+    ) as server:  # the client does not trust the CA
+        (outcome,) = _send_all(
+            parse_transport(f"smtps://127.0.0.1:{server.port}?timeout=5", tmp_path, {}), BODIES[:1]
+        )
+    assert outcome.kind == "transient" and "CERTIFICATE_VERIFY_FAILED" in outcome.detail
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [("451 4.3.0 later", "transient"), ("550 5.1.1 unknown", "permanent"), ("drop", "transient")],
+)
+def test_replies_become_outcomes(answer: str, kind: str, tmp_path: Path) -> None:
+    recorder = Recorder(
+        script=lambda address, seen: answer if address == "r0@example.com" else None
+    )
+    with SmtpServer(recorder) as server:
+        first, second = _send_all(parse_transport(server.url, tmp_path, {}), BODIES[:1] * 2)
+    assert first.kind == kind and second.kind == "sent"
+
+
+def test_a_reply_lost_after_the_body_is_uncertain(tmp_path: Path) -> None:
+    class Dropper(Recorder):
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            server.transport.abort()
+            return "250 never seen"
+
+    with SmtpServer(Dropper()) as server:
+        (outcome,) = _send_all(parse_transport(server.url, tmp_path, {}), BODIES[:1])
+    assert outcome.kind == "uncertain" and "no reply after the message was sent" in outcome.detail
+
+
+def test_transport_urls(tmp_path: Path) -> None:
+    assert parse_transport("maildir:/abs/box", tmp_path, {}).describe() == "maildir /abs/box"
+    assert parse_transport("maildir:rel", tmp_path, {}).describe() == f"maildir {tmp_path / 'rel'}"
+    assert (
+        parse_transport(
+            "smtp+starttls://mx.example", tmp_path, {"COMMSYNC_SMTP_USERNAME": "u"}
+        ).describe()
+        == "smtp+starttls://mx.example:587 as u"
+    )
+    assert (
+        parse_transport("smtps://mx.example", tmp_path, {}).describe() == "smtps://mx.example:465"
+    )
+    with pytest.raises(ConfigError, match="holds a password"):
+        parse_transport("smtp://u:p@mx.example", tmp_path, {})
+    with pytest.raises(ConfigError, match="unsupported mail transport"):
+        parse_transport("sendmail:/usr/sbin/sendmail", tmp_path, {})
+
+
+def test_rate_limit_holds_over_ten_simulated_seconds() -> None:
+    now = [0.0]
+    limiter = RateLimiter(50, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    sent = 0
+    while now[0] < 10.0:
+        limiter.acquire()
+        if now[0] < 10.0:
+            sent += 1
+    assert 50 * 10 <= sent <= 50 * 10 + limiter.capacity
+    assert RateLimiter(None).rate is None  # unlimited: acquire returns at once
+    RateLimiter(None).acquire()
+
+
+def test_max_rate_holds_in_a_measured_window(repo: Repo) -> None:
+    recorder = Recorder()
+    stamps: list[float] = []
+    original = recorder.handle_DATA
+
+    async def stamped(server, session, envelope):  # type: ignore[no-untyped-def]
+        stamps.append(time.monotonic())
+        return await original(server, session, envelope)
+
+    recorder.handle_DATA = stamped  # type: ignore[method-assign]
+    with SmtpServer(recorder) as server:
+        repo.write(
+            "commsync.yaml",
+            settings_for(server.url, connections=4, extra="imports: none\n").replace(
+                "  connections: 4\n", "  connections: 4\n  max_rate: 40\n"
+            ),
+        )
+        seed(repo, 100)
+        repo.write(
+            "broadcasts/news.yaml",
+            "kind: email\nsubject: News\ntargets: {all: true}\ncontent: Hi\n",
+        )
+        repo.commit_all("news")
+        assert repo.cli("apply", "--yes").exit_code == 0
+    assert len(stamps) == 100
+    for t in stamps:
+        assert sum(1 for u in stamps if t <= u < t + 1.0) <= 40 + 40  # rate + burst in any second
+    assert stamps[-1] - stamps[0] >= (100 - 40) / 40 * 0.95
