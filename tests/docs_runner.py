@@ -19,12 +19,12 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from commsync.cli import cli
+from commsync.delivery.transport import hostname
 
 BLOCK = re.compile(r"```console\n(.*?)```", re.S)
 _NORMALISE = [
-    (re.compile(r"store [0-9a-f]{12}"), "store 0123456789ab"),
-    (re.compile(r"plan `[0-9a-f]{12}`"), "plan `0123456789ab`"),
-    (re.compile(r"first commit \([0-9a-f]{12}\)"), "first commit (0123456789ab)"),
+    (re.compile(r"\b[0-9a-f]{12}\b"), "0123456789ab"),  # store ids, plan ids, commits
+    (re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}"), "2026-11-27 12:00"),
 ]
 
 
@@ -32,8 +32,15 @@ def _run(command: str, tmp: Path) -> str:
     args = shlex.split(command)
     assert args[0] == "commsync", command
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMSYNC_")}
-    result = CliRunner(env={**env, "NO_COLOR": "1"}).invoke(cli, args[1:], catch_exceptions=False)
-    text = result.output.replace(str(tmp), "/home/operator")
+    identity = {
+        f"GIT_{role}_{part}": value
+        for role in ("AUTHOR", "COMMITTER")
+        for part, value in (("NAME", "Ada Operator"), ("EMAIL", "ada@acme.example"))
+    }
+    result = CliRunner(env={**env, **identity, "NO_COLOR": "1"}).invoke(
+        cli, args[1:], catch_exceptions=False
+    )
+    text = result.output.replace(str(tmp), "/home/operator").replace(hostname(), "ci-runner")
     for pattern, replacement in _NORMALISE:
         text = pattern.sub(replacement, text)
     return text

@@ -65,6 +65,7 @@ def test_command_outputs_in_the_docs_are_what_the_commands_print(tmp_path: Path)
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     blocks = re.findall(r"```sh\n(.*?)\n```", README, re.S)
     assert "commsync init --demo demo" in blocks[0] and "commsync -C demo plan" in blocks[0]
+    assert blocks[0].endswith("commsync -C demo apply --yes")
     test_command = blocks[1]
     assert "pytest" in test_command and "[test]" in test_command
     assert test_command in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

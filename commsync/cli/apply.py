@@ -138,7 +138,7 @@ def unlock_command(ctx: click.Context, lock_id: str) -> int:
 
     \b
     Example:
-      commsync unlock 3f9c2a7e41b0
+      commsync unlock 4f1e9c2a7e41
     """
     holder = api.unlock(options(ctx).project(), lock_id)
     click.echo(f"removed the lock of {holder.describe()}")

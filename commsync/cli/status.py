@@ -87,12 +87,10 @@ def _text(report: api.StatusReport) -> str:
     lines += _table(header2, rows) if rows else ["  none installed"]
     lines += ["", "Recent applies"]
     rows = [
-        (_when(a.started_at), a.status, (a.commit or "-")[:12], a.author or "-", a.host or "-")
+        (_when(a.started_at), a.status, (a.commit or "-")[:12], a.author or "-")
         for a in report.applies
     ]
-    lines += (
-        _table(("STARTED", "RESULT", "COMMIT", "AUTHOR", "HOST"), rows) if rows else ["  none yet"]
-    )
+    lines += _table(("STARTED", "RESULT", "COMMIT", "AUTHOR"), rows) if rows else ["  none yet"]
     lines += ["", f"Lock: {report.lock.describe() if report.lock else 'free'}"]
     return "\n".join(lines) + "\n"
 
