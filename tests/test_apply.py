@@ -159,3 +159,40 @@ def test_maildir_transport_writes_a_maildir_mail_clients_read(repo: Repo) -> Non
     assert len(recipients) == 6
     assert all(r.startswith("First") for r in recipients)
     assert list((repo.root / "out" / "tmp").iterdir()) == []
+
+
+def test_apply_on_a_postgresql_store(
+    repo: Repo, smtp_server: SmtpServer, pg_url: str, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("COMMSYNC_STORE", pg_url)
+    _setup(repo, smtp_server, 300)
+    result = repo.cli("apply", "--yes")
+    assert result.exit_code == 0, result.output
+    assert Counter(smtp_server.recorder.by_recipient().values()) == Counter({1: 151})
+    assert not (repo.root / ".commsync" / "store.db").exists()
+    assert "Nothing to do" in repo.cli("apply", "--yes").stdout
+
+
+def test_progress_is_a_line_per_thousand_messages_off_a_terminal(
+    repo: Repo, smtp_server: SmtpServer
+) -> None:
+    _setup(repo, smtp_server, 4000)
+    output = repo.cli("apply", "--yes").stdout
+    assert "    1,000 of 2,001 messages" in output and "    2,000 of 2,001 messages" in output
+    assert "\x1b[" not in output
+
+
+def test_suppressed_addresses_get_nothing(repo: Repo, smtp_server: SmtpServer) -> None:
+    _setup(repo, smtp_server, 10)
+    engine = sa.create_engine(repo.store_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO suppressions (email_key, scope, reason, created_at) VALUES ('c4@example.com', 'marketing', 'unsubscribe', '2026-11-01 00:00:00')"
+            )
+        )
+    engine.dispose()
+    result = repo.cli("apply", "--yes")
+    assert result.exit_code == 0
+    assert "c4@example.com" not in smtp_server.recorder.by_recipient()
+    assert "5 sent, 1 suppressed" in result.stdout

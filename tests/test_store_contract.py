@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -373,3 +374,132 @@ def test_migrations_create_exactly_the_declared_tables(store_url: str) -> None:
         )
     store.close()
     assert diff == []
+
+
+def _seed_ledger(store: SqlStore) -> tuple[LiveBroadcast, int]:
+    from commsync.store.base import FrozenSend
+
+    store.upsert_products([ProductRecord("pro", "Pro")])
+    store.upsert_customers(
+        [
+            CustomerRecord("1", "a@example.com", "a", "Ann"),
+            CustomerRecord("2", "B@example.com", "b"),
+            CustomerRecord("3", "c@example.com", "c"),
+            CustomerRecord("4", "b@EXAMPLE.com", "b2"),  # the same address as customer 2
+            CustomerRecord("5", "e@example.com", "e"),
+        ]
+    )
+    store.upsert_memberships([MembershipRecord(c, "pro", "active") for c in ("1", "2", "3", "4")])
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(t.suppressions).values(
+                email_key="c@example.com",
+                scope="marketing",
+                reason="unsubscribe",
+                created_at=datetime.now(UTC),
+            )
+        )
+    spec = BroadcastSpec("email", "News", "Hi", Targets(products=("pro",), customers=("1", "5")))
+    live = LiveBroadcast("news", spec, "sending", spec.spec_hash())
+    frozen = store.record_send(live, STATUSES)
+    assert isinstance(frozen, FrozenSend)
+    return live, frozen.send_id
+
+
+def test_freezing_an_audience_dedupes_addresses_and_marks_suppressions(store: SqlStore) -> None:
+    _, send_id = _seed_ledger(store)
+    with store.engine.connect() as conn:
+        rows = dict(
+            conn.execute(
+                sa.select(t.deliveries.c.email_key, t.deliveries.c.status).where(
+                    t.deliveries.c.send_id == send_id
+                )
+            ).all()
+        )
+    assert rows == {
+        "a@example.com": "queued",
+        "b@example.com": "queued",
+        "c@example.com": "suppressed",
+        "e@example.com": "queued",
+    }
+    snapshot = store.snapshot().broadcasts["news"]
+    assert (
+        snapshot.status == "sending"
+        and snapshot.progress is not None
+        and snapshot.progress.total == 4
+    )
+
+
+def test_the_ledger_hot_path(store: SqlStore) -> None:
+    from commsync.store.ledger import Record
+
+    _, send_id = _seed_ledger(store)
+    ledger = store.ledger()
+    try:
+        batch = ledger.next_batch(send_id, 0, 10)
+        assert [r.email_key for r in batch] == ["a@example.com", "b@example.com", "e@example.com"]
+        assert batch[0].first_name == "Ann"
+        a, b, e = batch
+        assert ledger.transitions([([], a.id), ([], b.id)]) == [True, True]
+        with store.engine.begin() as conn:  # e unsubscribes while the send runs
+            conn.execute(
+                sa.insert(t.suppressions).values(
+                    email_key="e@example.com",
+                    scope="marketing",
+                    reason="unsubscribe",
+                    created_at=datetime.now(UTC),
+                )
+            )
+        started = ledger.transitions(
+            [
+                ([Record(a.id, "sent", message_id="<m@x>")], e.id),
+                ([Record(b.id, "failed", "550 no")], None),
+            ]
+        )
+        assert started == [False, True]  # e was suppressed just before sending
+        ledger.transition([Record(e.id, "suppressed", "suppressed just before sending")], None)
+        assert ledger.suppressed(["e@example.com", "a@example.com"]) == {"e@example.com"}
+        ledger.save_tokens([("tok1", "a@example.com"), ("tok1", "a@example.com")])  # idempotent
+        assert ledger.next_batch(send_id, 0, 10) == []
+    finally:
+        ledger.close()
+    progress = store.snapshot().broadcasts["news"].progress
+    assert progress is not None and (progress.sent, progress.failed, progress.suppressed) == (
+        1,
+        1,
+        2,
+    )
+    assert [f.email for f in store.failed_recipients("news")] == ["B@example.com"]
+    assert store.finish_send("news")
+    assert store.snapshot().broadcasts["news"].status == "sent"
+    assert store.requeue(["failed"]) == 1
+    assert store.snapshot().broadcasts["news"].status == "sending"
+
+
+def test_rows_left_sending_by_a_crash_become_uncertain(store: SqlStore) -> None:
+    _, send_id = _seed_ledger(store)
+    ledger = store.ledger()
+    (first, *_rest) = ledger.next_batch(send_id, 0, 10)
+    ledger.transition([], first.id)  # marked sending, then the process "dies"
+    ledger.close()
+    assert store.crashed_to_uncertain() == 1
+    progress = store.snapshot().broadcasts["news"].progress
+    assert progress is not None and progress.uncertain == 1 and progress.sending == 0
+    assert store.requeue(["uncertain"]) == 1
+
+
+def test_lock_and_journal(store: SqlStore) -> None:
+    from commsync.store.base import LockHolder
+    from commsync.store.ops import LockHeld
+
+    holder = LockHolder("L1", "ci", "elsewhere", 99999999, datetime(2026, 11, 27, tzinfo=UTC))
+    store.acquire_lock(holder)
+    with pytest.raises(LockHeld, match="held by ci on elsewhere"):
+        store.acquire_lock(LockHolder("L2", "me", "here", 1, datetime(2026, 11, 27, tzinfo=UTC)))
+    assert store.unlock("nope") is None and store.unlock("L1") == holder
+    journal = store.start_journal("sha256:abc", "c0ffee", "Op", "here", os.getpid())
+    store.finish_journal(journal, "succeeded", {"actions": []})
+    entry = store.journal_for_plan("sha256:abc")
+    assert entry is not None and entry.status == "succeeded" and entry.summary == {"actions": []}
+    assert [e.plan_id for e in store.recent_applies()] == ["sha256:abc"]
+    assert store.signing_key() == store.signing_key() and len(store.signing_key()) == 32

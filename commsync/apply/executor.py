@@ -150,14 +150,15 @@ class Executor:
                 action.name, spec, "sending", spec.spec_hash(), True, self._provenance(action.path)
             )
             frozen = self.store.record_send(live, self.statuses)
-            send_id, total = frozen.send_id, frozen.recipients
+            send_id, total, suppressed = frozen.send_id, frozen.recipients, frozen.suppressed
         else:
             found = self.store.send_id_for(action.name)
             assert found is not None
             send_id = found
             value = action.progress.get("total") if action.progress else None
-            total = value if isinstance(value, int) else 0
+            total, suppressed = (value if isinstance(value, int) else 0), 0
         report = self.run_send(action, send_id, total)
+        report.suppressed += suppressed  # those were set aside when the audience was frozen
         finished = self.store.finish_send(action.name)
         ok = (
             report.failed == 0

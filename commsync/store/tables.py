@@ -234,7 +234,7 @@ apply_journal = Table(
     "apply_journal",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("plan_id", String(64), unique=True),
+    Column("plan_id", String(80), unique=True),
     Column("plan_hash", String(80)),
     Column("commit", String(64)),
     Column("author", Text),

@@ -29,7 +29,7 @@ def upgrade() -> None:
     op.create_table(
         "apply_journal",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("plan_id", sa.String(length=64), nullable=True),
+        sa.Column("plan_id", sa.String(length=80), nullable=True),
         sa.Column("plan_hash", sa.String(length=80), nullable=True),
         sa.Column("commit", sa.String(length=64), nullable=True),
         sa.Column("author", sa.Text(), nullable=True),
