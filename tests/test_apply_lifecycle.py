@@ -177,3 +177,15 @@ def test_apply_asks_on_a_terminal(repo: Repo, smtp_server: SmtpServer) -> None:
     assert "Apply complete: 1 sent." in output
     assert "━" in output and "3/3" in output  # rich's progress bar, on a terminal only
     assert len(smtp_server.recorder.messages) == 3
+
+
+def test_apply_a_commit_with_ref_ignores_the_working_tree(repo: Repo) -> None:
+    repo.write("commsync.yaml", settings_for("maildir:out", extra="imports: none\n"))
+    repo.import_data()
+    repo.write("broadcasts/a.yaml", _notice("Committed"))
+    sha = repo.commit_all("a")
+    repo.write("broadcasts/a.yaml", _notice("Not committed"))
+    result = repo.cli("apply", "--ref", "HEAD", "--yes")
+    assert result.exit_code == 0, result.output
+    spec, commit = _sql(repo, "SELECT spec, \"commit\" FROM broadcasts WHERE id = 'a'")[0]
+    assert "Committed" in str(spec) and "Not committed" not in str(spec) and commit == sha
