@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from commsync.diagnostics import Diagnostic
+from commsync.model import Theme
 from commsync.repo.schema import schema_diagnostics
 from commsync.repo.yamlpos import YamlDoc, as_list
 
@@ -17,14 +18,6 @@ DEFAULT_STORE = "sqlite:///.commsync/store.db"
 DEFAULT_TRANSPORT = "maildir:.commsync/outbox"
 DEFAULT_STATUSES = ("active", "trialing")
 _ADDRESS = re.compile(r"[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:]+")
-
-
-@dataclass(frozen=True, slots=True)
-class Theme:
-    logo_url: str | None = None
-    brand_color: str = "#2563eb"
-    footer: str | None = None
-    company_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from commsync.model import BroadcastSpec, Targets
-from commsync.render.message import EmailTemplate, MessageFactory, RenderError, Theme, encoded_words
+from commsync.model import BroadcastSpec, Targets, Theme
+from commsync.render.message import EmailTemplate, MessageFactory, RenderError, encoded_words
 from commsync.render.notice import render_notice
 
 STATIC = {"network_name": "Acme Sites", "network_url": "https://acme.example"}

@@ -472,8 +472,15 @@ def test_the_ledger_hot_path(store: SqlStore) -> None:
     assert [f.email for f in store.failed_recipients("news")] == ["B@example.com"]
     assert store.finish_send("news")
     assert store.snapshot().broadcasts["news"].status == "sent"
+    with (
+        store.engine.connect() as conn
+    ):  # a finished send keeps its counts: plans need not count rows
+        kept = conn.execute(sa.select(t.sends.c.counts)).scalar_one()
+    assert kept == {"sent": 1, "failed": 1, "suppressed": 2}
     assert store.requeue(["failed"]) == 1
-    assert store.snapshot().broadcasts["news"].status == "sending"
+    reopened = store.snapshot().broadcasts["news"]
+    assert reopened.status == "sending" and reopened.progress is not None
+    assert (reopened.progress.queued, reopened.progress.failed, reopened.progress.sent) == (1, 0, 1)
 
 
 def test_rows_left_sending_by_a_crash_become_uncertain(store: SqlStore) -> None:

@@ -23,7 +23,7 @@ from commsync.delivery.transport import hostname, parse_transport
 from commsync.errors import CommsyncError, ConfigError, UsageError, ValidationFailed
 from commsync.model import BroadcastSpec, JsonObject, JsonValue
 from commsync.plan.model import Action, Plan, plan_from_json
-from commsync.render.message import UNSUBSCRIBE, Built, EmailTemplate, MessageFactory, Theme
+from commsync.render.message import UNSUBSCRIBE, Built, EmailTemplate, MessageFactory
 from commsync.repo.loader import LoadedRepository, load_layout
 from commsync.repo.schema import validator
 from commsync.repo.source import DirectoryTree, inspect_worktree
@@ -107,14 +107,8 @@ class _Sender:
             unsubscribe=True,
             id_key=f"{self.store.store_id}/broadcast/{action.name}",
         )
-        theme = Theme(
-            mail.theme.brand_color,
-            mail.theme.logo_url,
-            mail.theme.footer,
-            mail.theme.company_address,
-        )
         return MessageFactory(
-            template, theme=theme, static=self.settings.network_context, layout=self.layout
+            template, theme=mail.theme, static=self.settings.network_context, layout=self.layout
         )
 
     def __call__(self, action: Action, send_id: int, total: int) -> DeliveryReport:

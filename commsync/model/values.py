@@ -296,3 +296,13 @@ class Audience:
             "customers": self.customers,
             "products": dict(self.products),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Theme:
+    """Look of the built-in HTML email layout (`mail.theme`)."""
+
+    logo_url: str | None = None
+    brand_color: str = "#2563eb"
+    footer: str | None = None
+    company_address: str | None = None

@@ -27,6 +27,7 @@ import css_inline
 from jinja2 import Template
 from markupsafe import Markup
 
+from commsync.model import Theme
 from commsync.render.markup import escape_markdown, markdown_to_html, to_html, to_text
 from commsync.render.sandbox import _simple_placeholders, environment
 
@@ -48,14 +49,6 @@ _INLINER = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=F
 
 class RenderError(Exception):
     """This recipient's message cannot be built (the send records it as failed, with this reason)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Theme:
-    brand_color: str = "#2563eb"
-    logo_url: str | None = None
-    footer: str | None = None
-    company_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,12 @@ from commsync.store.base import FailedRecipient, FrozenSend
 from commsync.store.ledger import SqlLedger, freeze_audience, open_ledger
 
 _BROADCAST_SENDS = select(t.sends.c.id).where(t.sends.c.kind == "broadcast").scalar_subquery()
+# Sends still going out: only their rows can be `sending`, and the (send_id, …) index finds them.
+_OPEN_SENDS = (
+    select(t.sends.c.id)
+    .where(t.sends.c.kind == "broadcast", t.sends.c.status != "sent")
+    .scalar_subquery()
+)
 
 
 class SendsMixin:
@@ -63,7 +69,7 @@ class SendsMixin:
         with self.engine.begin() as conn:
             result = conn.execute(
                 update(d)
-                .where(d.c.status == "sending", d.c.send_id.in_(_BROADCAST_SENDS))
+                .where(d.c.status == "sending", d.c.send_id.in_(_OPEN_SENDS))
                 .values(
                     status="uncertain",
                     last_error="the apply sending it stopped before the server replied",
@@ -76,20 +82,25 @@ class SendsMixin:
         """Broadcast rows in `statuses` go back to `queued` (apply --resend-uncertain / --retry-failed)."""
         d = t.deliveries
         with self.engine.begin() as conn:
+            picked = d.c.status.in_(statuses), d.c.send_id.in_(_BROADCAST_SENDS)
+            send_ids = [
+                int(i)
+                for i in conn.execute(select(d.c.send_id).where(*picked).distinct()).scalars()
+            ]
+            if not send_ids:
+                return 0
             result = conn.execute(
-                update(d)
-                .where(d.c.status.in_(statuses), d.c.send_id.in_(_BROADCAST_SENDS))
-                .values(status="queued", updated_at=datetime.now(UTC))
+                update(d).where(*picked).values(status="queued", updated_at=datetime.now(UTC))
             )
-            if result.rowcount:
-                touched = select(t.sends.c.broadcast_id).where(
-                    t.sends.c.id.in_(select(d.c.send_id).where(d.c.status == "queued"))
-                )
-                conn.execute(
-                    update(t.broadcasts)
-                    .where(t.broadcasts.c.id.in_(touched))
-                    .values(status="sending")
-                )
+            conn.execute(
+                update(t.sends)
+                .where(t.sends.c.id.in_(send_ids))
+                .values(status="sending", counts=None)
+            )
+            reopened = select(t.sends.c.broadcast_id).where(t.sends.c.id.in_(send_ids))
+            conn.execute(
+                update(t.broadcasts).where(t.broadcasts.c.id.in_(reopened)).values(status="sending")
+            )
         return int(result.rowcount)
 
     def finish_send(self, broadcast_id: str) -> bool:
@@ -107,7 +118,13 @@ class SendsMixin:
             if left:
                 return False
             now = datetime.now(UTC)
-            conn.execute(update(t.sends).where(t.sends.c.id == send_id).values(status="sent"))
+            by_status = conn.execute(
+                select(d.c.status, func.count()).where(d.c.send_id == send_id).group_by(d.c.status)
+            ).all()
+            counts = {str(status): int(n) for status, n in by_status}
+            conn.execute(
+                update(t.sends).where(t.sends.c.id == send_id).values(status="sent", counts=counts)
+            )
             conn.execute(
                 update(t.broadcasts)
                 .where(t.broadcasts.c.id == broadcast_id)

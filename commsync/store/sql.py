@@ -338,15 +338,28 @@ def _target_rows(broadcast_id: str, targets: Targets) -> list[dict[str, str]]:
 
 
 def _progress(conn: Connection) -> dict[str, SendProgress]:
-    query = (
-        select(t.sends.c.broadcast_id, t.deliveries.c.status, func.count())
-        .join(t.deliveries, t.deliveries.c.send_id == t.sends.c.id)
-        .where(t.sends.c.broadcast_id.is_not(None))
-        .group_by(t.sends.c.broadcast_id, t.deliveries.c.status)
-    )
+    """Counts by status of every broadcast send: kept ones for finished sends, counted for the rest."""
     counts: dict[str, dict[str, int]] = {}
-    for broadcast_id, status, n in conn.execute(query):
-        counts.setdefault(str(broadcast_id), {})[str(status)] = int(n)
+    open_sends = []
+    for send_id, broadcast_id, status, kept in conn.execute(
+        select(t.sends.c.id, t.sends.c.broadcast_id, t.sends.c.status, t.sends.c.counts).where(
+            t.sends.c.broadcast_id.is_not(None)
+        )
+    ):
+        if status == "sent" and isinstance(kept, dict):
+            counts[str(broadcast_id)] = {str(k): int(v) for k, v in kept.items()}
+        else:
+            open_sends.append(int(send_id))
+            counts[str(broadcast_id)] = {}
+    if open_sends:
+        query = (
+            select(t.sends.c.broadcast_id, t.deliveries.c.status, func.count())
+            .join(t.deliveries, t.deliveries.c.send_id == t.sends.c.id)
+            .where(t.sends.c.id.in_(open_sends))
+            .group_by(t.sends.c.broadcast_id, t.deliveries.c.status)
+        )
+        for broadcast_id, status, n in conn.execute(query):
+            counts[str(broadcast_id)][str(status)] = int(n)
     return {bid: SendProgress(total=sum(c.values()), **c) for bid, c in counts.items()}
 
 

@@ -171,6 +171,8 @@ sends = Table(
     Column("event_id", Integer, ForeignKey("events.id")),
     Column("recipients", Integer, nullable=False, default=0),
     Column("status", String(16), nullable=False),
+    # Delivery counts by status, kept when a send finishes so plans need not count the ledger.
+    Column("counts", JSON),
     Column("created_at", UTCDateTime, nullable=False),
 )
 
