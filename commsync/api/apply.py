@@ -26,7 +26,7 @@ from commsync.plan.model import Action, Plan, plan_from_json
 from commsync.render.message import UNSUBSCRIBE, Built, EmailTemplate, MessageFactory
 from commsync.repo.loader import LoadedRepository, load_layout
 from commsync.repo.schema import validator
-from commsync.repo.source import DirectoryTree, inspect_worktree
+from commsync.repo.source import DirectoryTree
 from commsync.settings import Settings
 from commsync.store.base import LockHolder, Store
 from commsync.store.ledger import LedgerRow
@@ -181,7 +181,7 @@ def _prepare(
     if not loaded.ok or loaded.settings is None:
         raise ValidationFailed(loaded.diagnostics)
     if request.ref is None and not request.allow_dirty:
-        _, dirty = inspect_worktree(project.root, loaded.settings.catalogs)
+        dirty = loaded.uncommitted
         if dirty:
             raise ConfigError(
                 "uncommitted changes under managed paths: "

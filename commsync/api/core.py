@@ -107,8 +107,8 @@ def load(project: Project, ref: str | None = None) -> LoadedRepository:
     loaded = load_repository(tree, project.root, project.env, project.store_url)
     if ref is None:
         catalogs = loaded.settings.catalogs if loaded.settings else ()
-        info, _ = inspect_worktree(project.root, tuple(catalogs))
-        loaded = replace(loaded, source=info)
+        info, dirty = inspect_worktree(project.root, tuple(catalogs))
+        loaded = replace(loaded, source=info, uncommitted=tuple(dirty))
     return loaded
 
 

@@ -45,6 +45,7 @@ class LoadedRepository:
     diagnostics: tuple[Diagnostic, ...]
     source: SourceInfo
     layout: str | None = None
+    uncommitted: tuple[str, ...] = ()  # managed paths with uncommitted changes (working tree only)
 
     @property
     def ok(self) -> bool:
