@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -196,6 +197,8 @@ deliveries = Table(
     Column("claimed_at", UTCDateTime),
     Column("sent_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
+    # System emails are rendered when their event arrives; broadcasts are built when sent.
+    Column("message", LargeBinary),
     UniqueConstraint("send_id", "email_key"),
     # Partial indexes over queued rows only: a row leaves them once, when it starts sending, so
     # the per-message status changes touch as few index pages as possible.
