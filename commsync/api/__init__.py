@@ -17,12 +17,14 @@ from commsync.api.core import (
 )
 from commsync.api.data import InitReport, RecordKind, import_records, init_project
 from commsync.api.emails import EmailRow, list_emails
-from commsync.api.status import StatusReport, failed_recipients, status, unlock
+from commsync.api.events import EventRejected, fire_event, test_send
+from commsync.api.status import StatusReport, failed_recipients, issue_token, status, unlock
 
 __all__ = [
     "ApplyRequest",
     "Cancelled",
     "EmailRow",
+    "EventRejected",
     "InitReport",
     "PlanResult",
     "Project",
@@ -32,8 +34,10 @@ __all__ = [
     "ValidationReport",
     "apply",
     "failed_recipients",
+    "fire_event",
     "import_records",
     "init_project",
+    "issue_token",
     "list_emails",
     "load",
     "load_settings",
@@ -43,6 +47,7 @@ __all__ = [
     "save_plan",
     "status",
     "store_session",
+    "test_send",
     "unlock",
     "validate",
 ]

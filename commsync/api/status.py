@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from commsync.api.core import Project, load_settings, store_session
+from commsync.auth import issue_token as issue_customer_token
 from commsync.errors import CommsyncError
-from commsync.model import LiveBroadcast, LiveSystemEmail, SendProgress
+from commsync.model import CustomerRecord, LiveBroadcast, LiveSystemEmail, SendProgress
 from commsync.store.base import FailedRecipient, JournalEntry, LockHolder
 
 
@@ -60,3 +62,21 @@ def unlock(project: Project, lock_id: str) -> LockHolder:
             )
             raise CommsyncError(f"no lock {lock_id!r}: {held}")
         return removed
+
+
+def issue_token(project: Project, ref: str, ttl: timedelta) -> tuple[CustomerRecord, str, datetime]:
+    """A token for one customer's notices feed and dismissals (`commsync token`)."""
+    settings = load_settings(project)
+    with store_session(settings.store_url) as store:
+        found = store.match_customers([ref]).get(ref, ())
+        if len(found) != 1:
+            problem = (
+                "matches several customers; use the email address"
+                if found
+                else "matches no customer"
+            )
+            raise CommsyncError(f"customer {ref!r} {problem}")
+        customer = store.customer(found[0])
+        assert customer is not None
+        expires = datetime.now(UTC) + ttl
+        return customer, issue_customer_token(store.signing_key(), customer.id, expires), expires

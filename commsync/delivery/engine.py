@@ -15,6 +15,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from commsync.delivery.ratelimit import RateLimiter
@@ -65,25 +66,36 @@ class DeliveryReport:
 
 @dataclass(frozen=True, slots=True)
 class SendJob:
-    """One send: where its rows are, how to build each message, who it is from."""
+    """What to send and how to build each message.
 
-    send_id: int
+    A broadcast send reads its queued rows in order (`send_id`); the delivery worker instead
+    claims due system-email rows as `claimer` (`send_id` None), and requeues a transient failure
+    for later (`retry_after`) rather than retrying it at once.
+    """
+
+    send_id: int | None
     envelope_from: str
     build: Callable[[LedgerRow], Built]  # raises RenderError
     tokens: Callable[[Sequence[LedgerRow]], list[tuple[str, str]]] | None = None
+    claimer: str | None = None
+    retry_after: Callable[[int], datetime] | None = None  # attempts → when to try again
+    max_attempts: int | None = None  # then a transient failure is final
 
 
 class _Committer:
     """Group commit: every transition requested in one turn of the loop shares a transaction."""
 
-    def __init__(self, ledger: SqlLedger) -> None:
+    def __init__(self, ledger: SqlLedger, claimer: str | None) -> None:
         self.ledger = ledger
+        self.claimer = claimer
         self.waiting: list[tuple[Sequence[Record], int | None, asyncio.Future[bool]]] = []
 
     def _flush(self) -> None:
         waiting, self.waiting = self.waiting, []
         try:
-            results = self.ledger.transitions([(done, start) for done, start, _ in waiting])
+            results = self.ledger.transitions(
+                [(done, start) for done, start, _ in waiting], self.claimer
+            )
         except Exception as exc:  # every waiter learns of it
             for _, _, future in waiting:
                 future.set_exception(exc)
@@ -100,6 +112,25 @@ class _Committer:
         return await future
 
 
+class _Claims:
+    """Due system-email rows, claimed in small batches so several workers share the queue."""
+
+    def __init__(self, run: _Run, claimer: str, now: datetime) -> None:
+        self.run, self.claimer, self.now = run, claimer, now
+        self.rows: deque[LedgerRow] = deque()
+        self.exhausted = False
+        self.claimed = 0
+
+    def next(self) -> LedgerRow | None:
+        if not self.rows and not self.exhausted:
+            stale = self.now - timedelta(minutes=10)
+            rows = self.run.ledger.claim_due(self.claimer, self.now, 50, stale)
+            self.claimed += len(rows)
+            self.exhausted = not rows
+            self.rows.extend(rows)
+        return self.rows.popleft() if self.rows else None
+
+
 class _Source:
     """Queued rows of one pass, handed out one at a time to whichever connection asks."""
 
@@ -111,6 +142,7 @@ class _Source:
 
     def _refill(self) -> None:
         ledger, job = self.run.ledger, self.run.job
+        assert job.send_id is not None
         while not self.rows and not self.exhausted:
             rows = ledger.next_batch(job.send_id, self.after, _BATCH)
             if not rows:
@@ -148,11 +180,12 @@ class _Run:
         total: int,
         listener: Listener | None,
         policy: RetryPolicy,
+        stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.job, self.ledger, self.transport, self.limiter = job, ledger, transport, limiter
-        self.total, self.listener, self.policy = total, listener, policy
+        self.total, self.listener, self.policy, self.stop = total, listener, policy, stop
         self.report = DeliveryReport()
-        self.committer = _Committer(ledger)
+        self.committer = _Committer(ledger, job.claimer)
         self.sessions: list[Session | None] = [None] * connections
         self.given_up = [False] * connections
 
@@ -176,12 +209,17 @@ class _Run:
 
     def _record(self, row: LedgerRow, built: Built, outcome: Outcome) -> Record:
         if outcome.kind == "sent":
-            return Record(row.id, "sent", message_id=built.message_id)
+            return Record(row.id, "sent", message_id=built.message_id, slug=row.slug)
+        limit = self.job.max_attempts
+        if outcome.kind == "transient" and limit is not None and row.attempts + 1 >= limit:
+            return Record(
+                row.id, "failed", f"gave up after {limit} attempts: {outcome.detail}", slug=row.slug
+            )
         if outcome.kind == "transient":
-            return Record(row.id, "queued", outcome.detail)
-        return Record(
-            row.id, "failed" if outcome.kind == "permanent" else "uncertain", outcome.detail
-        )
+            retry_at = self.job.retry_after(row.attempts + 1) if self.job.retry_after else None
+            return Record(row.id, "queued", outcome.detail, slug=row.slug, retry_at=retry_at)
+        status = "failed" if outcome.kind == "permanent" else "uncertain"
+        return Record(row.id, status, outcome.detail, slug=row.slug)
 
     async def _settle(self, pending: tuple[LedgerRow, Record] | None, start: int | None) -> bool:
         """Commit the previous outcome (and the next `sending` mark, if any) and count it."""
@@ -190,16 +228,18 @@ class _Run:
             self.count(*pending)
         return started
 
-    async def _connection(self, slot: int, source: _Source) -> None:
+    async def _connection(self, slot: int, source: _Source | _Claims) -> None:
         pending: tuple[LedgerRow, Record] | None = None
         broken = 0
         try:
-            while not self.given_up[slot] and (row := source.next()) is not None:
+            while (
+                not self.given_up[slot] and not self.stop() and (row := source.next()) is not None
+            ):
                 try:
                     built = self.job.build(row)
                 except RenderError as exc:
                     await self._settle(pending, None)
-                    pending = (row, Record(row.id, "failed", str(exc)))
+                    pending = (row, Record(row.id, "failed", str(exc), slug=row.slug))
                     continue
                 await self.limiter.wait()
                 if not await self._settle(pending, row.id):  # suppressed since its batch was read
@@ -219,11 +259,28 @@ class _Run:
         finally:
             await self._settle(pending, None)
 
+    async def run_due(self, now: datetime) -> int:
+        """One round of the delivery worker: send what is due now; returns how many were claimed."""
+        assert self.job.claimer is not None
+        claims = _Claims(self, self.job.claimer, now)
+        await asyncio.gather(
+            *(self._connection(slot, claims) for slot in range(len(self.sessions)))
+        )
+        return claims.claimed
+
+    async def close(self) -> None:
+        for slot, session in enumerate(self.sessions):
+            if session is not None:
+                await session.close()
+                self.sessions[slot] = None
+
     async def run(self) -> DeliveryReport:
+        send_id = self.job.send_id
+        assert send_id is not None
         try:
             for attempt in range(self.policy.max_attempts):
                 if attempt:
-                    if all(self.given_up) or not self.ledger.next_batch(self.job.send_id, 0, 1):
+                    if all(self.given_up) or not self.ledger.next_batch(send_id, 0, 1):
                         break
                     await asyncio.sleep(self.policy.delay(attempt))
                 source = _Source(self)
@@ -233,8 +290,36 @@ class _Run:
             for session in self.sessions:
                 if session is not None:
                     await session.close()
-        self.report.deferred = _count_queued(self.ledger, self.job.send_id)
+        self.report.deferred = _count_queued(self.ledger, send_id)
         return self.report
+
+
+class DueRunner:
+    """The delivery worker's engine: call `round` repeatedly; connections stay open between rounds."""
+
+    def __init__(
+        self,
+        job: SendJob,
+        ledger: SqlLedger,
+        transport: Transport,
+        limiter: RateLimiter,
+        connections: int,
+        stop: Callable[[], bool],
+        listener: Listener | None = None,
+    ) -> None:
+        self.run = _Run(
+            job, ledger, transport, limiter, connections, 0, listener, RetryPolicy(), stop
+        )
+
+    @property
+    def report(self) -> DeliveryReport:
+        return self.run.report
+
+    async def round(self, now: datetime) -> int:
+        return await self.run.run_due(now)
+
+    async def close(self) -> None:
+        await self.run.close()
 
 
 def _count_queued(ledger: SqlLedger, send_id: int) -> int:

@@ -92,6 +92,15 @@ def _split(text: str, slots: Mapping[str, int]) -> tuple[str | int, ...]:
     return tuple(p for p in pieces if p != "")
 
 
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def date_header() -> bytes:
+    """A Date header line for a message built earlier and sent now."""
+    return f"Date: {formatdate(usegmt=True)}\r\n".encode()
+
+
 def _join(pieces: Sequence[str | int], values: Sequence[str]) -> str:
     return "".join(p if isinstance(p, str) else values[p] for p in pieces)
 
@@ -246,9 +255,12 @@ class MessageFactory:
 
     # -- per recipient ----------------------------------------------------------------------
 
-    def _render(self, values: Mapping[str, str]) -> tuple[str, str, str]:
+    def _render(self, values: Mapping[str, object]) -> tuple[str, str, str]:
         if self.fast:
-            raw = [values[name] for name in self.slots]
+            try:
+                raw = [_text(values[name]) for name in self.slots]
+            except KeyError as exc:
+                raise RenderError(f"no value for the placeholder {exc.args[0]!r}") from exc
             escaped = [html.escape(v, quote=True) for v in raw]
             return (
                 _join(self.subject_pieces, raw),
@@ -259,7 +271,12 @@ class MessageFactory:
             subject = self.subject_tmpl.render(values)
             if self.template.format == "markdown":
                 body = markdown_to_html(
-                    self.content_tmpl.render({k: escape_markdown(v) for k, v in values.items()})
+                    self.content_tmpl.render(
+                        {
+                            k: escape_markdown(v) if isinstance(v, str) else v
+                            for k, v in values.items()
+                        }
+                    )
                 )
                 text = to_text(self.content_tmpl.render(values), "markdown")
             else:
@@ -269,40 +286,49 @@ class MessageFactory:
         except Exception as exc:  # the sandbox refusing, a missing value, a failing filter
             raise RenderError(f"template failed: {type(exc).__name__}: {exc}") from exc
         unsubscribe = values.get(UNSUBSCRIBE)
+        unsubscribe = unsubscribe if isinstance(unsubscribe, str) else None
         doc = self.layout.render(self._layout_vars(subject, body, unsubscribe))
         return subject, text + self._text_footer(unsubscribe), _INLINER.inline(doc)
 
-    def message_id(self, email_key: str) -> str:
-        digest = hashlib.sha256(f"{self.template.id_key}\x00{email_key}".encode()).hexdigest()[:32]
-        return f"<{digest}@{self.domain}>"
+    def message_id(self, email_key: str, key: str = "") -> str:
+        """Derived from the send (`id_key`, plus `key`, e.g. the event) and the recipient."""
+        seed = f"{self.template.id_key}\x00{key}\x00{email_key}"
+        return f"<{hashlib.sha256(seed.encode()).hexdigest()[:32]}@{self.domain}>"
 
     def build(
         self,
         address: str,
         name: str,
-        values: Mapping[str, str],
+        values: Mapping[str, object],
         unsubscribe_mailto: str | None = None,
+        *,
+        key: str = "",
+        dated: bool = True,
     ) -> Built:
-        """The message for one recipient: To is this recipient alone."""
+        """The message for one recipient: To is this recipient alone.
+
+        `dated=False` leaves out the Date header, for messages stored now and sent later (the
+        sender prepends it then).
+        """
         merged = {**self.static, **values}
         subject, text, body = self._render(merged)
         if "\r" in subject or "\n" in subject:
             raise RenderError("the rendered subject contains a line break")
         if not address.isascii():
             raise RenderError("the address is not ASCII (SMTPUTF8 is not supported)")
-        message_id = self.message_id(address.lower())
+        message_id = self.message_id(address.lower(), key)
         headers = [
             f"From: {self.template.sender}",
             f"To: {_mailbox(name, address)}",
             f"Subject: {_subject_header(subject)}",
-            f"Date: {self.dates.now()}",
+            *([f"Date: {self.dates.now()}"] if dated else []),
             f"Message-ID: {message_id}",
             "MIME-Version: 1.0",
         ]
         if self.template.reply_to:
             headers.append(f"Reply-To: {self.template.reply_to}")
         unsubscribe = merged.get(UNSUBSCRIBE)
-        if self.template.unsubscribe and unsubscribe:
+        if self.template.unsubscribe and isinstance(unsubscribe, str):
             mailto = (
                 f"mailto:{unsubscribe_mailto}?subject=unsubscribe" if unsubscribe_mailto else None
             )

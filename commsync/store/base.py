@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from commsync.model import (
     Audience,
+    BroadcastSpec,
     CustomerRecord,
     ImportCounts,
     JsonObject,
@@ -21,6 +22,7 @@ from commsync.model import (
 )
 
 if TYPE_CHECKING:
+    from commsync.store.events import QueuedEmail, RecordedEvent
     from commsync.store.ledger import SqlLedger
 
 
@@ -120,6 +122,52 @@ class Store(Protocol):
     def failed_recipients(self, broadcast_id: str) -> list[FailedRecipient]: ...
 
     def dismissal_counts(self) -> dict[str, int]: ...
+
+    # -- events -----------------------------------------------------------------------------
+
+    def system_emails(self) -> dict[str, LiveSystemEmail]:
+        """Installed system emails (the part of the snapshot events need)."""
+        ...
+
+    def event_for_key(self, key: str) -> RecordedEvent | None: ...
+
+    def suppressed_for_all(self, email_keys: Iterable[str]) -> set[str]: ...
+
+    def record_event(
+        self,
+        event_type: str,
+        payload: JsonObject,
+        key: str | None,
+        emails: Sequence[QueuedEmail],
+        result: JsonObject,
+        now: datetime,
+    ) -> RecordedEvent:
+        """The event and everything it queues, in one transaction; a repeated key changes nothing."""
+        ...
+
+    def queue_depth(self, now: datetime) -> int: ...
+
+    # -- dashboards -------------------------------------------------------------------------
+
+    def customer(self, customer_id: str) -> CustomerRecord | None: ...
+
+    def notices_for(self, customer_id: str, statuses: Sequence[str]) -> list[tuple[str, str]]:
+        """(id, spec hash) of active notices targeted at the customer and not dismissed by them."""
+        ...
+
+    def notice_specs(self, ids: Sequence[str]) -> dict[str, BroadcastSpec]: ...
+
+    def dismiss(self, notice_id: str, customer_id: str, now: datetime) -> None: ...
+
+    def address_for_token(self, token: str) -> str | None: ...
+
+    def suppress(
+        self, email_key: str, scope: str, reason: str, source: str, now: datetime
+    ) -> None: ...
+
+    def replace_memberships(self, customer_id: str, rows: Sequence[MembershipRecord]) -> None: ...
+
+    def events_received(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,12 +1,8 @@
-"""The delivery ledger: freezing an audience into it, and the hot path that records each send.
+"""The delivery ledger's hot path: claim or read rows, mark each `sending`, record what happened.
 
-Freezing is one `INSERT … SELECT` in the transaction that records the send, so the audience is
-exactly the customers targeted at that moment; suppressed addresses go in as `suppressed`.
-
-The hot path (one row per message) talks to the DB-API connection directly with two or three
-prepared statements per transaction: SQLAlchemy's per-statement overhead would cost more than
-the SMTP exchange. On SQLite one connection, behind a lock, serves every sender thread (SQLite
-has one writer at a time anyway); on PostgreSQL each sender has its own connection.
+One row per message, so this talks to the DB-API connection directly with a few prepared
+statements per transaction: SQLAlchemy's per-statement overhead would cost more than the SMTP
+exchange. Callers group several connections' records into one transaction (`transitions`).
 """
 
 from __future__ import annotations
@@ -17,12 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, case, false, func, literal, select, true, union
-from sqlalchemy.dialects import postgresql, sqlite
-
-from commsync.model import Targets
-from commsync.store import tables as t
-from commsync.store.tables import UTCDateTime
+from sqlalchemy import Engine
 
 TERMINAL = ("sent", "failed", "suppressed", "uncertain")
 
@@ -36,10 +27,13 @@ class LedgerRow:
     email_key: str
     customer_id: str | None
     attempts: int
-    first_name: str | None
-    last_name: str | None
-    display_name: str | None
-    username: str | None
+    first_name: str | None = None
+    last_name: str | None = None
+    display_name: str | None = None
+    username: str | None = None
+    message: bytes | None = None  # system emails: rendered when their event arrived
+    message_id: str | None = None
+    slug: str | None = None  # the system email, whose stats the outcome updates
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,73 +44,8 @@ class Record:
     status: str
     detail: str = ""
     message_id: str | None = None
-
-
-def _audience(targets: Targets, statuses: Sequence[str]) -> Any:
-    parts: list[Select[Any]] = []
-    if targets.all:
-        parts.append(select(t.customers.c.id.label("customer_id")))
-    if targets.products:
-        parts.append(
-            select(t.memberships.c.customer_id).where(
-                t.memberships.c.product_slug.in_(targets.products),
-                t.memberships.c.status.in_(statuses),
-            )
-        )
-    if targets.customers:
-        parts.append(
-            select(t.customers.c.id.label("customer_id")).where(
-                t.customers.c.id.in_(targets.customers)
-            )
-        )
-    if not parts:
-        return select(t.customers.c.id.label("customer_id")).where(false()).subquery()
-    return (union(*parts) if len(parts) > 1 else parts[0].distinct()).subquery()
-
-
-def freeze_audience(
-    conn: Connection, send_id: int, targets: Targets, statuses: Sequence[str], now: datetime
-) -> int:
-    """Write one ledger row per targeted address (each address once); returns the row count."""
-    audience = _audience(targets, statuses)
-    c, s = t.customers, t.suppressions
-    status = case((s.c.email_key.is_not(None), "suppressed"), else_="queued")
-    rows = (
-        select(
-            literal(send_id),
-            c.c.id,
-            c.c.email,
-            c.c.email_key,
-            status,
-            literal(0),
-            literal(now, UTCDateTime),
-            literal(now, UTCDateTime),
-        )
-        .select_from(
-            c.join(audience, audience.c.customer_id == c.c.id).outerjoin(
-                s, s.c.email_key == c.c.email_key
-            )
-        )
-        .where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT
-    )
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    columns = [
-        "send_id",
-        "customer_id",
-        "email",
-        "email_key",
-        "status",
-        "attempts",
-        "due_at",
-        "updated_at",
-    ]
-    insert = dialect.insert(t.deliveries).from_select(columns, rows).on_conflict_do_nothing()
-    conn.execute(insert)
-    return int(
-        conn.execute(
-            select(func.count()).select_from(t.deliveries).where(t.deliveries.c.send_id == send_id)
-        ).scalar_one()
-    )
+    slug: str | None = None
+    retry_at: datetime | None = None
 
 
 class _Shared:
@@ -131,6 +60,9 @@ class _Shared:
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s") if self.pg else text
+
+    def stamp(self, when: datetime) -> Any:
+        return when if self.pg else when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
     def now(self) -> Any:
         """The current time as the column stores it (formatted once per second on SQLite)."""
@@ -151,17 +83,36 @@ WHERE d.send_id = ? AND d.status = 'queued' AND d.id > ?
 ORDER BY d.id LIMIT ?
 """
 # Suppressions are checked here too, in the same statement: the last moment before sending.
+# Broadcasts respect every suppression; transactional system emails only those of scope 'all'.
 _START = (
     "UPDATE deliveries SET status = 'sending', updated_at = ? WHERE id = ? AND status = 'queued'"
     " AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_key = deliveries.email_key)"
 )
+_START_CLAIMED = (
+    "UPDATE deliveries SET status = 'sending', updated_at = ? WHERE id = ? AND status = 'queued' AND claimed_by = ?"
+    " AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_key = deliveries.email_key AND s.scope = 'all')"
+)
 _DONE = {
     "sent": "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, message_id = ?, last_error = NULL, sent_at = ?, updated_at = ? WHERE id = ?",
-    "queued": "UPDATE deliveries SET status = 'queued', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?",
+    "queued": "UPDATE deliveries SET status = 'queued', attempts = attempts + 1, last_error = ?, due_at = ?, claimed_by = NULL, updated_at = ? WHERE id = ?",
     "failed": "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?",
     "uncertain": "UPDATE deliveries SET status = 'uncertain', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?",
     "suppressed": "UPDATE deliveries SET status = 'suppressed', last_error = ?, updated_at = ? WHERE id = ?",
 }
+_STATS = {
+    "sent": "UPDATE system_emails SET sent_count = sent_count + 1, last_sent_at = ? WHERE slug = ?",
+    "failed": "UPDATE system_emails SET failed_count = failed_count + 1 WHERE slug = ?",
+}
+_DUE = """
+SELECT d.id FROM deliveries d
+WHERE d.status = 'queued' AND d.due_at <= ? AND (d.claimed_by IS NULL OR d.claimed_at < ?)
+  AND d.send_id IN (SELECT id FROM sends WHERE kind = 'system_email')
+ORDER BY d.due_at LIMIT ?
+"""
+_CLAIM = (
+    "UPDATE deliveries SET claimed_by = ?, claimed_at = ? WHERE id IN ({due})"
+    " RETURNING id, email, email_key, customer_id, attempts, message, message_id, send_id"
+)
 
 
 def _end(db: _Shared, cursor: Any, verb: str) -> None:
@@ -172,20 +123,36 @@ def _end(db: _Shared, cursor: Any, verb: str) -> None:
 
 
 class SqlLedger:
-    """The per-message hot path, for one event loop (or one thread) at a time.
-
-    `transitions` commits several callers' records in one transaction: the delivery engine
-    gathers what its connections have ready in one turn of the event loop (group commit).
-    """
+    """The per-message hot path, for one event loop (or one thread) at a time."""
 
     def __init__(self, shared: _Shared) -> None:
         self.shared = shared
+        self._slugs: dict[int, str] = {}
 
-    def transitions(self, batch: Sequence[tuple[Sequence[Record], int | None]]) -> list[bool]:
+    def _done(self, r: Record, now: Any) -> list[tuple[str, Sequence[Any]]]:
+        db = self.shared
+        if r.status == "sent":
+            out: list[tuple[str, Sequence[Any]]] = [
+                (_DONE["sent"], (r.message_id, now, now, r.delivery_id))
+            ]
+        elif r.status == "queued":
+            retry = db.stamp(r.retry_at) if r.retry_at else now
+            out = [(_DONE["queued"], (r.detail[:2000], retry, now, r.delivery_id))]
+        else:
+            out = [(_DONE[r.status], (r.detail[:2000], now, r.delivery_id))]
+        if r.slug and r.status == "sent":
+            out.append((_STATS["sent"], (now, r.slug)))
+        elif r.slug and r.status == "failed":
+            out.append((_STATS["failed"], (r.slug,)))
+        return out
+
+    def transitions(
+        self, batch: Sequence[tuple[Sequence[Record], int | None]], claimer: str | None = None
+    ) -> list[bool]:
         """Record finished rows and mark next rows `sending`, all in one commit.
 
         For each (done, start): False when `start` could not be marked — its address was
-        suppressed meanwhile — else True.
+        suppressed meanwhile — else True. With `claimer`, rows are claimed system-email rows.
         """
         db = self.shared
         now = db.now()
@@ -196,17 +163,14 @@ class SqlLedger:
                 if not db.pg:
                     cursor.execute("BEGIN")
                 for done, start in batch:
-                    for r in done:
-                        if r.status == "sent":
-                            cursor.execute(
-                                db.sql(_DONE["sent"]), (r.message_id, now, now, r.delivery_id)
-                            )
-                        else:
-                            cursor.execute(
-                                db.sql(_DONE[r.status]), (r.detail[:2000], now, r.delivery_id)
-                            )
+                    for record in done:
+                        for sql, params in self._done(record, now):
+                            cursor.execute(db.sql(sql), params)
                     if start is not None:
-                        cursor.execute(db.sql(_START), (now, start))
+                        if claimer is None:
+                            cursor.execute(db.sql(_START), (now, start))
+                        else:
+                            cursor.execute(db.sql(_START_CLAIMED), (now, start, claimer))
                     results.append(start is None or cursor.rowcount == 1)
                 _end(db, cursor, "COMMIT")
             except BaseException:
@@ -216,11 +180,13 @@ class SqlLedger:
                 cursor.close()
         return results
 
-    def transition(self, done: Sequence[Record], start: int | None) -> bool:
-        return self.transitions([(done, start)])[0]
+    def transition(
+        self, done: Sequence[Record], start: int | None, claimer: str | None = None
+    ) -> bool:
+        return self.transitions([(done, start)], claimer)[0]
 
     def _run(self, statements: Iterable[tuple[str, Sequence[Any]]], fetch: bool = False) -> Any:
-        """Run statements in one transaction of their own; returns the last fetch."""
+        """Run statements in one transaction of their own; returns the last fetch, or the row count."""
         db = self.shared
         with db.lock:
             cursor = db.raw.cursor()
@@ -230,8 +196,7 @@ class SqlLedger:
                 result: Any = None
                 for sql, params in statements:
                     cursor.execute(db.sql(sql), tuple(params))
-                    if fetch:
-                        result = cursor.fetchall()
+                    result = cursor.fetchall() if fetch else cursor.rowcount
                 _end(db, cursor, "COMMIT")
                 return result
             except BaseException:
@@ -244,6 +209,56 @@ class SqlLedger:
         rows = self._run([(_FETCH, (send_id, after_id, limit))], fetch=True) or []
         return [LedgerRow(*row) for row in rows]
 
+    def claim_due(
+        self, claimer: str, now: datetime, limit: int, stale_before: datetime
+    ) -> list[LedgerRow]:
+        """Claim up to `limit` due system-email rows; concurrent workers never claim the same row."""
+        db = self.shared
+        due = _DUE + (" FOR UPDATE OF d SKIP LOCKED" if db.pg else "")
+        sql = _CLAIM.format(due=due.strip())
+        params = (claimer, db.stamp(now), db.stamp(now), db.stamp(stale_before), limit)
+        rows = self._run([(sql, params)], fetch=True) or []
+        missing = {int(r[7]) for r in rows} - set(self._slugs)
+        if missing:
+            marks = ", ".join("?" for _ in missing)
+            found = self._run(
+                [
+                    (
+                        f"SELECT id, system_email_slug FROM sends WHERE id IN ({marks})",
+                        tuple(missing),
+                    )
+                ],
+                fetch=True,
+            )
+            self._slugs.update({int(i): str(slug) for i, slug in found or []})
+        out = [
+            LedgerRow(
+                int(r[0]),
+                r[1],
+                r[2],
+                r[3],
+                int(r[4]),
+                message=bytes(r[5]) if r[5] is not None else None,
+                message_id=r[6],
+                slug=self._slugs.get(int(r[7])),
+            )
+            for r in rows
+        ]
+        return sorted(out, key=lambda r: r.id)
+
+    def release(self, claimer: str) -> int:
+        """Give back claimed rows not yet sent (a worker stopping)."""
+        sql = "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ? AND status = 'queued'"
+        return int(self._run([(sql, (claimer,))]) or 0)
+
+    def recover_stale(self, before: datetime) -> int:
+        """System-email rows a vanished worker left `sending` since `before`: uncertain."""
+        sql = (
+            "UPDATE deliveries SET status = 'uncertain', last_error = 'the worker sending it stopped before the server replied'"
+            " WHERE status = 'sending' AND claimed_at < ? AND send_id IN (SELECT id FROM sends WHERE kind = 'system_email')"
+        )
+        return int(self._run([(sql, (self.shared.stamp(before),))]) or 0)
+
     def suppressed(self, email_keys: Sequence[str]) -> set[str]:
         if not email_keys:
             return set()
@@ -255,9 +270,8 @@ class SqlLedger:
         """Remember unsubscribe tokens (token, email_key) so the unsubscribe page can find them."""
         if not tokens:
             return
-        conflict = "ON CONFLICT (token) DO NOTHING"
         now = self.shared.now()
-        sql = f"INSERT INTO unsubscribe_tokens (token, email_key, created_at) VALUES (?, ?, ?) {conflict}"
+        sql = "INSERT INTO unsubscribe_tokens (token, email_key, created_at) VALUES (?, ?, ?) ON CONFLICT (token) DO NOTHING"
         self._run([(sql, (token, key, now)) for token, key in tokens])
 
     def close(self) -> None:

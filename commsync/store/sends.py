@@ -4,13 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    case,
+    false,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    union,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 
-from commsync.model import LiveBroadcast
+from commsync.model import LiveBroadcast, Targets
 from commsync.store import tables as t
 from commsync.store.base import FailedRecipient, FrozenSend
-from commsync.store.ledger import SqlLedger, freeze_audience, open_ledger
+from commsync.store.ledger import SqlLedger, open_ledger
+from commsync.store.tables import UTCDateTime
 
 _BROADCAST_SENDS = select(t.sends.c.id).where(t.sends.c.kind == "broadcast").scalar_subquery()
 # Sends still going out: only their rows can be `sending`, and the (send_id, …) index finds them.
@@ -19,6 +35,73 @@ _OPEN_SENDS = (
     .where(t.sends.c.kind == "broadcast", t.sends.c.status != "sent")
     .scalar_subquery()
 )
+
+
+def _audience(targets: Targets, statuses: Sequence[str]) -> Any:
+    parts: list[Select[Any]] = []
+    if targets.all:
+        parts.append(select(t.customers.c.id.label("customer_id")))
+    if targets.products:
+        parts.append(
+            select(t.memberships.c.customer_id).where(
+                t.memberships.c.product_slug.in_(targets.products),
+                t.memberships.c.status.in_(statuses),
+            )
+        )
+    if targets.customers:
+        parts.append(
+            select(t.customers.c.id.label("customer_id")).where(
+                t.customers.c.id.in_(targets.customers)
+            )
+        )
+    if not parts:
+        return select(t.customers.c.id.label("customer_id")).where(false()).subquery()
+    return (union(*parts) if len(parts) > 1 else parts[0].distinct()).subquery()
+
+
+def freeze_audience(
+    conn: Connection, send_id: int, targets: Targets, statuses: Sequence[str], now: datetime
+) -> int:
+    """Write one ledger row per targeted address (each address once); returns the row count."""
+    audience = _audience(targets, statuses)
+    c, s = t.customers, t.suppressions
+    status = case((s.c.email_key.is_not(None), "suppressed"), else_="queued")
+    rows = (
+        select(
+            literal(send_id),
+            c.c.id,
+            c.c.email,
+            c.c.email_key,
+            status,
+            literal(0),
+            literal(now, UTCDateTime),
+            literal(now, UTCDateTime),
+        )
+        .select_from(
+            c.join(audience, audience.c.customer_id == c.c.id).outerjoin(
+                s, s.c.email_key == c.c.email_key
+            )
+        )
+        .where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT
+    )
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    columns = [
+        "send_id",
+        "customer_id",
+        "email",
+        "email_key",
+        "status",
+        "attempts",
+        "due_at",
+        "updated_at",
+    ]
+    insert = dialect.insert(t.deliveries).from_select(columns, rows).on_conflict_do_nothing()
+    conn.execute(insert)
+    return int(
+        conn.execute(
+            select(func.count()).select_from(t.deliveries).where(t.deliveries.c.send_id == send_id)
+        ).scalar_one()
+    )
 
 
 class SendsMixin:

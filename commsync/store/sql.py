@@ -44,6 +44,8 @@ from commsync.model import (
 )
 from commsync.store import tables as t
 from commsync.store.audience import count_audiences
+from commsync.store.events import EventsMixin
+from commsync.store.feed import FeedMixin
 from commsync.store.migrate import ensure_schema
 from commsync.store.ops import OpsMixin
 from commsync.store.sends import SendsMixin
@@ -123,7 +125,7 @@ def _upsert(
         conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=changing))
 
 
-class SqlStore(OpsMixin, SendsMixin):
+class SqlStore(OpsMixin, SendsMixin, EventsMixin, FeedMixin):
     """A Store on SQLite or PostgreSQL. Migrates the schema on first use."""
 
     def __init__(self, engine: Engine, display_url: str) -> None:
@@ -246,6 +248,13 @@ class SqlStore(OpsMixin, SendsMixin):
         return self._upsert_counted(t.memberships, values, ["customer_id", "product_slug"])
 
     # -- managed objects --------------------------------------------------------------------
+
+    def system_emails(self) -> dict[str, LiveSystemEmail]:
+        with self.engine.connect() as conn:
+            return {
+                str(row.slug): _live_system_email(row)
+                for row in conn.execute(select(t.system_emails))
+            }
 
     def snapshot(self) -> LiveSnapshot:
         with self.engine.connect() as conn:

@@ -1,0 +1,71 @@
+"""Customer tokens: a customer's own notices feed and dismissals, nobody else's.
+
+A token is `v1.<payload>.<signature>`: the payload names the customer and an expiry; the signature
+is an HMAC-SHA256 under the store's signing key (generated on first use), so the CLI that issues a
+token and every `serve` worker that checks it agree without configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from datetime import datetime, timedelta
+
+from commsync.errors import CommsyncError
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
+
+
+class TokenError(CommsyncError):
+    """Missing, malformed, forged or expired."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(key: bytes, payload: str) -> str:
+    return _b64(hmac.new(key, b"customer-token\x00" + payload.encode(), hashlib.sha256).digest())
+
+
+def parse_ttl(text: str) -> timedelta:
+    """`30d`, `12h`, `90m`, `1d12h`."""
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        raise CommsyncError(f"invalid --ttl {text!r}: write it like 30d, 12h or 90m")
+    days, hours, minutes = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes)
+
+
+def issue_token(key: bytes, customer_id: str, expires: datetime) -> str:
+    payload = _b64(
+        json.dumps(
+            {"c": customer_id, "x": int(expires.timestamp())}, separators=(",", ":")
+        ).encode()
+    )
+    return f"v1.{payload}.{_sign(key, payload)}"
+
+
+def verify_token(key: bytes, token: str, now: datetime) -> str:
+    """The customer id the token was issued for; raises TokenError otherwise."""
+    version, _, rest = token.partition(".")
+    payload, _, signature = rest.partition(".")
+    if version != "v1" or not payload or not signature:
+        raise TokenError("malformed token")
+    if not hmac.compare_digest(signature, _sign(key, payload)):
+        raise TokenError("invalid token")
+    try:
+        claims = json.loads(_unb64(payload))
+        customer, expiry = str(claims["c"]), int(claims["x"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TokenError("malformed token") from exc
+    if expiry <= int(now.timestamp()):
+        raise TokenError("expired token")
+    return customer

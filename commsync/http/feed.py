@@ -1,0 +1,93 @@
+"""The notices feed: which notices a customer sees right now, rendered for them."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+from threading import Lock
+
+from commsync.model import CustomerRecord
+from commsync.render.notice import CompiledNotice
+from commsync.settings import Settings
+from commsync.store.base import Store
+
+_CACHE_SIZE = 10_000
+
+
+def customer_values(customer: CustomerRecord, settings: Settings) -> dict[str, str]:
+    return {
+        "customer_id": customer.id,
+        "customer_name": customer.name,
+        "customer_first_name": customer.first_name or customer.name,
+        "customer_last_name": customer.last_name or "",
+        "customer_username": customer.username or "",
+        "customer_user_email": customer.email,
+        **settings.network_context,
+    }
+
+
+class Feed:
+    """Notices for customers; compiled notices are cached by (id, spec hash) across requests."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        self.cache: OrderedDict[tuple[str, str], CompiledNotice] = OrderedDict()
+        self.lock = Lock()
+
+    def _compiled(self, wanted: list[tuple[str, str]]) -> dict[str, CompiledNotice]:
+        found: dict[str, CompiledNotice] = {}
+        missing = []
+        with self.lock:
+            for key in wanted:
+                compiled = self.cache.get(key)
+                if compiled is None:
+                    missing.append(key[0])
+                else:
+                    self.cache.move_to_end(key)
+                    found[key[0]] = compiled
+        if missing:
+            specs = self.store.notice_specs(missing)
+            hashes = dict(wanted)
+            with self.lock:
+                for notice_id, spec in specs.items():
+                    compiled = CompiledNotice(spec)
+                    self.cache[(notice_id, hashes[notice_id])] = compiled
+                    found[notice_id] = compiled
+                while len(self.cache) > _CACHE_SIZE:
+                    self.cache.popitem(last=False)
+        return found
+
+    def notices(self, customer: CustomerRecord, now: datetime) -> list[dict[str, object]]:
+        """Active, targeted, not dismissed, inside their window; HTML sanitised."""
+        wanted = self.store.notices_for(customer.id, self.settings.membership_statuses)
+        compiled = self._compiled(wanted)
+        values = customer_values(customer, self.settings)
+        out: list[dict[str, object]] = []
+        for notice_id, _ in wanted:
+            notice = compiled.get(notice_id)
+            if notice is None:
+                continue
+            spec = notice.spec
+            if (spec.starts_at and spec.starts_at > now) or (
+                spec.expires_at and spec.expires_at <= now
+            ):
+                continue
+            rendered = notice.render(values)
+            out.append(
+                {
+                    "id": notice_id,
+                    "heading": rendered.heading,
+                    "html": rendered.html,
+                    "message_type": rendered.message_type,
+                    "dismissible": rendered.dismissible,
+                    "expires_at": spec.expires_at.isoformat() if spec.expires_at else None,
+                }
+            )
+        return out
+
+    def dismissible(self, customer: CustomerRecord, notice_id: str, now: datetime) -> bool | None:
+        """None: not a notice this customer sees; else whether it can be dismissed."""
+        for notice in self.notices(customer, now):
+            if notice["id"] == notice_id:
+                return bool(notice["dismissible"])
+        return None

@@ -1,0 +1,152 @@
+"""Store operations for events: record one, with the system emails it queues, all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from commsync.model import JsonObject, JsonValue
+from commsync.store import tables as t
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """One recipient of one system email: a rendered message, or why there is none."""
+
+    email: str
+    customer_id: str | None
+    status: str  # queued | failed | suppressed
+    message: bytes | None = None
+    message_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEmail:
+    slug: str
+    due_at: datetime
+    messages: tuple[QueuedMessage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    event_id: int
+    result: JsonObject
+    duplicate: bool
+
+
+class EventsMixin:
+    """Event methods of SqlStore."""
+
+    engine: Engine
+
+    def event_for_key(self, key: str) -> RecordedEvent | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.events.c.id, t.events.c.result).where(t.events.c.idempotency_key == key)
+            ).first()
+        return None if row is None else RecordedEvent(int(row[0]), dict(row[1] or {}), True)
+
+    def suppressed_for_all(self, email_keys: Iterable[str]) -> set[str]:
+        """Addresses that must get no email at all (hard bounces), not only no marketing."""
+        keys = sorted(set(email_keys))
+        if not keys:
+            return set()
+        query = select(t.suppressions.c.email_key).where(
+            t.suppressions.c.email_key.in_(keys), t.suppressions.c.scope == "all"
+        )
+        with self.engine.connect() as conn:
+            return {str(k) for k in conn.execute(query).scalars()}
+
+    def record_event(
+        self,
+        event_type: str,
+        payload: JsonObject,
+        key: str | None,
+        emails: Sequence[QueuedEmail],
+        result: JsonObject,
+        now: datetime,
+    ) -> RecordedEvent:
+        """The event and everything it queues, in one transaction; a repeated key changes nothing."""
+        try:
+            with self.engine.begin() as conn:
+                event_id = int(
+                    conn.execute(
+                        insert(t.events).values(
+                            type=event_type, payload=payload, idempotency_key=key, received_at=now
+                        )
+                    ).inserted_primary_key[0]  # type: ignore[index]
+                )
+                for email in emails:
+                    _queue(conn, event_id, email, now)
+                stored: JsonObject = {"event_id": event_id, **result}
+                conn.execute(
+                    update(t.events).where(t.events.c.id == event_id).values(result=stored)
+                )
+                return RecordedEvent(event_id, stored, False)
+        except IntegrityError:
+            if key is None:
+                raise
+            existing = self.event_for_key(key)  # another request with the same key won the race
+            if existing is None:
+                raise
+            return existing
+
+    def queue_depth(self, now: datetime) -> int:
+        query = (
+            select(func.count())
+            .select_from(t.deliveries)
+            .where(t.deliveries.c.status == "queued", t.deliveries.c.due_at <= now)
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def events_received(self) -> dict[str, int]:
+        query = select(t.events.c.type, func.count()).group_by(t.events.c.type)
+        with self.engine.connect() as conn:
+            return {str(k): int(n) for k, n in conn.execute(query)}
+
+
+def _queue(conn: Any, event_id: int, email: QueuedEmail, now: datetime) -> None:
+    send_id = int(
+        conn.execute(
+            insert(t.sends).values(
+                kind="system_email",
+                system_email_slug=email.slug,
+                event_id=event_id,
+                recipients=len(email.messages),
+                status="sending",
+                created_at=now,
+            )
+        ).inserted_primary_key[0]
+    )
+    rows: list[dict[str, JsonValue | bytes | datetime]] = [
+        {
+            "send_id": send_id,
+            "customer_id": m.customer_id,
+            "email": m.email,
+            "email_key": m.email.lower(),
+            "status": m.status,
+            "attempts": 0,
+            "last_error": m.error,
+            "message": m.message,
+            "message_id": m.message_id,
+            "due_at": email.due_at,
+            "updated_at": now,
+        }
+        for m in email.messages
+    ]
+    if rows:
+        conn.execute(insert(t.deliveries), rows)
+    failed = sum(1 for m in email.messages if m.status == "failed")
+    if failed:
+        conn.execute(
+            update(t.system_emails)
+            .where(t.system_emails.c.slug == email.slug)
+            .values(failed_count=t.system_emails.c.failed_count + failed)
+        )
