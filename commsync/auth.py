@@ -41,7 +41,10 @@ def parse_ttl(text: str) -> timedelta:
     if not text or match is None:
         raise CommsyncError(f"invalid --ttl {text!r}: write it like 30d, 12h or 90m")
     days, hours, minutes = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes)
+    ttl = timedelta(days=days, hours=hours, minutes=minutes)
+    if not ttl or ttl > timedelta(days=3660):
+        raise CommsyncError(f"invalid --ttl {text!r}: between one minute and ten years")
+    return ttl
 
 
 def issue_token(key: bytes, customer_id: str, expires: datetime) -> str:

@@ -525,14 +525,24 @@ def test_an_older_store_is_migrated_on_first_use_and_keeps_its_data(persistent_u
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "0001")
-        conn.execute(sa.text("INSERT INTO products (slug, name, updated_at) VALUES ('pro', 'Pro', '2026-11-01 00:00:00')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO products (slug, name, updated_at) VALUES ('pro', 'Pro', '2026-11-01 00:00:00')"
+            )
+        )
     with engine.connect() as conn:
-        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0001"
+        assert (
+            conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == "0001"
+        )
         assert "message" not in {c["name"] for c in sa.inspect(conn).get_columns("deliveries")}
     engine.dispose()
     store = open_store(persistent_url)
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one() == HEAD == "0002"
+        assert (
+            conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
+            == HEAD
+            == "0002"
+        )
         assert "message" in {c["name"] for c in sa.inspect(conn).get_columns("deliveries")}
     assert store.product_slugs() == frozenset({"pro"})
     store.close()

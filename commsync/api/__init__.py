@@ -16,6 +16,7 @@ from commsync.api.core import (
     validate,
 )
 from commsync.api.data import InitReport, RecordKind, import_records, init_project
+from commsync.api.deliver import deliver
 from commsync.api.emails import EmailRow, list_emails
 from commsync.api.events import EventRejected, fire_event, test_send
 from commsync.api.status import StatusReport, failed_recipients, issue_token, status, unlock
@@ -33,6 +34,7 @@ __all__ = [
     "StatusReport",
     "ValidationReport",
     "apply",
+    "deliver",
     "failed_recipients",
     "fire_event",
     "import_records",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from commsync.api.core import Project, load_settings, store_session
 from commsync.delivery.engine import DeliveryReport, DueRunner, Listener, SendJob
 from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.transport import hostname, parse_transport
@@ -55,6 +56,7 @@ class Worker:
     env: dict[str, str]
     clock: Clock = _utcnow
     listener: Listener | None = None
+    on_round: Callable[[int, DeliveryReport], None] | None = None
 
     def __post_init__(self) -> None:
         self.claimer = f"{hostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -89,6 +91,8 @@ class Worker:
             ledger.recover_stale(self.clock() - timedelta(minutes=10))
             while not stop.is_set():
                 claimed = await runner.round(self.clock())
+                if claimed and self.on_round is not None:
+                    self.on_round(claimed, runner.report)
                 if not loop:
                     break
                 if not claimed:
@@ -106,3 +110,18 @@ class Worker:
         self, *, loop: bool, stop: threading.Event | None = None, poll: float = 1.0
     ) -> DeliveryReport:
         return asyncio.run(self.run(loop=loop, stop=stop or threading.Event(), poll=poll))
+
+
+def deliver(
+    project: Project,
+    *,
+    loop: bool,
+    stop: threading.Event | None = None,
+    poll: float = 1.0,
+    on_round: Callable[[int, DeliveryReport], None] | None = None,
+) -> DeliveryReport:
+    """`commsync deliver`: send what is due now (`loop=False`), or keep sending until `stop`."""
+    settings = load_settings(project)
+    with store_session(settings.store_url) as store:
+        worker = Worker(store, settings, dict(project.env), on_round=on_round)
+        return worker.run_blocking(loop=loop, stop=stop, poll=poll)

@@ -144,6 +144,22 @@ class EventService:
             )
         return tuple(out)
 
+    def _complete(self, payload: JsonObject) -> JsonObject:
+        """A payload naming a known `customer_id` gets that customer's address and name if it lacks them."""
+        cid = payload.get("customer_id")
+        if cid is None or isinstance(cid, bool) or not isinstance(cid, str | int):
+            return payload
+        if (
+            payload.get("customer_user_email") is not None
+            and payload.get("customer_name") is not None
+        ):
+            return payload
+        customer = self.store.customer(str(cid))
+        if customer is None:
+            return payload
+        known: JsonObject = {"customer_user_email": customer.email, "customer_name": customer.name}
+        return {**known, **{k: v for k, v in payload.items() if v is not None}}
+
     def fire(
         self,
         event_type: str,
@@ -164,6 +180,7 @@ class EventService:
             ),
             key=lambda e: e.slug,
         )
+        payload = self._complete(payload)
         used = {
             n
             for e in emails
@@ -203,6 +220,9 @@ class EventService:
                     if any(m.status == status for m in messages)
                 }
             )
+            errors = sorted({m.error for m in messages if m.status == "failed" and m.error})
+            if errors:
+                counts["errors"] = list(errors)
             summary.append(counts)
         result: JsonObject = {"type": event_type, "emails": summary, "skipped": skipped}  # type: ignore[dict-item]
         recorded = self.store.record_event(event_type, payload, key, queued, result, when)

@@ -100,7 +100,7 @@ def cli(ctx: click.Context, directory: Path, store: str | None, debug: bool) -> 
 
 
 def _register() -> None:
-    from commsync.cli import apply, data, emails, init, plan, status, validate
+    from commsync.cli import apply, data, emails, events, init, plan, status, validate
 
     cli.add_command(init.init_command)
     cli.add_command(validate.validate_command)
@@ -109,6 +109,11 @@ def _register() -> None:
     cli.add_command(apply.unlock_command)
     cli.add_command(status.status_command)
     cli.add_command(emails.emails_group)
+    cli.add_command(events.event_command)
+    cli.add_command(events.deliver_command)
+    cli.add_command(events.test_send_command)
+    cli.add_command(events.token_command)
+    cli.add_command(events.serve_command)
     for group in data.GROUPS:
         cli.add_command(group)
 

@@ -4,8 +4,6 @@ Routes call the same use cases as the CLI. Writes and events need the admin key
 (`COMMSYNC_API_KEY`); a customer's feed and dismissals need that customer's token.
 """
 
-from __future__ import annotations
-
 import hmac
 import os
 import threading
@@ -188,6 +186,8 @@ def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
         now = datetime.now(UTC)
         dismissible = svc().feed.dismissible(customer, notice_id, now)
         if dismissible is None:
+            if svc().store.dismissed(notice_id, customer.id):
+                return Response(status_code=204)  # dismissing twice is dismissing once
             raise HTTPException(404, "no such notice for this customer")
         if not dismissible:
             raise HTTPException(409, "this notice cannot be dismissed")
@@ -265,4 +265,7 @@ def factory() -> FastAPI:
     root = os.environ.get("COMMSYNC_SERVE_ROOT", ".")
     from pathlib import Path
 
-    return create_app(Project(Path(root).resolve(), os.environ.get("COMMSYNC_SERVE_STORE") or None))
+    project = Project(
+        Path(root).resolve(), os.environ.get("COMMSYNC_SERVE_STORE") or None, dict(os.environ)
+    )
+    return create_app(project, deliver=os.environ.get("COMMSYNC_SERVE_DELIVER", "1") != "0")

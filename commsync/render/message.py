@@ -227,7 +227,7 @@ class MessageFactory:
         t = self.template
         names = sorted(
             {n for s in (t.subject, t.content) for n, _ in _simple_placeholders(s) or []}
-            | {UNSUBSCRIBE}
+            | ({UNSUBSCRIBE} if t.unsubscribe else set())
         )
         salt = secrets.token_hex(6)
         token = {name: f"zq{salt}x{i}qz" for i, name in enumerate(names)}
@@ -236,12 +236,11 @@ class MessageFactory:
         subject_tok = _tokenise(t.subject, token)
         content_tok = _tokenise(t.content, token)
         body = to_html(content_tok, t.format)
-        doc = self.layout.render(self._layout_vars(subject_tok, body, token[UNSUBSCRIBE]))
+        link = token.get(UNSUBSCRIBE)
+        doc = self.layout.render(self._layout_vars(subject_tok, body, link))
         self.subject_pieces = _split(subject_tok, slot_of)
         self.html_pieces = _split(_INLINER.inline(doc), slot_of)
-        self.text_pieces = _split(
-            to_text(content_tok, t.format) + self._text_footer(token[UNSUBSCRIBE]), slot_of
-        )
+        self.text_pieces = _split(to_text(content_tok, t.format) + self._text_footer(link), slot_of)
         self.fast = True
 
     def _compile_slow(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, delete, exists, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -11,6 +11,10 @@ from sqlalchemy.exc import IntegrityError
 
 from commsync.model import BroadcastSpec, CustomerRecord, MembershipRecord
 from commsync.store import tables as t
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 class FeedMixin:
@@ -93,8 +97,26 @@ class FeedMixin:
             conn.execute(dialect.insert(t.suppressions).values(values).on_conflict_do_nothing())
 
     def replace_memberships(self, customer_id: str, rows: Sequence[MembershipRecord]) -> None:
-        """The customer's memberships become exactly `rows`."""
+        """The customer's memberships become exactly `rows`, in one transaction."""
+        m = t.memberships
+        values = [
+            {
+                "customer_id": customer_id,
+                "product_slug": r.product,
+                "status": r.status,
+                "updated_at": _now(),
+            }
+            for r in rows
+        ]
         with self.engine.begin() as conn:
-            conn.execute(delete(t.memberships).where(t.memberships.c.customer_id == customer_id))
-        if rows:
-            self.upsert_memberships(rows)  # type: ignore[attr-defined]
+            conn.execute(delete(m).where(m.c.customer_id == customer_id))
+            if values:
+                conn.execute(insert(m).values(values))
+
+    def dismissed(self, notice_id: str, customer_id: str) -> bool:
+        d = t.dismissals.c
+        query = select(d.broadcast_id).where(
+            d.broadcast_id == notice_id, d.customer_id == customer_id
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None

@@ -1,0 +1,313 @@
+"""`commsync event`, `deliver`, `test-send`, `token` and `serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from commsync import api
+from commsync.auth import parse_ttl
+from commsync.cli.common import options
+from commsync.delivery.engine import DeliveryReport
+from commsync.diagnostics import Diagnostic
+from commsync.errors import EXIT_ERROR, EXIT_OK, CommsyncError, ValidationFailed
+from commsync.model import JsonObject
+
+
+def _read_data(source: str, root: Path) -> JsonObject:
+    """The payload: a JSON object from FILE or from standard input (`-`)."""
+    if source == "-":
+        name, text = "<stdin>", sys.stdin.read()
+    else:
+        path = Path(source) if Path(source).is_absolute() else root / source
+        name = source
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CommsyncError(f"{name}: cannot read: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise CommsyncError(f"{name}: not UTF-8 text") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        problem = Diagnostic(name, exc.lineno, exc.colno, f"not valid JSON: {exc.msg}")
+        raise ValidationFailed([problem], "the payload is not valid JSON") from exc
+    if not isinstance(data, dict):
+        problem = Diagnostic(name, 1, 1, "the payload must be a JSON object of the event's keys")
+        raise ValidationFailed([problem], "the payload is not a JSON object")
+    return data
+
+
+def _when(text: str, now: datetime) -> str:
+    due = datetime.fromisoformat(text)
+    return "now" if due <= now else f"at {due.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+@click.command("event")
+@click.argument("event_type", metavar="TYPE")
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    metavar="FILE|-",
+    help="The payload, a JSON object with the event's keys; `-` reads standard input.",
+)
+@click.option(
+    "--key",
+    metavar="KEY",
+    help="Idempotency key: firing the same key again queues nothing and shows the first result.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.pass_context
+def event_command(ctx: click.Context, event_type: str, data: str, key: str | None, fmt: str) -> int:
+    """Fire event TYPE: queue every active system email of that event.
+
+    The payload is checked against the event's keys first; a mistyped key, or a key an active
+    email uses but the payload lacks, refuses the event and nothing is queued. Emails with a
+    `delay` are due later; `commsync deliver` (or `commsync serve`) sends what is due.
+    """
+    opts = options(ctx)
+    payload = _read_data(data, opts.root)
+    try:
+        result = api.fire_event(opts.project(), event_type, payload, key)
+    except api.EventRejected as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo(f"error: event {event_type} refused; nothing was queued", err=True)
+        return EXIT_ERROR
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2, sort_keys=True))
+        return EXIT_OK
+    now = datetime.now(UTC)
+    emails = result.get("emails")
+    skipped = result.get("skipped")
+    assert isinstance(emails, list) and isinstance(skipped, list)
+    if result.get("duplicate"):
+        click.echo(f"{event_type}: key {key!r} was seen before; nothing new was queued")
+    else:
+        n = sum(int(e["recipients"]) for e in emails if isinstance(e, dict))
+        click.echo(f"{event_type}: {len(emails)} email(s), {n} message(s) queued")
+    for e in emails:
+        assert isinstance(e, dict)
+        extra = "".join(
+            f", {e[status]} {status}" for status in ("failed", "suppressed") if status in e
+        )
+        click.echo(
+            f"  {e['email']}: {e['recipients']} recipient(s), due {_when(str(e['due_at']), now)}{extra}"
+        )
+        for reason in e.get("errors") or []:
+            click.echo(f"    failed: {reason}")
+    for s in skipped:
+        assert isinstance(s, dict)
+        click.echo(f"  {s['email']}: skipped ({s['reason']})")
+    failed = sum(int(e.get("failed", 0)) for e in emails if isinstance(e, dict))
+    if failed:
+        click.echo(
+            f"error: {failed} message(s) could not be rendered and will not be sent", err=True
+        )
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT ask the worker to stop: in-flight messages finish, the rest stay queued."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if not stop.is_set():
+            click.echo(f"{signal.Signals(signum).name}: finishing in-flight messages", err=True)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _summary(report: DeliveryReport) -> str:
+    parts = [f"{report.sent} sent", f"{report.failed} failed"]
+    parts += [f"{report.suppressed} suppressed"] if report.suppressed else []
+    parts += [f"{report.uncertain} uncertain"] if report.uncertain else []
+    parts += [f"{report.deferred} to retry later"] if report.deferred else []
+    return ", ".join(parts)
+
+
+@click.command("deliver")
+@click.option(
+    "--once",
+    "mode",
+    flag_value="once",
+    default=True,
+    help="Send everything due now, then exit (for cron). The default.",
+)
+@click.option(
+    "--loop",
+    "mode",
+    flag_value="loop",
+    help="Keep running and send messages as they fall due, until SIGTERM or Ctrl-C.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(0.05, 3600),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --loop: how long to wait when nothing is due.",
+)
+@click.pass_context
+def deliver_command(ctx: click.Context, mode: str, poll: float) -> int:
+    """Send the system emails that are due (delayed emails and retries).
+
+    Several workers, on one or several machines, can share a PostgreSQL store: each message is
+    claimed by one worker only. On SIGTERM or Ctrl-C, messages being sent finish and the others
+    stay queued for the next run.
+    """
+    opts = options(ctx)
+    last = DeliveryReport()
+
+    def on_round(claimed: int, report: DeliveryReport) -> None:
+        delta = DeliveryReport(
+            report.sent - last.sent,
+            report.failed - last.failed,
+            report.suppressed - last.suppressed,
+            report.uncertain - last.uncertain,
+        )
+        last.sent, last.failed = report.sent, report.failed
+        last.suppressed, last.uncertain = report.suppressed, report.uncertain
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        click.echo(f"{stamp} {claimed} due: {_summary(delta)}")
+
+    with _stop_on_signals() as stop:
+        report = api.deliver(
+            opts.project(),
+            loop=mode == "loop",
+            stop=stop,
+            poll=poll,
+            on_round=on_round if mode == "loop" else None,
+        )
+    for address, reason in report.failures:
+        click.echo(f"  failed: {address}: {reason}", err=True)
+    click.echo(f"delivered: {_summary(report)}")
+    return EXIT_ERROR if report.failed or report.uncertain else EXIT_OK
+
+
+@click.command("test-send")
+@click.argument("slug")
+@click.option("--to", "to", required=True, metavar="ADDR", help="The one address to send to.")
+@click.option(
+    "--data",
+    "data",
+    metavar="FILE|-",
+    help="Payload keys (JSON) to use instead of the event's mock payload.",
+)
+@click.pass_context
+def test_send_command(ctx: click.Context, slug: str, to: str, data: str | None) -> int:
+    """Send system email SLUG once to ADDR, rendered with its event's mock payload.
+
+    The email is taken as the repository's working tree has it, so a change can be tried before
+    it is applied. Nothing is recorded in the stats or the ledger.
+    """
+    opts = options(ctx)
+    payload = _read_data(data, opts.root) if data is not None else None
+    where = api.test_send(opts.project(), slug, to, payload)
+    click.echo(f"sent {slug} to {to} via {where}")
+    return EXIT_OK
+
+
+@click.command("token")
+@click.argument("customer", metavar="CUSTOMER")
+@click.option(
+    "--ttl",
+    default="30d",
+    show_default=True,
+    metavar="DURATION",
+    help="How long the token is valid: 30d, 12h, 90m, 1d12h.",
+)
+@click.pass_context
+def token_command(ctx: click.Context, customer: str, ttl: str) -> int:
+    """Issue a token for CUSTOMER's notices feed and dismissals (id, email or username).
+
+    The token is the last line of the output, so `$(commsync token C | tail -n1)` captures it.
+    It is signed with the store's key: every `commsync serve` on this store accepts it.
+    """
+    duration = parse_ttl(ttl)
+    record, token, expires = api.issue_token(options(ctx).project(), customer, duration)
+    click.echo(f"customer: {record.id} <{record.email}>", err=False)
+    click.echo(f"expires: {expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+    click.echo(token)
+    return EXIT_OK
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes (each also runs a delivery worker unless --no-deliver).",
+)
+@click.option(
+    "--deliver/--no-deliver",
+    default=True,
+    show_default=True,
+    help="Run the delivery worker in the background (turn off when `commsync deliver --loop` runs elsewhere).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+@click.pass_context
+def serve_command(
+    ctx: click.Context, host: str, port: int, workers: int, deliver: bool, log_level: str
+) -> int:
+    """Serve the HTTP API: notices feed and dismissals, events, widget, unsubscribe, metrics.
+
+    Admin routes (events, customers, products) need `Authorization: Bearer $COMMSYNC_API_KEY`;
+    a customer's feed needs a token from `commsync token`. The OpenAPI document is at
+    /openapi.json. SIGTERM stops gracefully: in-flight sends finish, the rest stay queued.
+    """
+    import uvicorn
+
+    opts = options(ctx)
+    api.load_settings(opts.project())  # fail here, with diagnostics, not inside a worker
+    if workers == 1:
+        from commsync.http.app import create_app
+
+        app = create_app(opts.project(), deliver=deliver)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=True)
+    else:
+        os.environ["COMMSYNC_SERVE_ROOT"] = str(opts.root)
+        os.environ["COMMSYNC_SERVE_DELIVER"] = "1" if deliver else "0"
+        if opts.store:
+            os.environ["COMMSYNC_SERVE_STORE"] = opts.store
+        uvicorn.run(
+            "commsync.http.app:factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            proxy_headers=True,
+        )
+    return EXIT_OK

@@ -1,0 +1,231 @@
+"""The notices feed and dismissals over real HTTP (uvicorn on loopback), and customer tokens."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from commsync.auth import issue_token
+from commsync.store.sql import open_store
+from tests.helpers import Repo
+from tests.http_server import Served
+
+
+def _notice(targets: str, *, message_type: str = "info", extra: str = "", body: str = "") -> str:
+    return (
+        f"kind: notice\nmessage_type: {message_type}\n"
+        f'subject: "Hello {{{{ customer_first_name }}}}"\n'
+        f"targets:\n  {targets}\n{extra}"
+        f"content: {body or 'Hi {{ customer_first_name }}, <b>bold</b> news.'}\n"
+    )
+
+
+def _token(repo: Repo, customer: str) -> str:
+    result = repo.cli("token", customer)
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _ids(served: Served, customer: str, token: str) -> list[str]:
+    response = served.get(f"/v1/customers/{customer}/notices", headers=served.bearer(token))
+    assert response.status_code == 200, response.text
+    return [n["id"] for n in response.json()["notices"]]
+
+
+@pytest.fixture
+def feed_repo(repo: Repo) -> Repo:
+    repo.import_data()
+    now = datetime.now(UTC)
+    repo.write("broadcasts/everyone.yaml", _notice("all: true", message_type="success"))
+    repo.write("broadcasts/for-ada.yaml", _notice("customers: [ada@example.com]"))
+    repo.write("broadcasts/for-grace.yaml", _notice("customers: [grace]"))
+    repo.write("broadcasts/pro.yaml", _notice("products: [pro]", message_type="warning"))
+    repo.write(
+        "broadcasts/later.yaml",
+        _notice("all: true", extra=f"starts_at: {(now + timedelta(days=1)).isoformat()}\n"),
+    )
+    repo.write(
+        "broadcasts/soon-over.yaml",
+        _notice("all: true", extra=f"expires_at: {(now + timedelta(seconds=4)).isoformat()}\n"),
+    )
+    repo.write(
+        "broadcasts/sticky.yaml",
+        _notice("all: true", message_type="error", extra="dismissible: false\n"),
+    )
+    repo.write("broadcasts/to-retract.yaml", _notice("all: true"))
+    repo.commit_all("notices")
+    result = repo.cli("apply", "--yes")
+    assert result.exit_code == 0, result.output
+    return repo
+
+
+def test_each_customer_sees_exactly_the_notices_meant_for_them(feed_repo: Repo) -> None:
+    with Served(feed_repo.root) as served:
+        ada, grace, alan = (_token(feed_repo, c) for c in ("1", "2", "3"))
+        common = ["everyone", "soon-over", "sticky", "to-retract"]
+        # ada: pro active; grace: pro trialing; alan: pro *cancelled* (and starter active)
+        assert _ids(served, "1", ada) == sorted(["for-ada", "pro", *common])
+        assert _ids(served, "2", grace) == sorted(["for-grace", "pro", *common])
+        assert _ids(served, "3", alan) == sorted(common)
+
+        feed = served.get("/v1/customers/1/notices", headers=served.bearer(ada)).json()
+        pro = next(n for n in feed["notices"] if n["id"] == "pro")
+        assert pro["heading"] == "Hello Ada"
+        assert pro["message_type"] == "warning" and pro["dismissible"] is True
+        assert "Hi Ada," in pro["html"] and "<b>bold</b>" in pro["html"]
+        assert next(n for n in feed["notices"] if n["id"] == "sticky")["dismissible"] is False
+
+        # retracted: the file is deleted and applied
+        feed_repo.remove("broadcasts/to-retract.yaml")
+        feed_repo.commit_all("retract")
+        assert feed_repo.cli("apply", "--yes").exit_code == 0
+        assert "to-retract" not in _ids(served, "1", ada)
+
+        # expired: once expires_at passes it is gone without any apply
+        deadline = time.monotonic() + 10
+        while "soon-over" in _ids(served, "2", grace):
+            assert time.monotonic() < deadline, "the expired notice is still served"
+            time.sleep(0.25)
+        assert _ids(served, "2", grace) == sorted(["everyone", "for-grace", "pro", "sticky"])
+
+
+def test_dismissing_hides_a_notice_for_that_customer_only_and_for_good(feed_repo: Repo) -> None:
+    with Served(feed_repo.root) as served:
+        ada, grace = _token(feed_repo, "1"), _token(feed_repo, "2")
+        url = "/v1/customers/1/notices/everyone/dismiss"
+        assert served.post(url, headers=served.bearer(ada)).status_code == 204
+        assert "everyone" not in _ids(served, "1", ada)
+        assert "everyone" in _ids(served, "2", grace)
+        assert served.post(url, headers=served.bearer(ada)).status_code == 204  # idempotent
+        sticky = served.post("/v1/customers/1/notices/sticky/dismiss", headers=served.bearer(ada))
+        assert sticky.status_code == 409 and "sticky" in _ids(served, "1", ada)
+        for unknown in ("for-grace", "later", "nope"):
+            response = served.post(
+                f"/v1/customers/1/notices/{unknown}/dismiss", headers=served.bearer(ada)
+            )
+            assert response.status_code == 404, unknown
+    # a dismissal survives a restart and a re-apply of the same notice
+    feed_repo.write("broadcasts/everyone.yaml", _notice("all: true", body="Changed text."))
+    feed_repo.commit_all("edit")
+    assert feed_repo.cli("apply", "--yes").exit_code == 0
+    with Served(feed_repo.root) as served:
+        assert "everyone" not in _ids(served, "1", _token(feed_repo, "1"))
+        assert "everyone" in _ids(served, "2", _token(feed_repo, "2"))
+
+
+def test_tokens_let_a_customer_read_and_dismiss_only_their_own_notices(feed_repo: Repo) -> None:
+    with Served(feed_repo.root) as served:
+        ada = _token(feed_repo, "1")
+        grace_feed = "/v1/customers/2/notices"
+        grace_dismiss = "/v1/customers/2/notices/everyone/dismiss"
+        assert served.get(grace_feed, headers=served.bearer(ada)).status_code == 403
+        assert served.post(grace_dismiss, headers=served.bearer(ada)).status_code == 403
+        assert "everyone" in _ids(served, "2", _token(feed_repo, "2"))
+
+        store = open_store(feed_repo.store_url)
+        try:
+            key = store.signing_key()
+        finally:
+            store.close()
+        now = datetime.now(UTC)
+        forged = issue_token(b"not the store key" * 2, "2", now + timedelta(days=1))
+        expired = issue_token(key, "2", now - timedelta(seconds=1))
+        payload, signature = ada.split(".")[1:]
+        tampered = f"v1.{issue_token(key, '2', now).split('.')[1]}.{signature}"
+        for headers in (
+            {},
+            {"Authorization": "Basic YWRhOnNlY3JldA=="},
+            {"Authorization": "Bearer"},
+            {"Authorization": "Bearer garbage"},
+            served.bearer(forged),
+            served.bearer(expired),
+            served.bearer(tampered),
+            served.bearer(f"v1.{payload}.{signature[:-2]}xx"),
+        ):
+            assert served.get(grace_feed, headers=headers).status_code == 401, headers
+            assert served.post(grace_dismiss, headers=headers).status_code == 401, headers
+        assert "everyone" in _ids(served, "2", _token(feed_repo, "2"))
+
+
+def test_token_command(feed_repo: Repo) -> None:
+    result = feed_repo.cli("token", "grace@example.com", "--ttl", "2h")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "customer: 2 <grace@example.com>"
+    assert lines[-1].startswith("v1.")
+    for bad, message in (
+        (["nobody@example.com"], "matches no customer"),
+        (["2", "--ttl", "soon"], "invalid --ttl"),
+        (["2", "--ttl", "0m"], "invalid --ttl"),
+    ):
+        failed = feed_repo.cli("token", *bad)
+        assert failed.exit_code == 1 and message in failed.stderr, failed.output
+
+
+def test_a_thousand_active_notices(repo: Repo) -> None:
+    repo.import_data()
+    targets = ("all: true", "products: [pro]", "customers: [1]", "products: [starter]")
+    for i in range(1000):
+        repo.write(f"broadcasts/bulk/n{i:04d}.yaml", _notice(targets[i % 4]))
+    repo.commit_all("bulk")
+    result = repo.cli("apply", "--yes")
+    assert result.exit_code == 0, result.output
+
+    def expected(kinds: set[int]) -> list[str]:
+        return [f"bulk/n{i:04d}" for i in range(1000) if i % 4 in kinds]
+
+    with Served(repo.root) as served:
+        # 1: pro active; 3: pro cancelled, starter active; 5: starter expired
+        assert _ids(served, "1", _token(repo, "1")) == expected({0, 1, 2})
+        assert _ids(served, "3", _token(repo, "3")) == expected({0, 3})
+        assert _ids(served, "5", _token(repo, "5")) == expected({0})
+        token = _token(repo, "1")
+        for i in (0, 1, 2, 998):
+            response = served.post(
+                f"/v1/customers/1/notices/bulk/n{i:04d}/dismiss", headers=served.bearer(token)
+            )
+            assert response.status_code == 204
+        assert _ids(served, "1", token) == [
+            n
+            for n in expected({0, 1, 2})
+            if n not in {"bulk/n0000", "bulk/n0001", "bulk/n0002", "bulk/n0998"}
+        ]
+
+
+def test_platform_writes_change_what_the_feed_shows(feed_repo: Repo) -> None:
+    with Served(feed_repo.root) as served:
+        new = "/v1/customers/9"
+        body = {"email": "new@example.com", "first_name": "Nina"}
+        assert served.put(new, json=body).status_code == 401
+        assert (
+            served.put(new, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        )
+        created = served.put(new, json=body, headers=served.admin)
+        assert created.status_code == 200 and created.json() == {"id": "9", "created": True}
+        token = _token(feed_repo, "9")
+        assert "pro" not in _ids(served, "9", token)
+        memberships = f"{new}/memberships"
+        bad = served.put(
+            memberships, json=[{"product": "gold", "status": "active"}], headers=served.admin
+        )
+        assert bad.status_code == 422 and "gold" in bad.text
+        ok = served.put(
+            memberships, json=[{"product": "pro", "status": "active"}], headers=served.admin
+        )
+        assert ok.status_code == 200
+        assert "pro" in _ids(served, "9", token)
+        cancelled = [{"product": "pro", "status": "cancelled"}]
+        assert served.put(memberships, json=cancelled, headers=served.admin).status_code == 200
+        assert "pro" not in _ids(served, "9", token)
+        assert served.put(
+            "/v1/products/gold", json={"name": "Gold"}, headers=served.admin
+        ).json() == {
+            "slug": "gold",
+            "created": True,
+        }
+        invalid = served.put(new, json={"email": "not an address"}, headers=served.admin)
+        assert invalid.status_code == 422
+        missing = served.put("/v1/customers/404/memberships", json=[], headers=served.admin)
+        assert missing.status_code == 404
