@@ -21,7 +21,7 @@ from commsync.cli.common import options
 from commsync.delivery.engine import DeliveryReport
 from commsync.diagnostics import Diagnostic
 from commsync.errors import EXIT_ERROR, EXIT_OK, CommsyncError, ValidationFailed
-from commsync.model import JsonObject
+from commsync.model import JsonObject, JsonValue
 
 
 def _read_data(source: str, root: Path) -> JsonObject:
@@ -46,6 +46,10 @@ def _read_data(source: str, root: Path) -> JsonObject:
         problem = Diagnostic(name, 1, 1, "the payload must be a JSON object of the event's keys")
         raise ValidationFailed([problem], "the payload is not a JSON object")
     return data
+
+
+def _count(value: JsonValue) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _when(text: str, now: datetime) -> str:
@@ -97,7 +101,7 @@ def event_command(ctx: click.Context, event_type: str, data: str, key: str | Non
     if result.get("duplicate"):
         click.echo(f"{event_type}: key {key!r} was seen before; nothing new was queued")
     else:
-        n = sum(int(e["recipients"]) for e in emails if isinstance(e, dict))
+        n = sum(_count(e.get("recipients")) for e in emails if isinstance(e, dict))
         click.echo(f"{event_type}: {len(emails)} email(s), {n} message(s) queued")
     for e in emails:
         assert isinstance(e, dict)
@@ -107,12 +111,13 @@ def event_command(ctx: click.Context, event_type: str, data: str, key: str | Non
         click.echo(
             f"  {e['email']}: {e['recipients']} recipient(s), due {_when(str(e['due_at']), now)}{extra}"
         )
-        for reason in e.get("errors") or []:
+        errors = e.get("errors")
+        for reason in errors if isinstance(errors, list) else []:
             click.echo(f"    failed: {reason}")
     for s in skipped:
         assert isinstance(s, dict)
         click.echo(f"  {s['email']}: skipped ({s['reason']})")
-    failed = sum(int(e.get("failed", 0)) for e in emails if isinstance(e, dict))
+    failed = sum(_count(e.get("failed")) for e in emails if isinstance(e, dict))
     if failed:
         click.echo(
             f"error: {failed} message(s) could not be rendered and will not be sent", err=True
