@@ -74,7 +74,17 @@
     return box;
   }
 
+  function style() {
+    if (document.getElementById("commsync-notices-style")) { return; }
+    var css = document.createElement("style");
+    css.id = "commsync-notices-style";
+    css.textContent = "[data-commsync-notice] p{margin:0 0 8px}[data-commsync-notice] p:last-child{margin:0}" +
+      "[data-commsync-notice] a{color:inherit;text-decoration:underline}";
+    document.head.appendChild(css);
+  }
+
   if (!customer || !token) { return; }
+  style();
   call("GET", api + "/v1/customers/" + encodeURIComponent(customer) + "/notices")
     .then(function (response) { return response.ok ? response.json() : { notices: [] }; })
     .then(function (data) {

@@ -99,10 +99,12 @@ _DONE = {
     "uncertain": "UPDATE deliveries SET status = 'uncertain', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?",
     "suppressed": "UPDATE deliveries SET status = 'suppressed', last_error = ?, updated_at = ? WHERE id = ?",
 }
-_STATS = {
-    "sent": "UPDATE system_emails SET sent_count = sent_count + 1, last_sent_at = ? WHERE slug = ?",
-    "failed": "UPDATE system_emails SET failed_count = failed_count + 1 WHERE slug = ?",
-}
+# One update per system email and commit, in slug order: workers sharing a store then lock these
+# rows in the same order and cannot deadlock.
+_STATS = (
+    "UPDATE system_emails SET sent_count = sent_count + ?, failed_count = failed_count + ?,"
+    " last_sent_at = CASE WHEN ? > 0 THEN ? ELSE last_sent_at END WHERE slug = ?"
+)
 _DUE = """
 SELECT d.id FROM deliveries d
 WHERE d.status = 'queued' AND d.due_at <= ? AND (d.claimed_by IS NULL OR d.claimed_at < ?)
@@ -140,11 +142,15 @@ class SqlLedger:
             out = [(_DONE["queued"], (r.detail[:2000], retry, now, r.delivery_id))]
         else:
             out = [(_DONE[r.status], (r.detail[:2000], now, r.delivery_id))]
-        if r.slug and r.status == "sent":
-            out.append((_STATS["sent"], (now, r.slug)))
-        elif r.slug and r.status == "failed":
-            out.append((_STATS["failed"], (r.slug,)))
         return out
+
+    @staticmethod
+    def _stats(records: Sequence[Record], now: Any) -> list[tuple[str, Sequence[Any]]]:
+        counts: dict[str, list[int]] = {}
+        for r in records:
+            if r.slug and r.status in ("sent", "failed"):
+                counts.setdefault(r.slug, [0, 0])[r.status == "failed"] += 1
+        return [(_STATS, (sent, failed, sent, now, slug)) for slug, (sent, failed) in sorted(counts.items())]
 
     def transitions(
         self, batch: Sequence[tuple[Sequence[Record], int | None]], claimer: str | None = None
@@ -172,6 +178,8 @@ class SqlLedger:
                         else:
                             cursor.execute(db.sql(_START_CLAIMED), (now, start, claimer))
                     results.append(start is None or cursor.rowcount == 1)
+                for sql, params in self._stats([r for done, _ in batch for r in done], now):
+                    cursor.execute(db.sql(sql), params)
                 _end(db, cursor, "COMMIT")
             except BaseException:
                 _end(db, cursor, "ROLLBACK")
