@@ -111,7 +111,11 @@ def _assert_sent_or_queued(repo: Repo, smtp_server: SmtpServer, total: int) -> N
 def test_sigterm_during_delivery_leaves_every_message_sent_or_queued(
     repo: Repo, smtp_server: SmtpServer
 ) -> None:
-    _setup(repo, smtp_server, settings=settings_for(smtp_server.url, connections=2, extra="imports: none\n"))
+    _setup(
+        repo,
+        smtp_server,
+        settings=settings_for(smtp_server.url, connections=2, extra="imports: none\n"),
+    )
     _queue_events(repo, 150)
     smtp_server.recorder.delay = 0.02
     worker = _commsync(repo, "deliver", "--loop")
@@ -134,12 +138,14 @@ def test_sigterm_during_delivery_leaves_every_message_sent_or_queued(
 
 
 def test_serve_stops_gracefully_on_sigterm(repo: Repo, smtp_server: SmtpServer) -> None:
-    _setup(repo, smtp_server, settings=settings_for(smtp_server.url, connections=2, extra="imports: none\n"))
+    _setup(
+        repo,
+        smtp_server,
+        settings=settings_for(smtp_server.url, connections=2, extra="imports: none\n"),
+    )
     smtp_server.recorder.delay = 0.02
     port = free_port()
-    server = _commsync(
-        repo, "serve", "--port", str(port), env={"COMMSYNC_API_KEY": ADMIN_KEY}
-    )
+    server = _commsync(repo, "serve", "--port", str(port), env={"COMMSYNC_API_KEY": ADMIN_KEY})
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _up(url), timeout=60)
@@ -166,4 +172,3 @@ def _up(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
-

@@ -82,9 +82,7 @@ def test_events_over_http_need_the_admin_key_and_a_valid_payload(
         bad = served.post("/v1/events", json=_event(payment_total=12), headers=served.admin)
         assert bad.status_code == 422
         assert bad.json()["detail"] == ["payment_total must be string, got integer"]
-        unknown = served.post(
-            "/v1/events", json={"type": "nope", "data": {}}, headers=served.admin
-        )
+        unknown = served.post("/v1/events", json={"type": "nope", "data": {}}, headers=served.admin)
         assert unknown.status_code == 422 and "unknown event 'nope'" in unknown.text
         for body in ({"type": "payment_received"}, {"data": {}}, {"type": "x", "data": [1]}):
             assert served.post("/v1/events", json=body, headers=served.admin).status_code == 422
@@ -109,7 +107,9 @@ def test_events_over_http_need_the_admin_key_and_a_valid_payload(
     assert len(smtp_server.recorder.messages) == 3
 
 
-def test_admin_routes_are_closed_without_a_configured_key(repo: Repo, smtp_server: SmtpServer) -> None:
+def test_admin_routes_are_closed_without_a_configured_key(
+    repo: Repo, smtp_server: SmtpServer
+) -> None:
     _setup(repo, smtp_server)
     with Served(repo.root, env={"COMMSYNC_API_KEY": ""}) as served:
         for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Bearer x"}):
@@ -142,7 +142,7 @@ def test_unsubscribe_get_asks_and_post_records_for_broadcasts_only(
     assert sorted(tokens) == ["c2@example.com", "c4@example.com", "c6@example.com"]
     with Served(repo.root) as served:
         page = served.get(f"/v1/unsubscribe/{tokens['c2@example.com']}")
-        assert page.status_code == 200 and "<form method=\"post\"" in page.text
+        assert page.status_code == 200 and '<form method="post"' in page.text
         assert "c2@example.com" not in page.text and "c2•" in page.text  # masked
         for _ in range(3):  # link scanners GET links: a GET never unsubscribes
             assert served.get(f"/v1/unsubscribe/{tokens['c4@example.com']}").status_code == 200
@@ -194,7 +194,10 @@ def test_metrics_and_health(repo: Repo, smtp_server: SmtpServer) -> None:
         wait_for(lambda: len(smtp_server.recorder.messages) == 6)
         token = repo.cli("token", "1").stdout.strip().splitlines()[-1]
         for _ in range(3):
-            assert served.get("/v1/customers/1/notices", headers=served.bearer(token)).status_code == 200
+            assert (
+                served.get("/v1/customers/1/notices", headers=served.bearer(token)).status_code
+                == 200
+            )
 
         def metric(name: str) -> float:
             text = served.get("/metrics").text

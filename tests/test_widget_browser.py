@@ -37,7 +37,9 @@ DASHBOARD = """<!DOCTYPE html>
 def chromium_path() -> str:
     path = os.environ.get("COMMSYNC_TEST_CHROMIUM") or shutil.which("chromium")
     if not path:
-        raise AssertionError("Debian's chromium is needed for the browser test: apt-get install chromium")
+        raise AssertionError(
+            "Debian's chromium is needed for the browser test: apt-get install chromium"
+        )
     return path
 
 
@@ -46,8 +48,14 @@ def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
         launched = p.chromium.launch(
             executable_path=chromium_path(),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         try:
             yield launched
@@ -83,7 +91,7 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 def _notice(message_type: str, subject: str, content: str, extra: str = "") -> str:
     return (
-        f"kind: notice\nmessage_type: {message_type}\nsubject: \"{subject}\"\n"
+        f'kind: notice\nmessage_type: {message_type}\nsubject: "{subject}"\n'
         f"targets:\n  all: true\n{extra}content: |\n  {content}\n"
     )
 
@@ -105,9 +113,16 @@ def test_the_widget_shows_notices_in_their_colours_and_dismisses_for_good(
     repo: Repo, browser: Browser, tmp_path: Path
 ) -> None:
     repo.import_data()
-    repo.write("broadcasts/a-info.yaml", _notice("info", "New editor", "Hi {{ customer_first_name }}, the **new editor** is here."))
-    repo.write("broadcasts/b-success.yaml", _notice("success", "HTTP/3 everywhere", "Faster pages."))
-    repo.write("broadcasts/c-warning.yaml", _notice("warning", "PHP 8.3 upgrade", "Test your plugins."))
+    repo.write(
+        "broadcasts/a-info.yaml",
+        _notice("info", "New editor", "Hi {{ customer_first_name }}, the **new editor** is here."),
+    )
+    repo.write(
+        "broadcasts/b-success.yaml", _notice("success", "HTTP/3 everywhere", "Faster pages.")
+    )
+    repo.write(
+        "broadcasts/c-warning.yaml", _notice("warning", "PHP 8.3 upgrade", "Test your plugins.")
+    )
     repo.write(
         "broadcasts/d-error.yaml",
         _notice("error", "Card expiring", "Update your card.", extra="dismissible: false\n"),
@@ -126,7 +141,9 @@ def test_the_widget_shows_notices_in_their_colours_and_dismisses_for_good(
     site = tmp_path / "site"
     site.mkdir()
     with Served(repo.root) as served, Dashboard(site) as dashboard:
-        (site / "index.html").write_text(DASHBOARD.format(api=served.url, customer="1", token=token))
+        (site / "index.html").write_text(
+            DASHBOARD.format(api=served.url, customer="1", token=token)
+        )
         page = browser.new_page(viewport={"width": 900, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -154,12 +171,16 @@ def test_the_widget_shows_notices_in_their_colours_and_dismisses_for_good(
 
         # another customer still sees it
         other = repo.cli("token", "2").stdout.strip().splitlines()[-1]
-        (site / "grace.html").write_text(DASHBOARD.format(api=served.url, customer="2", token=other))
+        (site / "grace.html").write_text(
+            DASHBOARD.format(api=served.url, customer="2", token=other)
+        )
         page.goto(f"{dashboard.url}/grace.html")
         assert "c-warning" in _boxes(page)
 
         # a token for someone else shows nothing (the API answers 403) and breaks nothing
-        (site / "wrong.html").write_text(DASHBOARD.format(api=served.url, customer="2", token=token))
+        (site / "wrong.html").write_text(
+            DASHBOARD.format(api=served.url, customer="2", token=token)
+        )
         page.goto(f"{dashboard.url}/wrong.html")
         assert _boxes(page) == {}
         assert page.locator("h1").text_content() == "Dashboard"

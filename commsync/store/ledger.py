@@ -150,7 +150,10 @@ class SqlLedger:
         for r in records:
             if r.slug and r.status in ("sent", "failed"):
                 counts.setdefault(r.slug, [0, 0])[r.status == "failed"] += 1
-        return [(_STATS, (sent, failed, sent, now, slug)) for slug, (sent, failed) in sorted(counts.items())]
+        return [
+            (_STATS, (sent, failed, sent, now, slug))
+            for slug, (sent, failed) in sorted(counts.items())
+        ]
 
     def transitions(
         self, batch: Sequence[tuple[Sequence[Record], int | None]], claimer: str | None = None
