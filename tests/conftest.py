@@ -44,7 +44,7 @@ def guard_stores(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     base = tmp_path_factory.getbasetemp().resolve()
     real = sql.create_store_engine
 
-    def guarded(url: str) -> sa.Engine:
+    def guarded(url: str, pool_size: int = 5) -> sa.Engine:
         parsed = make_url(url)
         on_disk = parsed.drivername.startswith("sqlite") and parsed.database not in (
             None,
@@ -57,7 +57,7 @@ def guard_stores(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
             raise AssertionError(
                 f"a test tried to open a PostgreSQL database other than test: {url}"
             )
-        return real(url)
+        return real(url, pool_size)
 
     monkeypatch.setattr(sql, "create_store_engine", guarded)
 

@@ -5,6 +5,7 @@ Routes call the same use cases as the CLI. Writes and events need the admin key
 """
 
 import hmac
+import json
 import os
 import threading
 import time
@@ -69,7 +70,7 @@ class Service:
         if loaded.settings is None:
             raise ValidationFailed(loaded.diagnostics)
         self.settings = loaded.settings
-        self.store = open_store(self.settings.store_url)
+        self.store = open_store(self.settings.store_url, pool_size=16)
         self.key = self.store.signing_key()
         self.api_key = project.env.get("COMMSYNC_API_KEY") or None
         self.feed = Feed(self.store, self.settings)
@@ -100,6 +101,30 @@ def _bearer(authorization: str | None) -> str:
     if not authorization or not authorization.startswith("Bearer "):
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     return authorization[len("Bearer ") :].strip()
+
+
+def _owner(service: Service, customer_id: str, authorization: str | None) -> None:
+    """401 without a valid token, 403 with another customer's."""
+    try:
+        owner = verify_token(service.key, _bearer(authorization), datetime.now(UTC))
+    except TokenError as exc:
+        raise HTTPException(401, exc.message, headers={"WWW-Authenticate": "Bearer"}) from exc
+    if owner != customer_id:
+        raise HTTPException(403, "this token is for another customer")
+
+
+class NoticeOut(BaseModel):
+    id: str = Field(description="The notice's id: its file path under broadcasts/, without .yaml.")
+    heading: str = Field(description="Plain text (the rendered subject); never markup.")
+    html: str = Field(description="The rendered content, sanitised HTML.")
+    message_type: str = Field(description="info, success, warning or error.")
+    dismissible: bool
+    expires_at: str | None = Field(description="ISO 8601, or null.")
+
+
+class FeedOut(BaseModel):
+    customer: str
+    notices: list[NoticeOut]
 
 
 def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
@@ -137,12 +162,7 @@ def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
         customer_id: str, authorization: Annotated[str | None, Header()] = None
     ) -> CustomerRecord:
         service = svc()
-        try:
-            owner = verify_token(service.key, _bearer(authorization), datetime.now(UTC))
-        except TokenError as exc:
-            raise HTTPException(401, exc.message, headers={"WWW-Authenticate": "Bearer"}) from exc
-        if owner != customer_id:
-            raise HTTPException(403, "this token is for another customer")
+        _owner(service, customer_id, authorization)
         customer = service.store.customer(customer_id)
         if customer is None:
             raise HTTPException(404, "no such customer")
@@ -168,12 +188,37 @@ def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
             script, media_type="text/javascript", headers={"Cache-Control": "public, max-age=300"}
         )
 
-    @app.get("/v1/customers/{customer_id}/notices", tags=["dashboards"])
-    def notices(customer: Annotated[CustomerRecord, Depends(customer_of)]) -> dict[str, Any]:
+    @app.get(
+        "/v1/customers/{customer_id}/notices",
+        tags=["dashboards"],
+        response_model=FeedOut,
+        responses={
+            401: {"description": "Missing, forged or expired token"},
+            403: {"description": "A token of another customer"},
+            404: {"description": "No such customer"},
+        },
+    )
+    async def notices(
+        customer_id: str, authorization: Annotated[str | None, Header()] = None
+    ) -> Response:
+        """The customer's notices: active, targeted at them, not dismissed, inside their window.
+
+        The hot path of every dashboard page view: one connection, two prepared statements,
+        compiled notices from a cache, JSON written directly. It runs on the event loop rather
+        than in the thread pool: the two reads take well under a millisecond (SQLite in WAL mode
+        never waits for writers, nor does PostgreSQL), while handing each request to a thread
+        cost three times as much under load (docs/benchmarks.md). Everything that writes runs
+        in the thread pool.
+        """
         started = time.perf_counter()
-        found = svc().feed.notices(customer, datetime.now(UTC))
-        svc().metrics.feed(time.perf_counter() - started)
-        return {"customer": customer.id, "notices": found}
+        service = svc()
+        _owner(service, customer_id, authorization)
+        customer, found = service.feed.for_customer(customer_id, datetime.now(UTC))
+        if customer is None:
+            raise HTTPException(404, "no such customer")
+        body = json.dumps({"customer": customer.id, "notices": found}, separators=(",", ":"))
+        service.metrics.feed(time.perf_counter() - started)
+        return Response(body, media_type="application/json")
 
     @app.post(
         "/v1/customers/{customer_id}/notices/{notice_id:path}/dismiss",

@@ -57,9 +57,23 @@ class Feed:
                     self.cache.popitem(last=False)
         return found
 
+    def for_customer(
+        self, customer_id: str, now: datetime
+    ) -> tuple[CustomerRecord | None, list[dict[str, object]]]:
+        """The customer (None: unknown) and their notices: the feed's hot path."""
+        customer, wanted = self.store.feed_rows(customer_id, self.settings.membership_statuses)
+        if customer is None:
+            return None, []
+        return customer, self._render(customer, wanted, now)
+
     def notices(self, customer: CustomerRecord, now: datetime) -> list[dict[str, object]]:
         """Active, targeted, not dismissed, inside their window; HTML sanitised."""
         wanted = self.store.notices_for(customer.id, self.settings.membership_statuses)
+        return self._render(customer, wanted, now)
+
+    def _render(
+        self, customer: CustomerRecord, wanted: list[tuple[str, str]], now: datetime
+    ) -> list[dict[str, object]]:
         compiled = self._compiled(wanted)
         values = customer_values(customer, self.settings)
         out: list[dict[str, object]] = []

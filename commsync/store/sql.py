@@ -80,8 +80,12 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_store_engine(url: str) -> Engine:
-    """An engine for a store URL; `postgresql://` uses psycopg 3."""
+def create_store_engine(url: str, pool_size: int = 5) -> Engine:
+    """An engine for a store URL; `postgresql://` uses psycopg 3.
+
+    `pool_size` connections stay open; as many again may open under load (`commsync serve`
+    asks for more than the CLI: its thread pool runs many requests at once).
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -95,7 +99,9 @@ def create_store_engine(url: str) -> Engine:
             raise ConfigError(
                 "a PostgreSQL store needs `pip install 'commsync[postgres]'`"
             ) from exc
-        return create_engine(parsed, pool_pre_ping=True)
+        return create_engine(
+            parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2
+        )
     if parsed.drivername != "sqlite":
         raise ConfigError(f"unsupported store URL {url!r}: use sqlite:/// or postgresql://")
     if parsed.database in (None, "", ":memory:"):
@@ -109,7 +115,7 @@ def create_store_engine(url: str) -> Engine:
             raise StoreError(
                 f"cannot create the store's directory for {url}: {exc.strerror}"
             ) from exc
-        engine = create_engine(parsed)
+        engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size * 2)
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
@@ -406,10 +412,10 @@ def _live_system_email(row: Any) -> LiveSystemEmail:
     )
 
 
-def open_store(url: str) -> SqlStore:
+def open_store(url: str, pool_size: int = 5) -> SqlStore:
     """Open (and migrate on first use) the store at `url`."""
     try:
         display = make_url(url).render_as_string(hide_password=True)
     except ArgumentError as exc:
         raise ConfigError(f"invalid store URL {url!r}: {exc}") from exc
-    return SqlStore(create_store_engine(url), display)
+    return SqlStore(create_store_engine(url, pool_size), display)
