@@ -77,7 +77,9 @@ def build(root: Path, customers: int, notices: int, store: str | None) -> None:
     )
     (data / "customers.csv").write_text(
         "id,email,username,first_name,last_name\n"
-        + "".join(f"{i},c{i}@example.com,user{i},First{i},Last{i}\n" for i in range(1, customers + 1))
+        + "".join(
+            f"{i},c{i}@example.com,user{i},First{i},Last{i}\n" for i in range(1, customers + 1)
+        )
     )
     rows = ["customer_id,product,status"]
     for i in range(1, customers + 1):
@@ -114,8 +116,18 @@ def build(root: Path, customers: int, notices: int, store: str | None) -> None:
     (root / "emails" / "payment_received_admin.yaml").write_text("email: payment_received_admin\n")
     subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
     subprocess.run(
-        ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.com",
-         "commit", "-qm", "bench notices"],
+        [
+            "git",
+            "-C",
+            str(root),
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+            "commit",
+            "-qm",
+            "bench notices",
+        ],
         check=True,
     )
     commsync(root, "apply", "--yes", store=store)
@@ -146,7 +158,9 @@ def tokens(root: Path, customers: int, store: str | None) -> list[tuple[str, str
 class Connection:
     """One keep-alive HTTP/1.1 connection; requests on it are sequential."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int
+    ) -> None:
         self.reader, self.writer, self.port = reader, writer, port
 
     @classmethod
@@ -154,7 +168,9 @@ class Connection:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         return cls(reader, writer, port)
 
-    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes = b""
+    ) -> tuple[int, bytes]:
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         head += f"Content-Length: {len(body)}\r\n\r\n" if body or method != "GET" else "\r\n"
@@ -176,10 +192,12 @@ class Connection:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def open_loop(port: int, pairs: list[tuple[str, str]], rate: float, seconds: float) -> dict[str, Any]:
+async def open_loop(
+    port: int, pairs: list[tuple[str, str]], rate: float, seconds: float
+) -> dict[str, Any]:
     idle: list[Connection] = [await Connection.open(port) for _ in range(16)]
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -217,7 +235,9 @@ async def open_loop(port: int, pairs: list[tuple[str, str]], rate: float, second
     }
 
 
-async def closed_loop(port: int, pairs: list[tuple[str, str]], concurrency: int, seconds: float) -> dict[str, Any]:
+async def closed_loop(
+    port: int, pairs: list[tuple[str, str]], concurrency: int, seconds: float
+) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     rng = random.Random(8)
@@ -309,7 +329,9 @@ def load(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--notices", type=int, default=200)
     parser.add_argument("--rate", type=float, default=500)
@@ -332,7 +354,16 @@ def main() -> None:
     port = free_port()
     command = [sys.executable, "-m", "commsync", "-C", str(root)]
     command += ["--store", args.store] if args.store else []
-    command += ["serve", "--no-deliver", "--port", str(port), "--workers", str(args.workers), "--log-level", "warning"]
+    command += [
+        "serve",
+        "--no-deliver",
+        "--port",
+        str(port),
+        "--workers",
+        str(args.workers),
+        "--log-level",
+        "warning",
+    ]
     server = subprocess.Popen(command, env={**os.environ, "COMMSYNC_API_KEY": API_KEY})
     try:
         for _ in range(200):
@@ -346,15 +377,34 @@ def main() -> None:
         time.sleep(1.0)
         visible = json.loads(
             subprocess.run(
-                ["curl", "-s", "-H", f"Authorization: Bearer {json.loads(pairs_file.read_text())[0][1]}",
-                 f"http://127.0.0.1:{port}/v1/customers/1/notices"],
-                capture_output=True, text=True, check=True,
+                [
+                    "curl",
+                    "-s",
+                    "-H",
+                    f"Authorization: Bearer {json.loads(pairs_file.read_text())[0][1]}",
+                    f"http://127.0.0.1:{port}/v1/customers/1/notices",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
         )
         done = subprocess.run(
-            [sys.executable, __file__, "--load", "--port", str(port), "--pairs", str(pairs_file),
-             "--rate", str(args.rate), "--seconds", str(args.seconds)],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--load",
+                "--port",
+                str(port),
+                "--pairs",
+                str(pairs_file),
+                "--rate",
+                str(args.rate),
+                "--seconds",
+                str(args.seconds),
+            ],
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             raise SystemExit(f"the load generator failed:\n{done.stderr}")

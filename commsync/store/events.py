@@ -44,9 +44,10 @@ class EventsMixin:
     """Event methods of SqlStore."""
 
     engine: Engine
+    reader: Engine
 
     def event_for_key(self, key: str) -> RecordedEvent | None:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(
                 select(t.events.c.id, t.events.c.result).where(t.events.c.idempotency_key == key)
             ).first()
@@ -60,7 +61,7 @@ class EventsMixin:
         query = select(t.suppressions.c.email_key).where(
             t.suppressions.c.email_key.in_(keys), t.suppressions.c.scope == "all"
         )
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return {str(k) for k in conn.execute(query).scalars()}
 
     def record_event(
@@ -103,12 +104,12 @@ class EventsMixin:
             .select_from(t.deliveries)
             .where(t.deliveries.c.status == "queued", t.deliveries.c.due_at <= now)
         )
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
     def events_received(self) -> dict[str, int]:
         query = select(t.events.c.type, func.count()).group_by(t.events.c.type)
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return {str(k): int(n) for k, n in conn.execute(query)}
 
 

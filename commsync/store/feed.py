@@ -6,13 +6,12 @@ import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, delete, exists, insert, or_, select
+from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from commsync.model import BroadcastSpec, CustomerRecord, MembershipRecord
 from commsync.store import tables as t
-
 
 _CUSTOMER_SQL = (
     "SELECT id, email, username, first_name, last_name, display_name, locale"
@@ -38,12 +37,16 @@ ORDER BY b.id
 
 
 @functools.cache
-def _feed_sql(statuses: int, pg: bool) -> tuple[str, str]:
+def _feed_sql(statuses: int, pg: bool) -> tuple[str, str, str]:
+    """(customer, notices, both in one round trip); parameters in text order."""
     notices = _NOTICES_SQL.format(statuses=", ".join("?" * statuses) if statuses else "NULL")
-    # parameters in text order: customer, customer, *statuses, customer
+    both = (
+        f"SELECT c.*, n.id, n.spec_hash FROM ({_CUSTOMER_SQL}) c"
+        f" LEFT JOIN ({notices}) n ON 1 = 1 ORDER BY n.id"
+    )
     if pg:
-        return _CUSTOMER_SQL.replace("?", "%s"), notices.replace("?", "%s")
-    return _CUSTOMER_SQL, notices
+        return _CUSTOMER_SQL.replace("?", "%s"), notices.replace("?", "%s"), both.replace("?", "%s")
+    return _CUSTOMER_SQL, notices, both
 
 
 def _now() -> datetime:
@@ -54,13 +57,14 @@ class FeedMixin:
     """Feed methods of SqlStore."""
 
     engine: Engine
+    reader: Engine  # the engine, in autocommit mode on PostgreSQL: reads of one statement
 
     def customer(self, customer_id: str) -> CustomerRecord | None:
         c = t.customers.c
         query = select(
             c.id, c.email, c.username, c.first_name, c.last_name, c.display_name, c.locale
         ).where(c.id == customer_id)
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else CustomerRecord(*row)
 
@@ -72,20 +76,20 @@ class FeedMixin:
         The feed's hot path: plain SQL with driver parameters, no expression building per request.
         """
         pg = self.engine.dialect.name == "postgresql"
-        customer_sql, notices_sql = _feed_sql(len(statuses), pg)
-        with self.engine.connect() as conn:
-            row = conn.exec_driver_sql(customer_sql, (customer_id,)).first()
-            if row is None:
-                return None, []
-            params = (customer_id, customer_id, *statuses, customer_id)
-            found = [(str(i), str(h)) for i, h in conn.exec_driver_sql(notices_sql, params)]
-        return CustomerRecord(*row), found
+        sql = _feed_sql(len(statuses), pg)[2]
+        params = (customer_id, customer_id, customer_id, *statuses, customer_id)
+        with self.reader.connect() as conn:
+            rows = conn.exec_driver_sql(sql, params).all()
+        if not rows:
+            return None, []
+        customer = CustomerRecord(*rows[0][:7])
+        return customer, [(str(r[7]), str(r[8])) for r in rows if r[7] is not None]
 
     def notices_for(self, customer_id: str, statuses: Sequence[str]) -> list[tuple[str, str]]:
         """(id, spec hash) of active notices targeted at the customer and not dismissed by them."""
-        _, notices_sql = _feed_sql(len(statuses), self.engine.dialect.name == "postgresql")
+        notices_sql = _feed_sql(len(statuses), self.engine.dialect.name == "postgresql")[1]
         params = (customer_id, customer_id, *statuses, customer_id)
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return [(str(i), str(h)) for i, h in conn.exec_driver_sql(notices_sql, params)]
 
     def notice_specs(self, ids: Sequence[str]) -> dict[str, BroadcastSpec]:
@@ -94,7 +98,7 @@ class FeedMixin:
         query = select(t.broadcasts.c.id, t.broadcasts.c.spec).where(
             t.broadcasts.c.id.in_(list(ids))
         )
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return {str(i): BroadcastSpec.from_json(spec) for i, spec in conn.execute(query)}
 
     def dismiss(self, notice_id: str, customer_id: str, now: datetime) -> None:
@@ -113,7 +117,7 @@ class FeedMixin:
         query = select(t.unsubscribe_tokens.c.email_key).where(
             t.unsubscribe_tokens.c.token == token
         )
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             value = conn.execute(query).scalar_one_or_none()
         return None if value is None else str(value)
 
@@ -152,5 +156,5 @@ class FeedMixin:
         query = select(d.broadcast_id).where(
             d.broadcast_id == notice_id, d.customer_id == customer_id
         )
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return conn.execute(query).first() is not None
