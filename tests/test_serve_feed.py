@@ -229,3 +229,22 @@ def test_platform_writes_change_what_the_feed_shows(feed_repo: Repo) -> None:
         assert invalid.status_code == 422
         missing = served.put("/v1/customers/404/memberships", json=[], headers=served.admin)
         assert missing.status_code == 404
+
+
+def test_rotating_the_key_invalidates_issued_tokens(
+    feed_repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from commsync.http import app as http_app
+
+    monkeypatch.setattr(http_app, "KEY_TTL", 0.0)
+    old = _token(feed_repo, "1")
+    with Served(feed_repo.root) as served:
+        assert "everyone" in _ids(served, "1", old)
+        refused = feed_repo.cli("rotate-key")  # no terminal: needs --yes
+        assert refused.exit_code == 1 and "--yes" in refused.stderr
+        assert "everyone" in _ids(served, "1", old)
+        rotated = feed_repo.cli("rotate-key", "--yes")
+        assert rotated.exit_code == 0, rotated.output
+        response = served.get("/v1/customers/1/notices", headers=served.bearer(old))
+        assert response.status_code == 401
+        assert "everyone" in _ids(served, "1", _token(feed_repo, "1"))

@@ -19,7 +19,14 @@ from commsync.api.data import InitReport, RecordKind, import_records, init_proje
 from commsync.api.deliver import deliver
 from commsync.api.emails import EmailRow, list_emails
 from commsync.api.events import EventRejected, fire_event, test_send
-from commsync.api.status import StatusReport, failed_recipients, issue_token, status, unlock
+from commsync.api.status import (
+    StatusReport,
+    failed_recipients,
+    issue_token,
+    rotate_key,
+    status,
+    unlock,
+)
 
 __all__ = [
     "ApplyRequest",
@@ -46,6 +53,7 @@ __all__ = [
     "make_plan",
     "open_tree",
     "read_plan",
+    "rotate_key",
     "save_plan",
     "status",
     "store_session",

@@ -80,3 +80,10 @@ def issue_token(project: Project, ref: str, ttl: timedelta) -> tuple[CustomerRec
         assert customer is not None
         expires = datetime.now(UTC) + ttl
         return customer, issue_customer_token(store.signing_key(), customer.id, expires), expires
+
+
+def rotate_key(project: Project) -> None:
+    """`commsync rotate-key`: every customer token issued so far stops working."""
+    settings = load_settings(project)
+    with store_session(settings.store_url) as store:
+        store.rotate_signing_key()

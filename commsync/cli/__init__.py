@@ -113,6 +113,7 @@ def _register() -> None:
     cli.add_command(events.deliver_command)
     cli.add_command(events.test_send_command)
     cli.add_command(events.token_command)
+    cli.add_command(events.rotate_key_command)
     cli.add_command(events.serve_command)
     for group in data.GROUPS:
         cli.add_command(group)

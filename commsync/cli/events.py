@@ -258,6 +258,31 @@ def token_command(ctx: click.Context, customer: str, ttl: str) -> int:
     return EXIT_OK
 
 
+@click.command("rotate-key")
+@click.option(
+    "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
+)
+@click.pass_context
+def rotate_key_command(ctx: click.Context, yes: bool) -> int:
+    """Replace the store's signing key: every customer token issued so far stops working.
+
+    Use it when a token may have leaked. Running `commsync serve` processes pick up the new key
+    within 10 seconds; dashboards need new tokens from `commsync token`. Unsubscribe links in
+    emails already sent keep working.
+    """
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CommsyncError(
+                "rotate-key invalidates every customer token; pass --yes to confirm"
+            )
+        click.confirm(
+            "Every customer token issued so far stops working. Rotate the key?", abort=True
+        )
+    api.rotate_key(options(ctx).project())
+    click.echo("signing key rotated: issue new customer tokens with `commsync token`")
+    return EXIT_OK
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(

@@ -33,7 +33,7 @@ from commsync.model import CustomerRecord, JsonObject, MembershipRecord, Product
 from commsync.records import CUSTOMERS, MEMBERSHIPS, PRODUCTS, RowError
 from commsync.store.sql import open_store
 
-ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$"
+KEY_TTL = 10.0  # seconds a serve process trusts its copy of the signing key
 
 
 class EventIn(BaseModel):
@@ -71,7 +71,7 @@ class Service:
             raise ValidationFailed(loaded.diagnostics)
         self.settings = loaded.settings
         self.store = open_store(self.settings.store_url, pool_size=16)
-        self.key = self.store.signing_key()
+        self._key = (self.store.signing_key(), time.monotonic())
         self.api_key = project.env.get("COMMSYNC_API_KEY") or None
         self.feed = Feed(self.store, self.settings)
         self.events = EventService(self.store, self.settings, loaded.catalog)
@@ -79,6 +79,15 @@ class Service:
         self.stop = threading.Event()
         self.worker = Worker(self.store, self.settings, dict(project.env)) if deliver else None
         self.thread: threading.Thread | None = None
+
+    @property
+    def key(self) -> bytes:
+        """The store's signing key, re-read every KEY_TTL seconds (`commsync rotate-key`)."""
+        key, read_at = self._key
+        if time.monotonic() - read_at >= KEY_TTL:
+            key = self.store.signing_key()
+            self._key = (key, time.monotonic())
+        return key
 
     def start(self) -> None:
         if self.worker is not None:

@@ -99,6 +99,8 @@ class Store(Protocol):
 
     def signing_key(self) -> bytes: ...
 
+    def rotate_signing_key(self) -> None: ...
+
     # -- email sends ------------------------------------------------------------------------
 
     def record_send(self, live: LiveBroadcast, statuses: Sequence[str]) -> FrozenSend:

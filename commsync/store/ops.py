@@ -177,3 +177,17 @@ class OpsMixin:
             with self.engine.connect() as conn:
                 value = conn.execute(query).scalar_one()
         return bytes.fromhex(str(value))
+
+    def rotate_signing_key(self) -> None:
+        """A new signing key: customer tokens issued so far stop working.
+
+        Unsubscribe links already sent keep working (their tokens are stored); new sends use
+        tokens made with the new key.
+        """
+        values = {"key": "signing_key", "value": secrets.token_hex(32)}
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                update(t.meta).where(t.meta.c.key == "signing_key").values(value=values["value"])
+            ).rowcount
+            if not updated:
+                conn.execute(insert(t.meta).values(values))
