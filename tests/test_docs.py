@@ -76,3 +76,21 @@ def test_relative_links_in_the_docs_resolve() -> None:
         text = re.sub(r"```.*?```", "", doc.read_text(encoding="utf-8"), flags=re.S)  # not in code
         for target in re.findall(r"\]\(([^)#:]+)\)", text):
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_events_doc_lists_every_event_key_and_route(tmp_path: Path) -> None:
+    from commsync.api import Project
+    from commsync.catalog.loader import build_catalog, core_catalog_dir
+    from commsync.http.app import create_app
+
+    doc = (ROOT / "docs" / "events.md").read_text(encoding="utf-8")
+    catalog, _ = build_catalog([core_catalog_dir()])
+    for slug, event in catalog.events.items():
+        assert f"| `{slug}` |" in doc, slug
+        for key in event.keys:
+            assert f"`{key.name}` ({key.type})" in doc, (slug, key.name)
+    paths = create_app(Project(tmp_path)).openapi()["paths"]
+    for path, operations in paths.items():
+        for method in operations:
+            route = f"{method.upper()} {path.replace('{customer_id}', '{id}').replace('{notice_id}', '{notice}')}"
+            assert f"`{route}`" in doc, route

@@ -442,3 +442,27 @@ def test_deliver_reports_failures_and_exits_1(repo: Repo, smtp_server: SmtpServe
     assert result.exit_code == 1
     assert "delivered: 2 sent, 1 failed" in result.stdout
     assert re.search(r"failed: ops@acme.example: .*550 5.1.1 gone", result.stderr), result.output
+
+
+def test_a_vanished_workers_claims_are_taken_over_and_its_sending_rows_become_uncertain(
+    service: tuple[EventService, Settings, Store], smtp_server: SmtpServer, repo: Repo
+) -> None:
+    events, settings, store = service
+    t0 = datetime.now(UTC)
+    events.fire("payment_received", payment(), now=t0)
+    dead = store.ledger()
+    try:
+        claimed = dead.claim_due("gone-host:1:dead", t0, 50, t0 - timedelta(minutes=10))
+        assert len(claimed) == 2  # the two customer emails; the admin's is 2 h away
+        assert dead.transitions([((), claimed[0].id)], claimer="gone-host:1:dead") == [True]
+    finally:
+        dead.close()  # the worker dies: one row `sending`, one claimed but never started
+
+    live = Worker(store, settings, {}, clock=Clock(t0 + timedelta(minutes=5)))
+    assert live.run_blocking(loop=False).sent == 0  # too early to take another worker's claims
+    assert smtp_server.recorder.messages == []
+    later = Worker(store, settings, {}, clock=Clock(t0 + timedelta(minutes=11)))
+    assert later.run_blocking(loop=False).sent == 1
+    statuses = sorted(status for _, email, status in _deliveries(repo) if email == "ada@example.com")
+    assert statuses == ["sent", "uncertain"]
+    assert len(smtp_server.recorder.messages) == 1

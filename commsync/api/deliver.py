@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from commsync.api.core import Project, load_settings, store_session
-from commsync.delivery.engine import DeliveryReport, DueRunner, Listener, SendJob
+from commsync.delivery.engine import STALE_CLAIM, DeliveryReport, DueRunner, Listener, SendJob
 from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.transport import hostname, parse_transport
 from commsync.render.message import Built, RenderError, date_header
@@ -35,6 +35,7 @@ RETRY_DELAYS = (
     timedelta(hours=4),
 )
 MAX_ATTEMPTS = 8
+RECOVER_EVERY = timedelta(minutes=1)
 
 
 def _utcnow() -> datetime:
@@ -87,10 +88,15 @@ class Worker:
             stop.is_set,
             self.listener,
         )
+        recovered_at: datetime | None = None
         try:
-            ledger.recover_stale(self.clock() - timedelta(minutes=10))
             while not stop.is_set():
-                claimed = await runner.round(self.clock())
+                now = self.clock()
+                if recovered_at is None or now - recovered_at >= RECOVER_EVERY:
+                    # messages a vanished worker was sending: uncertain, never sent twice
+                    ledger.recover_stale(now - STALE_CLAIM)
+                    recovered_at = now
+                claimed = await runner.round(now)
                 if claimed and self.on_round is not None:
                     self.on_round(claimed, runner.report)
                 if not loop:

@@ -72,7 +72,12 @@ def _when(text: str, now: datetime) -> str:
     help="Idempotency key: firing the same key again queues nothing and shows the first result.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people; json: the event's result as the HTTP API returns it.",
 )
 @click.pass_context
 def event_command(ctx: click.Context, event_type: str, data: str, key: str | None, fmt: str) -> int:
@@ -306,6 +311,7 @@ def rotate_key_command(ctx: click.Context, yes: bool) -> int:
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
     show_default=True,
+    help="uvicorn's log level (access lines at info).",
 )
 @click.pass_context
 def serve_command(

@@ -26,6 +26,9 @@ from commsync.store.ledger import LedgerRow, Record, SqlLedger
 _BATCH = 500
 
 
+STALE_CLAIM = timedelta(minutes=10)  # a claim this old belongs to a worker that is gone
+
+
 class Listener(Protocol):
     def progress(self, done: int, total: int) -> None: ...
 
@@ -123,7 +126,7 @@ class _Claims:
 
     def next(self) -> LedgerRow | None:
         if not self.rows and not self.exhausted:
-            stale = self.now - timedelta(minutes=10)
+            stale = self.now - STALE_CLAIM
             rows = self.run.ledger.claim_due(self.claimer, self.now, 50, stale)
             self.claimed += len(rows)
             self.exhausted = not rows

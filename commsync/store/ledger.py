@@ -263,10 +263,13 @@ class SqlLedger:
         return int(self._run([(sql, (claimer,))]) or 0)
 
     def recover_stale(self, before: datetime) -> int:
-        """System-email rows a vanished worker left `sending` since `before`: uncertain."""
+        """System-email rows a vanished worker left `sending` since `before`: uncertain.
+
+        A live worker never keeps a row `sending` that long: its SMTP timeouts are far shorter.
+        """
         sql = (
             "UPDATE deliveries SET status = 'uncertain', last_error = 'the worker sending it stopped before the server replied'"
-            " WHERE status = 'sending' AND claimed_at < ? AND send_id IN (SELECT id FROM sends WHERE kind = 'system_email')"
+            " WHERE status = 'sending' AND updated_at < ? AND send_id IN (SELECT id FROM sends WHERE kind = 'system_email')"
         )
         return int(self._run([(sql, (self.shared.stamp(before),))]) or 0)
 
