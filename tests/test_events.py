@@ -463,6 +463,8 @@ def test_a_vanished_workers_claims_are_taken_over_and_its_sending_rows_become_un
     assert smtp_server.recorder.messages == []
     later = Worker(store, settings, {}, clock=Clock(t0 + timedelta(minutes=11)))
     assert later.run_blocking(loop=False).sent == 1
-    statuses = sorted(status for _, email, status in _deliveries(repo) if email == "ada@example.com")
+    statuses = sorted(
+        status for _, email, status in _deliveries(repo) if email == "ada@example.com"
+    )
     assert statuses == ["sent", "uncertain"]
     assert len(smtp_server.recorder.messages) == 1
