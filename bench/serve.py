@@ -114,6 +114,8 @@ def build(root: Path, customers: int, notices: int, store: str | None) -> None:
         )
     (root / "emails").mkdir(exist_ok=True)
     (root / "emails" / "payment_received_admin.yaml").write_text("email: payment_received_admin\n")
+    if not (root / ".git").exists():  # init leaves git alone inside another repository
+        subprocess.run(["git", "init", "-q", str(root)], check=True)
     subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
     subprocess.run(
         [

@@ -546,3 +546,41 @@ def test_an_older_store_is_migrated_on_first_use_and_keeps_its_data(persistent_u
         assert "message" in {c["name"] for c in sa.inspect(conn).get_columns("deliveries")}
     assert store.product_slugs() == frozenset({"pro"})
     store.close()
+
+
+def test_the_feed_reads_targeted_active_undismissed_notices(store: SqlStore) -> None:
+    _seed(store)
+
+    def put(notice_id: str, status: str = "active", **kw: object) -> None:
+        spec = _notice(subject=notice_id, **kw)
+        store.put_broadcast(LiveBroadcast(notice_id, spec, status, spec.spec_hash(), True))
+
+    put("n/all", targets=Targets(all=True))
+    put("n/pro", targets=Targets(products=("pro",)))
+    put("n/starter-or-3", targets=Targets(products=("starter",), customers=("3",)))
+    put("n/retracted", status="retracted", targets=Targets(all=True))
+    store.put_broadcast(
+        LiveBroadcast("e/mail", _notice(kind="email"), "active", "h", True)
+    )  # an email broadcast is never a notice
+    store.dismiss("n/all", "2", datetime.now(UTC))
+
+    def ids(customer: str) -> list[str]:
+        record, found = store.feed_rows(customer, STATUSES)
+        assert record is not None and record.id == customer
+        assert [i for i, _ in found] == [i for i, _ in store.notices_for(customer, STATUSES)]
+        return [i for i, _ in found]
+
+    assert ids("1") == ["n/all", "n/pro", "n/starter-or-3"]
+    assert ids("2") == ["n/pro"]  # trialing pro; dismissed n/all
+    assert ids("3") == ["n/all", "n/starter-or-3"]  # pro cancelled, starter expired; listed
+    assert ids("4") == ["n/all"]
+    assert store.feed_rows("nobody", STATUSES) == (None, [])
+    record, found = store.feed_rows("1", STATUSES)
+    assert record == store.customer("1")
+    assert (
+        dict(found)["n/pro"]
+        == _notice(subject="n/pro", targets=Targets(products=("pro",))).spec_hash()
+    )
+    assert store.dismissed("n/all", "2") and not store.dismissed("n/all", "1")
+    store.dismiss("n/all", "2", datetime.now(UTC))  # twice is once
+    assert ids("2") == ["n/pro"]
