@@ -63,6 +63,18 @@ def feed_repo(repo: Repo) -> Repo:
 
 def test_each_customer_sees_exactly_the_notices_meant_for_them(feed_repo: Repo) -> None:
     with Served(feed_repo.root) as served:
+        # every active notice was compiled at start-up: no dashboard waits for it
+        cached = {notice_id for notice_id, _ in served.app.state.service.feed.cache}
+        assert cached == {
+            "everyone",
+            "for-ada",
+            "for-grace",
+            "pro",
+            "later",
+            "soon-over",
+            "sticky",
+            "to-retract",
+        }
         ada, grace, alan = (_token(feed_repo, c) for c in ("1", "2", "3"))
         common = ["everyone", "soon-over", "sticky", "to-retract"]
         # ada: pro active; grace: pro trialing; alan: pro *cancelled* (and starter active)

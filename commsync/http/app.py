@@ -90,6 +90,7 @@ class Service:
         return key
 
     def start(self) -> None:
+        self.feed.warm()
         if self.worker is not None:
             worker = self.worker
             self.thread = threading.Thread(
@@ -143,6 +144,7 @@ def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = Service(project, deliver)
         service_holder["service"] = service
+        app.state.service = service
         service.start()
         try:
             yield

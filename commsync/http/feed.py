@@ -57,6 +57,20 @@ class Feed:
                     self.cache.popitem(last=False)
         return found
 
+    def warm(self) -> int:
+        """Compile every active notice now, so the first dashboards after a start do not wait."""
+        active = [
+            b
+            for b in self.store.snapshot().broadcasts.values()
+            if b.spec.kind == "notice" and b.status == "active"
+        ]
+        compiled = {
+            (b.id, b.spec.spec_hash()): CompiledNotice(b.spec) for b in active[:_CACHE_SIZE]
+        }
+        with self.lock:
+            self.cache.update(compiled)
+        return len(compiled)
+
     def for_customer(
         self, customer_id: str, now: datetime
     ) -> tuple[CustomerRecord | None, list[dict[str, object]]]:
