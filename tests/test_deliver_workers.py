@@ -171,3 +171,36 @@ def _up(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_serve_with_several_worker_processes(repo: Repo, smtp_server: SmtpServer) -> None:
+    _setup(repo, smtp_server, settings=settings_for(smtp_server.url, extra="imports: none\n"))
+    repo.write(
+        "broadcasts/hello.yaml",
+        "kind: notice\nsubject: Hello\ntargets:\n  all: true\ncontent: Hi.\n",
+    )
+    repo.commit_all("notice")
+    assert repo.cli("apply", "--yes").exit_code == 0
+    token = repo.cli("token", "1").stdout.strip().splitlines()[-1]
+    port = free_port()
+    server = _commsync(
+        repo, "serve", "--port", str(port), "--workers", "2", env={"COMMSYNC_API_KEY": ADMIN_KEY}
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _up(url), timeout=60)
+        with httpx.Client(base_url=url) as client:
+            for _ in range(20):  # spread over both processes
+                feed = client.get(
+                    "/v1/customers/1/notices", headers={"Authorization": f"Bearer {token}"}
+                )
+                assert [n["id"] for n in feed.json()["notices"]] == ["hello"]
+            event = {"type": "payment_received", "key": "w2", "data": payment()}
+            admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+            assert client.post("/v1/events", json=event, headers=admin).status_code == 202
+        wait_for(lambda: len(smtp_server.recorder.messages) == 3, timeout=60)  # a worker delivered
+    finally:
+        code, out, err = _stop(server)
+    assert code in (0, -signal.SIGTERM), (out, err)
+    assert err.count("Application shutdown complete.") == 2
+    assert _statuses(repo.store_url) == {"sent": 3}
