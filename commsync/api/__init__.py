@@ -17,7 +17,7 @@ from commsync.api.core import (
 )
 from commsync.api.data import InitReport, RecordKind, import_records, init_project
 from commsync.api.deliver import deliver
-from commsync.api.emails import EmailRow, list_emails
+from commsync.api.emails import EmailRow, FileEdit, import_emails, list_emails, reset_emails
 from commsync.api.events import EventRejected, fire_event, test_send
 from commsync.api.status import (
     StatusReport,
@@ -33,6 +33,7 @@ __all__ = [
     "Cancelled",
     "EmailRow",
     "EventRejected",
+    "FileEdit",
     "InitReport",
     "PlanResult",
     "Project",
@@ -44,6 +45,7 @@ __all__ = [
     "deliver",
     "failed_recipients",
     "fire_event",
+    "import_emails",
     "import_records",
     "init_project",
     "issue_token",
@@ -53,6 +55,7 @@ __all__ = [
     "make_plan",
     "open_tree",
     "read_plan",
+    "reset_emails",
     "rotate_key",
     "save_plan",
     "status",

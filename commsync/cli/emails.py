@@ -97,3 +97,60 @@ def list_command(ctx: click.Context, fmt: str) -> int:
     else:
         click.echo(_table(rows), nl=False)
     return 0
+
+
+def _edits(edits: list[api.FileEdit]) -> int:
+    if not edits:
+        click.echo("nothing to do")
+        return 0
+    width = max(len(e.path) for e in edits)
+    for e in edits:
+        click.echo(f"{e.outcome:9} {e.path.ljust(width)}  {e.slug}: {e.detail}")
+    if any(e.outcome in ("written", "reset") for e in edits):
+        click.echo("Review with `git diff`, then `commsync plan`; commit to carry the change.")
+    return 0
+
+
+def _slugs(slugs: tuple[str, ...], every: bool) -> None:
+    if bool(slugs) == every:
+        raise click.UsageError("give SLUG… or --all (not both)")
+
+
+@emails_group.command("import")
+@click.argument("slugs", nargs=-1, metavar="SLUG…")
+@click.option("--all", "every", is_flag=True, help="Every registered default not installed yet.")
+@click.pass_context
+def import_command(ctx: click.Context, slugs: tuple[str, ...], every: bool) -> int:
+    """Write emails/SLUG.yaml for registered defaults, so apply installs them.
+
+    The file holds only `email: SLUG` under a short comment: the default as it is, ready to
+    customise. Existing files are never overwritten. Nothing is applied: the pull request carries
+    the new files and `commsync plan` shows `import`.
+
+    \b
+    Example:
+      commsync emails import payment_received_admin site_published_admin
+      commsync emails import --all
+    """
+    _slugs(slugs, every)
+    return _edits(api.import_emails(options(ctx).project(), slugs, every))
+
+
+@emails_group.command("reset")
+@click.argument("slugs", nargs=-1, metavar="SLUG…")
+@click.option("--all", "every", is_flag=True, help="Every email whose file customises it.")
+@click.pass_context
+def reset_command(ctx: click.Context, slugs: tuple[str, ...], every: bool) -> int:
+    """Remove the override keys from the email files, so apply resets them to their defaults.
+
+    Only the customised keys and the comment lines directly above them go; the file's other
+    comments, key order and formatting stay as they were. Nothing is applied: `commsync plan`
+    then shows `reset`, which keeps the email's stats.
+
+    \b
+    Example:
+      commsync emails reset payment_received_customer
+      commsync emails reset --all
+    """
+    _slugs(slugs, every)
+    return _edits(api.reset_emails(options(ctx).project(), slugs, every))

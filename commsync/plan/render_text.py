@@ -74,7 +74,7 @@ def render_text(plan: Plan, *, color: bool = False) -> str:
         lines.append(
             f"Available to import ({len(plan.available_imports)}): {', '.join(plan.available_imports)}"
         )
-        lines.append("  to install one, add emails/<slug>.yaml holding `email: <slug>`")
+        lines.append("  to install one: commsync emails import <slug>  (writes emails/<slug>.yaml)")
         lines.append("")
     prefix = "Plan: " if plan.has_changes else ""
     lines.append(paint(prefix + summary_line(plan), "1"))
