@@ -17,6 +17,7 @@ from commsync.api.core import (
 )
 from commsync.api.data import InitReport, RecordKind, import_records, init_project
 from commsync.api.deliver import deliver
+from commsync.api.drift import DriftItem, drift, pull
 from commsync.api.emails import EmailRow, FileEdit, import_emails, list_emails, reset_emails
 from commsync.api.events import EventRejected, fire_event, test_send
 from commsync.api.status import (
@@ -31,6 +32,7 @@ from commsync.api.status import (
 __all__ = [
     "ApplyRequest",
     "Cancelled",
+    "DriftItem",
     "EmailRow",
     "EventRejected",
     "FileEdit",
@@ -43,6 +45,7 @@ __all__ = [
     "ValidationReport",
     "apply",
     "deliver",
+    "drift",
     "failed_recipients",
     "fire_event",
     "import_emails",
@@ -54,6 +57,7 @@ __all__ = [
     "load_settings",
     "make_plan",
     "open_tree",
+    "pull",
     "read_plan",
     "reset_emails",
     "rotate_key",

@@ -201,7 +201,7 @@ def reset_emails(project: Project, slugs: Sequence[str], every: bool) -> list[Fi
             continue
         path = project.root / file.origin.path
         text, removed = remove_keys(
-            path.read_text(encoding="utf-8"), [k for k in file.overrides], file.origin.path
+            path.read_text(encoding="utf-8"), list(file.overrides), file.origin.path
         )
         if not removed:
             state = (

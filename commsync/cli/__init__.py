@@ -100,7 +100,7 @@ def cli(ctx: click.Context, directory: Path, store: str | None, debug: bool) -> 
 
 
 def _register() -> None:
-    from commsync.cli import apply, data, emails, events, init, plan, status, validate
+    from commsync.cli import apply, data, emails, events, gitops, init, plan, status, validate
 
     cli.add_command(init.init_command)
     cli.add_command(validate.validate_command)
@@ -115,6 +115,8 @@ def _register() -> None:
     cli.add_command(events.token_command)
     cli.add_command(events.rotate_key_command)
     cli.add_command(events.serve_command)
+    cli.add_command(gitops.drift_command)
+    cli.add_command(gitops.pull_command)
     for group in data.GROUPS:
         cli.add_command(group)
 

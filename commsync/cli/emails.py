@@ -99,7 +99,7 @@ def list_command(ctx: click.Context, fmt: str) -> int:
     return 0
 
 
-def _edits(edits: list[api.FileEdit]) -> int:
+def edits_output(edits: list[api.FileEdit]) -> int:
     if not edits:
         click.echo("nothing to do")
         return 0
@@ -133,7 +133,7 @@ def import_command(ctx: click.Context, slugs: tuple[str, ...], every: bool) -> i
       commsync emails import --all
     """
     _slugs(slugs, every)
-    return _edits(api.import_emails(options(ctx).project(), slugs, every))
+    return edits_output(api.import_emails(options(ctx).project(), slugs, every))
 
 
 @emails_group.command("reset")
@@ -153,4 +153,4 @@ def reset_command(ctx: click.Context, slugs: tuple[str, ...], every: bool) -> in
       commsync emails reset --all
     """
     _slugs(slugs, every)
-    return _edits(api.reset_emails(options(ctx).project(), slugs, every))
+    return edits_output(api.reset_emails(options(ctx).project(), slugs, every))

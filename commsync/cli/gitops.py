@@ -1,0 +1,75 @@
+"""`commsync drift`, `commsync pull` and `commsync preview`: the pull-request workflow's helpers."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from commsync import api
+from commsync.cli.common import REF_OPTION, options
+from commsync.cli.emails import edits_output
+from commsync.errors import EXIT_CHANGES, EXIT_OK
+from commsync.plan.views import show
+
+
+def _drift_json(item: api.DriftItem) -> dict[str, object]:
+    return {
+        "address": item.address,
+        "kind": item.kind,
+        "detail": item.detail,
+        "path": item.path,
+        "changes": [{"field": c.field, "live": c.before, "file": c.after} for c in item.changes],
+    }
+
+
+@click.command("drift")
+@REF_OPTION
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people; json for tools.",
+)
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 2 when there is drift, 0 when there is none."
+)
+@click.pass_context
+def drift_command(ctx: click.Context, ref: str | None, fmt: str, detailed_exitcode: bool) -> int:
+    """Report only out-of-band changes: what was edited in the store outside commsync.
+
+    Objects changed since their last apply (with the fields that differ from their file), and
+    active notices or customised system emails that no file manages. Nothing else of the plan.
+    For a scheduled CI job: `commsync drift --ref origin/main --detailed-exitcode`.
+    """
+    items = api.drift(options(ctx).project(), ref)
+    if fmt == "json":
+        click.echo(json.dumps({"drift": [_drift_json(i) for i in items]}, indent=2))
+    elif not items:
+        click.echo("No drift: the store holds what commsync applied.")
+    else:
+        width = max(len(i.address) for i in items)
+        for item in items:
+            mark = "~" if item.kind == "changed" else "?"
+            where = f" ({item.path})" if item.path else ""
+            click.echo(f"  {mark} {item.address.ljust(width)}  {item.detail}{where}")
+            for change in item.changes:
+                click.echo(
+                    f"      {change.field}: live {show(change.before)}; file {show(change.after)}"
+                )
+        click.echo(f"Drift: {len(items)} object(s) changed outside commsync.")
+    return EXIT_CHANGES if detailed_exitcode and items else EXIT_OK
+
+
+@click.command("pull")
+@click.pass_context
+def pull_command(ctx: click.Context) -> int:
+    """Write files for live objects no file manages: active notices and system emails.
+
+    Adoption: notices go to broadcasts/<id>.yaml, system emails to emails/<slug>.yaml (a custom
+    email with every field, a customised default with its overrides). An existing file is never
+    overwritten. Review the files, commit them, and `commsync plan` shows the objects as managed.
+    """
+    return edits_output(api.pull(options(ctx).project()))
