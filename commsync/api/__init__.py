@@ -20,6 +20,8 @@ from commsync.api.deliver import deliver
 from commsync.api.drift import DriftItem, drift, pull
 from commsync.api.emails import EmailRow, FileEdit, import_emails, list_emails, reset_emails
 from commsync.api.events import EventRejected, fire_event, test_send
+from commsync.api.preview import Preview, preview
+from commsync.api.preview import read_data as read_preview_data
 from commsync.api.status import (
     StatusReport,
     failed_recipients,
@@ -38,6 +40,7 @@ __all__ = [
     "FileEdit",
     "InitReport",
     "PlanResult",
+    "Preview",
     "Project",
     "RecordKind",
     "StalePlanError",
@@ -57,8 +60,10 @@ __all__ = [
     "load_settings",
     "make_plan",
     "open_tree",
+    "preview",
     "pull",
     "read_plan",
+    "read_preview_data",
     "reset_emails",
     "rotate_key",
     "save_plan",

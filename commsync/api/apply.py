@@ -83,6 +83,26 @@ def customer_values(row: LedgerRow) -> tuple[str, dict[str, str]]:
     }
 
 
+def broadcast_factory(
+    store_id: str, settings: Settings, layout: str | None, name: str, spec: BroadcastSpec
+) -> MessageFactory:
+    """How each recipient's message of email broadcast `name` is built."""
+    mail = settings.mail
+    template = EmailTemplate(
+        subject=spec.subject,
+        content=spec.content,
+        format=spec.format,
+        style="html",
+        sender=formataddr((mail.from_name, mail.from_address)),
+        reply_to=mail.reply_to,
+        unsubscribe=True,
+        id_key=f"{store_id}/broadcast/{name}",
+    )
+    return MessageFactory(
+        template, theme=mail.theme, static=settings.network_context, layout=layout
+    )
+
+
 @dataclass
 class _Sender:
     """Builds the send job of each email action and runs it."""
@@ -96,20 +116,7 @@ class _Sender:
     destination: str | None = None
 
     def factory(self, action: Action, spec: BroadcastSpec) -> MessageFactory:
-        mail = self.settings.mail
-        template = EmailTemplate(
-            subject=spec.subject,
-            content=spec.content,
-            format=spec.format,
-            style="html",
-            sender=formataddr((mail.from_name, mail.from_address)),
-            reply_to=mail.reply_to,
-            unsubscribe=True,
-            id_key=f"{self.store.store_id}/broadcast/{action.name}",
-        )
-        return MessageFactory(
-            template, theme=mail.theme, static=self.settings.network_context, layout=self.layout
-        )
+        return broadcast_factory(self.store.store_id, self.settings, self.layout, action.name, spec)
 
     def __call__(self, action: Action, send_id: int, total: int) -> DeliveryReport:
         spec = _spec_of(action, self.store)

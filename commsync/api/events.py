@@ -59,9 +59,11 @@ class EventService:
     store: Store
     settings: Settings
     catalog: Catalog
+    layout: str | None = None  # the repository's layouts/email.html, if it has one
     factories: dict[tuple[str, str], MessageFactory] = field(default_factory=dict)
 
-    def _factory(self, email: LiveSystemEmail) -> MessageFactory:
+    def factory(self, email: LiveSystemEmail) -> MessageFactory:
+        """How each message of this system email is built (cached per email version)."""
         key = (email.slug, email.fields.fields_hash())
         factory = self.factories.get(key)
         if factory is None:
@@ -82,7 +84,7 @@ class EventService:
                 f"{self.store.store_id}/system_email/{email.slug}",
             )
             factory = MessageFactory(
-                template, theme=mail.theme, static=self.settings.network_context
+                template, theme=mail.theme, static=self.settings.network_context, layout=self.layout
             )
             self.factories[key] = factory
         return factory
@@ -121,7 +123,7 @@ class EventService:
         self, email: LiveSystemEmail, recipients: list[Recipient], payload: JsonObject, uid: str
     ) -> tuple[QueuedMessage, ...]:
         blocked = self.store.suppressed_for_all(r.address.lower() for r in recipients)
-        factory = self._factory(email)
+        factory = self.factory(email)
         out = []
         for r in recipients:
             if r.address.lower() in blocked:
@@ -237,7 +239,9 @@ def fire_event(
     if loaded.settings is None:
         raise ValidationFailed(loaded.diagnostics)
     with store_session(loaded.settings.store_url) as store:
-        return EventService(store, loaded.settings, loaded.catalog).fire(event_type, payload, key)
+        return EventService(store, loaded.settings, loaded.catalog, loaded.layout).fire(
+            event_type, payload, key
+        )
 
 
 def _effective(loaded: LoadedRepository, store: Store, slug: str) -> SystemEmailFields:
@@ -272,11 +276,14 @@ def test_send(project: Project, slug: str, to: str, data: JsonObject | None = No
     with store_session(settings.store_url) as store:
         fields = _effective(loaded, store, slug)
         event = loaded.catalog.events[fields.event]
+        problems = payload_problems(event, data or {}, ())
+        if problems:
+            raise CommsyncError("--data: " + "; ".join(problems))
         payload = {**event.mock_payload(), **(data or {}), "customer_user_email": to}
         email = LiveSystemEmail(slug, fields, fields.fields_hash())
         built = (
-            EventService(store, settings, loaded.catalog)
-            ._factory(email)
+            EventService(store, settings, loaded.catalog, loaded.layout)
+            .factory(email)
             .build(to, str(payload.get("customer_name", "")), payload, key="test")
         )
     transport = parse_transport(settings.mail.transport, settings.root, dict(project.env))

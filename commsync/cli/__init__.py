@@ -117,6 +117,7 @@ def _register() -> None:
     cli.add_command(events.serve_command)
     cli.add_command(gitops.drift_command)
     cli.add_command(gitops.pull_command)
+    cli.add_command(gitops.preview_command)
     for group in data.GROUPS:
         cli.add_command(group)
 

@@ -24,7 +24,7 @@ from commsync.errors import EXIT_ERROR, EXIT_OK, CommsyncError, ValidationFailed
 from commsync.model import JsonObject, JsonValue
 
 
-def _read_data(source: str, root: Path) -> JsonObject:
+def read_payload(source: str, root: Path) -> JsonObject:
     """The payload: a JSON object from FILE or from standard input (`-`)."""
     if source == "-":
         name, text = "<stdin>", sys.stdin.read()
@@ -88,7 +88,7 @@ def event_command(ctx: click.Context, event_type: str, data: str, key: str | Non
     `delay` are due later; `commsync deliver` (or `commsync serve`) sends what is due.
     """
     opts = options(ctx)
-    payload = _read_data(data, opts.root)
+    payload = read_payload(data, opts.root)
     try:
         result = api.fire_event(opts.project(), event_type, payload, key)
     except api.EventRejected as exc:
@@ -233,7 +233,7 @@ def test_send_command(ctx: click.Context, slug: str, to: str, data: str | None) 
     it is applied. Nothing is recorded in the stats or the ledger.
     """
     opts = options(ctx)
-    payload = _read_data(data, opts.root) if data is not None else None
+    payload = read_payload(data, opts.root) if data is not None else None
     where = api.test_send(opts.project(), slug, to, payload)
     click.echo(f"sent {slug} to {to} via {where}")
     return EXIT_OK

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from commsync import api
 from commsync.cli.common import REF_OPTION, options
 from commsync.cli.emails import edits_output
+from commsync.cli.events import read_payload
 from commsync.errors import EXIT_CHANGES, EXIT_OK
 from commsync.plan.views import show
 
@@ -73,3 +75,52 @@ def pull_command(ctx: click.Context) -> int:
     overwritten. Review the files, commit them, and `commsync plan` shows the objects as managed.
     """
     return edits_output(api.pull(options(ctx).project()))
+
+
+@click.command("preview")
+@click.argument("file", metavar="FILE")
+@click.option(
+    "--customer",
+    metavar="REF",
+    help="Broadcasts: render for this store customer (id, email or username) instead of a sample.",
+)
+@click.option(
+    "--data",
+    metavar="JSON|FILE",
+    help="System emails: payload keys (inline JSON or a JSON file) over the event's example payload.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write the preview files into (created if missing).",
+)
+@click.pass_context
+def preview_command(
+    ctx: click.Context, file: str, customer: str | None, data: str | None, out: Path
+) -> int:
+    """Render FILE as its recipients would see it, into files you can open.
+
+    An email (a broadcast, or a system email with its event's example payload) becomes
+    NAME.html, NAME.txt and NAME.eml (the whole message: open it in a mail client); a notice
+    becomes NAME.html, the fragment as the dashboard widget shows it. Nothing is sent or stored.
+
+    \\b
+    Examples:
+      commsync preview broadcasts/emails/launch.yaml --customer ada@example.com --out preview/
+      commsync preview emails/payment_received_customer.yaml --data '{"payment_total": "$9.00"}' --out preview/
+    """
+    opts = options(ctx)
+    payload = None
+    if data is not None:
+        payload = (
+            api.read_preview_data(data)
+            if data.lstrip().startswith("{")
+            else read_payload(data, opts.root)
+        )
+    result = api.preview(opts.project(), file, opts.path(out), customer=customer, data=payload)
+    click.echo(f"{result.source}, for {result.recipient}:")
+    for written in result.files:
+        click.echo(f"  {written}")
+    return EXIT_OK

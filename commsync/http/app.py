@@ -74,7 +74,7 @@ class Service:
         self._key = (self.store.signing_key(), time.monotonic())
         self.api_key = project.env.get("COMMSYNC_API_KEY") or None
         self.feed = Feed(self.store, self.settings)
-        self.events = EventService(self.store, self.settings, loaded.catalog)
+        self.events = EventService(self.store, self.settings, loaded.catalog, loaded.layout)
         self.metrics = Metrics(self.store)
         self.stop = threading.Event()
         self.worker = Worker(self.store, self.settings, dict(project.env)) if deliver else None

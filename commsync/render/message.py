@@ -289,6 +289,10 @@ class MessageFactory:
         doc = self.layout.render(self._layout_vars(subject, body, unsubscribe))
         return subject, text + self._text_footer(unsubscribe), _INLINER.inline(doc)
 
+    def render(self, values: Mapping[str, object]) -> tuple[str, str, str]:
+        """(subject, text, HTML) for these values, as a recipient would get them."""
+        return self._render({**self.static, **values})
+
     def message_id(self, email_key: str, key: str = "") -> str:
         """Derived from the send (`id_key`, plus `key`, e.g. the event) and the recipient."""
         seed = f"{self.template.id_key}\x00{key}\x00{email_key}"

@@ -98,3 +98,32 @@ class CompiledNotice:
             self.spec.message_type,
             self.spec.dismissible,
         )
+
+
+# The dashboard widget's colours (http/widget.js): background and accent per message_type.
+NOTICE_COLOURS = {
+    "info": ("#eff6ff", "#1d4ed8"),
+    "success": ("#f0fdf4", "#15803d"),
+    "warning": ("#fff7ed", "#c2410c"),
+    "error": ("#fef2f2", "#b91c1c"),
+}
+
+
+def notice_fragment(notice: RenderedNotice) -> str:
+    """The notice as the widget shows it: the same markup and inline styles (for previews)."""
+    background, accent = NOTICE_COLOURS.get(notice.message_type, NOTICE_COLOURS["info"])
+    role = "alert" if notice.message_type == "error" else "status"
+    close = (
+        '<button type="button" aria-label="Dismiss" style="position:absolute;top:8px;right:8px;'
+        f'border:0;background:none;font-size:20px;line-height:1;color:{accent}">×</button>'
+        if notice.dismissible
+        else ""
+    )
+    return (
+        f'<div role="{role}" data-type="{notice.message_type}" style="position:relative;'
+        f"margin:0 0 12px;padding:12px 40px 12px 16px;border-left:4px solid {accent};"
+        f"background:{background};color:#1f2933;border-radius:4px;"
+        'font:14px/1.5 -apple-system,Segoe UI,Roboto,sans-serif">'
+        f'<strong style="display:block;margin-bottom:4px;color:{accent}">'
+        f"{html.escape(notice.heading)}</strong><div>{notice.html}</div>{close}</div>"
+    )
