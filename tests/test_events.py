@@ -468,3 +468,18 @@ def test_a_vanished_workers_claims_are_taken_over_and_its_sending_rows_become_un
     )
     assert statuses == ["sent", "uncertain"]
     assert len(smtp_server.recorder.messages) == 1
+
+
+def test_system_emails_on_events_use_the_repository_layout(
+    repo: Repo, smtp_server: SmtpServer
+) -> None:
+    repo.write(
+        "layouts/email.html",
+        '<html><body><div class="house">{{ content }}</div><p>{{ network_name }}</p></body></html>\n',
+    )
+    _setup(repo, smtp_server)
+    assert _fire(repo, payment()).exit_code == 0
+    assert repo.cli("deliver").exit_code == 0
+    for received in smtp_server.recorder.messages:
+        html = received.parsed().get_body(("html",))
+        assert html is not None and 'class="house"' in html.get_content()

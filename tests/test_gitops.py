@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
+from email.message import EmailMessage
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from commsync.model import LiveBroadcast
+from commsync.render.notice import NOTICE_COLOURS
 from commsync.store.sql import create_store_engine, open_store
-from tests.helpers import Repo
+from tests.helpers import Repo, dump_store
 
 
 def _edit_live(url: str, statements: list[tuple[str, dict[str, str]]]) -> None:
@@ -140,3 +146,109 @@ def test_pull_writes_valid_files_that_plan_as_no_change_and_never_overwrites(
         "# mine\n" + (repo.root / "broadcasts/notices/php-8-upgrade.yaml").read_text()
     )
     assert repo.cli("pull").stdout.strip() == "nothing to do"
+
+
+def _parse(path: Path) -> EmailMessage:
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.strict)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+LAYOUT = """<!DOCTYPE html><html><body><div class="house-layout">{{ content }}</div>
+<p>{{ network_name }}{% if unsubscribe_url %} · <a href="{{ unsubscribe_url }}">Unsubscribe</a>{% endif %}</p></body></html>
+"""
+
+
+def test_preview_writes_what_recipients_would_get(demo_repo: Repo, tmp_path: Path) -> None:
+    repo = demo_repo
+    out = tmp_path / "preview"
+    before = dump_store(repo.store_url)
+    launch = "broadcasts/emails/agency-white-label-launch.yaml"
+    sample = repo.cli("preview", launch, "--out", str(out))
+    assert sample.exit_code == 0, sample.output
+    assert "for sample customer (Ada Lovelace)" in sample.stdout
+    message = _parse(out / "agency-white-label-launch.eml")
+    assert message["To"] == "Ada Lovelace <ada@example.com>"
+    assert message["Subject"] == "White-label dashboards for your clients"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "Hi Ada," in (out / "agency-white-label-launch.txt").read_text()
+    assert "<strong>your</strong>" in (out / "agency-white-label-launch.html").read_text()
+
+    grace = repo.cli("preview", launch, "--customer", "grace@example.com", "--out", str(out))
+    assert grace.exit_code == 0, grace.output
+    assert "for customer 1002 <grace@example.com>" in grace.stdout
+    assert _parse(out / "agency-white-label-launch.eml")["To"] == "Grace Hopper <grace@example.com>"
+
+    receipt = repo.cli(
+        "preview",
+        "emails/payment_received_customer.yaml",
+        "--data",
+        '{"payment_total": "€9.00"}',
+        "--out",
+        str(out),
+    )
+    assert receipt.exit_code == 0, receipt.output
+    message = _parse(out / "payment_received_customer.eml")
+    assert (
+        message["Subject"] == "Thanks! €9.00 received for Pro"
+    )  # the file's subject, --data's value
+    assert message["List-Unsubscribe"] is None  # transactional
+    admin = repo.cli("preview", "emails/domain_created_admin.yaml", "--out", str(out))
+    assert admin.exit_code == 0, admin.output
+    assert _parse(out / "domain_created_admin.eml")["To"] == "ops@acme.example"
+
+    notice = repo.cli(
+        "preview", "broadcasts/notices/card-expiring.yaml", "--customer", "1003", "--out", str(out)
+    )
+    assert notice.exit_code == 0, notice.output
+    fragment = (out / "card-expiring.html").read_text()
+    assert "border-left:4px solid #b91c1c" in fragment and 'role="alert"' in fragment
+    assert "Alan Turing, the card on file" in fragment and "Dismiss" not in fragment
+    assert dump_store(repo.store_url) == before  # a preview sends and stores nothing
+
+
+def test_preview_uses_the_repository_layout(demo_repo: Repo, tmp_path: Path) -> None:
+    demo_repo.write("layouts/email.html", LAYOUT)
+    out = tmp_path / "p"
+    for file in (
+        "broadcasts/emails/agency-white-label-launch.yaml",
+        "emails/payment_received_customer.yaml",
+    ):
+        result = demo_repo.cli("preview", file, "--out", str(out))
+        assert result.exit_code == 0, result.output
+        html = (out / f"{Path(file).stem}.html").read_text()
+        assert 'class="house-layout"' in html
+
+
+def test_widget_and_previews_use_the_same_colours() -> None:
+    script = (Path(__file__).resolve().parent.parent / "commsync/http/widget.js").read_text()
+    for message_type, (background, accent) in NOTICE_COLOURS.items():
+        assert f'{message_type}: ["{background}", "{accent}"]' in script
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope.yaml"], "nope.yaml: not a broadcast or system email file of this repository"),
+        (["broadcasts/notices/card-expiring.yaml", "--data", "{}"], "--data is for system emails"),
+        (
+            ["emails/payment_received_customer.yaml", "--customer", "1001"],
+            "--customer is for broadcasts",
+        ),
+        (
+            ["emails/payment_received_customer.yaml", "--data", '{"payment_total": 9}'],
+            "--data: payment_total must be string, got integer",
+        ),
+        (["emails/payment_received_customer.yaml", "--data", "{oops"], "--data is not valid JSON"),
+        (
+            ["broadcasts/notices/card-expiring.yaml", "--customer", "nobody"],
+            "customer 'nobody' matches no customer",
+        ),
+    ],
+)
+def test_preview_refuses_bad_requests(
+    demo_repo: Repo, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = demo_repo.cli("preview", *args, "--out", str(tmp_path / "p"))
+    assert result.exit_code == 1 and message in result.stderr, result.output
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").iterdir())
