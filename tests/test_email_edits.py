@@ -22,7 +22,7 @@ OVERRIDE_KEYS = ["subject", "content", "active", "delay", "sender"]
 )
 def test_removing_override_keys_keeps_every_other_line_as_it_was(name: str) -> None:
     source = (GOLDEN / f"{name}.in.yaml").read_text(encoding="utf-8")
-    result, removed = remove_keys(source, OVERRIDE_KEYS, f"{name}.yaml")
+    result, _ = remove_keys(source, OVERRIDE_KEYS, f"{name}.yaml")
     assert result == (GOLDEN / f"{name}.out.yaml").read_text(encoding="utf-8")
     kept = {line for line in result.splitlines() if line.strip()}
     assert kept <= set(source.splitlines())  # lines are kept verbatim, never rewritten

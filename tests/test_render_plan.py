@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from commsync.model import SendProgress, Targets
+from commsync.api.core import with_samples
+from commsync.model import Provenance, SendProgress, Targets
 from commsync.plan.model import Plan
 from commsync.plan.render_json import render_json
 from commsync.plan.render_markdown import LIMIT, render_markdown
 from commsync.plan.render_text import render_text
 from commsync.repo.schema import validator
+from commsync.repo.yamlpos import load_yaml
+from commsync.settings import build_settings
 from tests.planning import (
+    CATALOG,
     NOW,
     desired,
     drifted,
@@ -67,9 +72,15 @@ def _sample_plan() -> Plan:
         ],
         imports="critical",
     )
+    applied = Provenance(
+        "broadcasts/notices/maintenance.yaml",
+        "0123456789abcdef0123456789abcdef01234567",
+        "Ada Operator",
+        NOW - timedelta(days=2),
+    )
     live = snapshot(
         [
-            drifted(live_of(old), message_type="error"),
+            replace(drifted(live_of(old), message_type="error"), provenance=applied),
             live_of(notice("notices/retired", "Retired")),
             live_of(sent),
             live_of(partial, "sending", progress=SendProgress(total=1200, sent=800, queued=400)),
@@ -81,7 +92,13 @@ def _sample_plan() -> Plan:
     )
     outcome = plan(state, live)
     assert not outcome.errors
-    return outcome.plan
+    doc, _ = load_yaml(
+        "commsync.yaml",
+        b"version: 1\nnetwork: {name: Acme Sites, url: https://acme.example}\nmail: {from: hello@acme.example}\n",
+    )
+    assert doc is not None
+    settings = build_settings(doc, Path("/nonexistent"), {})
+    return with_samples(outcome.plan, CATALOG, settings)
 
 
 def _check_golden(name: str, text: str) -> None:

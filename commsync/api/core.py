@@ -12,10 +12,18 @@ from pathlib import Path
 
 from commsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from commsync.errors import ConfigError, ValidationFailed
+from commsync.model import SAMPLE_CUSTOMER, Catalog
 from commsync.plan.diff import audience_requests, build_plan
-from commsync.plan.model import Plan, plan_to_json
+from commsync.plan.model import Action, Plan, plan_to_json, with_id
+from commsync.render.sandbox import environment
 from commsync.repo.loader import SETTINGS_FILE, LoadedRepository, load_repository, resolve_desired
-from commsync.repo.source import DirectoryTree, FileTree, GitTree, inspect_worktree
+from commsync.repo.source import (
+    DirectoryTree,
+    FileTree,
+    GitTree,
+    changed_since,
+    inspect_worktree,
+)
 from commsync.repo.yamlpos import load_yaml
 from commsync.settings import Settings, build_settings, settings_diagnostics
 from commsync.store.base import Store
@@ -129,7 +137,50 @@ def plan_against(loaded: LoadedRepository, store: Store, now: datetime) -> PlanR
     warnings = tuple(d for d in loaded.diagnostics if d.severity == "warning")
     if outcome.errors:
         raise ValidationFailed([*warnings, *outcome.errors])
-    return PlanResult(outcome.plan, warnings, settings)
+    plan = with_samples(outcome.plan, loaded.catalog, settings)
+    return PlanResult(plan, warnings, settings)
+
+
+# Plans are shared in pull requests and saved to files: their samples use an obviously made-up
+# recipient, never one that could be a real customer.
+_PLAN_SAMPLE = {
+    "customer_id": "1042",
+    "customer_name": "Sam Sample",
+    "customer_first_name": "Sam",
+    "customer_last_name": "Sample",
+    "customer_username": "sam.sample",
+    "customer_user_email": "sam.sample@example.com",
+}
+
+
+def _sample_subject(action: Action, catalog: Catalog, settings: Settings) -> str | None:
+    """The action's new subject rendered for sample values; None when there is none to show."""
+    desired = action.desired or {}
+    if action.kind == "system_email":
+        fields = desired.get("fields")
+        if not isinstance(fields, dict) or action.action == "delete":
+            return None
+        subject, event = fields.get("subject"), catalog.events.get(str(fields.get("event")))
+        values: dict[str, object] = {**(event.mock_payload() if event else {}), **_PLAN_SAMPLE}
+    else:
+        spec = desired.get("spec")
+        if not isinstance(spec, dict) or action.action in ("retract", "expired"):
+            return None
+        subject, values = spec.get("subject"), {**SAMPLE_CUSTOMER, **_PLAN_SAMPLE}
+    if not isinstance(subject, str):
+        return None
+    try:
+        return environment().from_string(subject).render({**values, **settings.network_context})
+    except Exception:  # the plan still shows everything else; validate reports template errors
+        return None
+
+
+def with_samples(plan: Plan, catalog: Catalog, settings: Settings) -> Plan:
+    """The plan with each action's subject rendered for a sample recipient (no personal data)."""
+    actions = tuple(
+        replace(a, sample_subject=_sample_subject(a, catalog, settings)) for a in plan.actions
+    )
+    return with_id(replace(plan, actions=actions))
 
 
 def make_plan(
@@ -150,3 +201,8 @@ def save_plan(plan: Plan, path: Path) -> None:
         json.dumps(plan_to_json(plan), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     tmp.replace(path)
+
+
+def changed_files(project: Project, since: str, ref: str | None = None) -> frozenset[str]:
+    """Files changed since `since` (to `ref`, or to the working tree): `plan --changed-since`."""
+    return changed_since(project.root, since, ref)

@@ -32,9 +32,19 @@ from commsync.plan.render_text import render_text
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes, 0 when none."
 )
+@click.option(
+    "--changed-since",
+    metavar="REF",
+    help="text/markdown: details only for files changed since REF (e.g. the pull request's base); the summary covers everything.",
+)
 @click.pass_context
 def plan_command(
-    ctx: click.Context, ref: str | None, fmt: str, out: Path | None, detailed_exitcode: bool
+    ctx: click.Context,
+    ref: str | None,
+    fmt: str,
+    out: Path | None,
+    detailed_exitcode: bool,
+    changed_since: str | None,
 ) -> int:
     """Show what apply would change: notices, email sends, system emails, audiences.
 
@@ -43,17 +53,22 @@ def plan_command(
       commsync plan
       commsync plan --format markdown > plan.md
       commsync plan --ref origin/main --out plan.json --detailed-exitcode
+      commsync plan --ref HEAD --format markdown --changed-since origin/main
     """
     opts = options(ctx)
+    changed = (
+        api.changed_files(opts.project(), changed_since, ref) if changed_since is not None else None
+    )
+    since = changed_since or ""
     result = api.make_plan(opts.project(), ref=ref)
     echo_diagnostics(result.warnings)
     plan = result.plan
     if fmt == "json":
         click.echo(render_json(plan), nl=False)
     elif fmt == "markdown":
-        click.echo(render_markdown(plan), nl=False)
+        click.echo(render_markdown(plan, changed=changed, since=since), nl=False)
     else:
-        click.echo(render_text(plan, color=use_color()), nl=False)
+        click.echo(render_text(plan, color=use_color(), changed=changed, since=since), nl=False)
     if out is not None:
         api.save_plan(plan, opts.path(out))
         click.echo(f"saved the plan to {out}", err=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from commsync.diagnostics import Diagnostic, sort_diagnostics
-from commsync.model import Audience, Catalog, DesiredState, LiveSnapshot, Targets
+from commsync.model import Audience, Catalog, DesiredState, JsonObject, LiveSnapshot, Targets
 from commsync.plan.broadcasts import audience_requests, plan_broadcasts
-from commsync.plan.model import Plan, with_id
+from commsync.plan.model import Action, Plan, with_id
 from commsync.plan.system_emails import plan_system_emails
 
 __all__ = ["PlanOutcome", "audience_requests", "build_plan"]
@@ -23,6 +23,26 @@ class PlanOutcome:
     errors: tuple[Diagnostic, ...]
 
 
+def _with_provenance(action: Action, live: LiveSnapshot) -> Action:
+    """The action, with where its live object was last applied from (None for new objects)."""
+    if action.kind == "system_email":
+        email = live.system_emails.get(action.name)
+        provenance = email.provenance if email else None
+    else:
+        broadcast = live.broadcasts.get(action.name)
+        provenance = broadcast.provenance if broadcast else None
+    if provenance is None or (provenance.commit is None and provenance.applied_at is None):
+        return action
+    at = provenance.applied_at.isoformat() if provenance.applied_at else None
+    applied: JsonObject = {
+        "commit": provenance.commit,
+        "author": provenance.author,
+        "path": provenance.path,
+        "at": at,
+    }
+    return replace(action, last_applied=applied)
+
+
 def build_plan(
     desired: DesiredState,
     catalog: Catalog,
@@ -33,7 +53,10 @@ def build_plan(
     """Diff the desired state against the live snapshot. Output is sorted by address."""
     broadcasts = plan_broadcasts(desired.broadcasts, live, audiences, now)
     emails, available = plan_system_emails(desired, catalog, live)
-    actions = sorted([*broadcasts.actions, *emails.actions], key=lambda a: a.address)
+    actions = sorted(
+        (_with_provenance(a, live) for a in [*broadcasts.actions, *emails.actions]),
+        key=lambda a: a.address,
+    )
     warnings = sorted([*broadcasts.warnings, *emails.warnings], key=lambda w: (w.address, w.code))
     plan = Plan(
         plan_id="",

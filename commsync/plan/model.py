@@ -38,6 +38,8 @@ class Action:
     path: str | None = None
     desired: JsonObject | None = None
     progress: JsonObject | None = None
+    last_applied: JsonObject | None = None  # commit, author, path, at: the live object's provenance
+    sample_subject: str | None = None  # the subject rendered for sample values (no personal data)
 
     @property
     def kind(self) -> str:
@@ -134,6 +136,8 @@ def _action_json(a: Action) -> JsonObject:
         "audience": _audience_json(a.audience),
         "progress": a.progress,
         "desired": a.desired,
+        "last_applied": a.last_applied,
+        "sample_subject": a.sample_subject,
     }
 
 
@@ -149,6 +153,8 @@ def _action_from(data: Any) -> Action:
         path=data["path"],
         desired=data["desired"],
         progress=data["progress"],
+        last_applied=data.get("last_applied"),
+        sample_subject=data.get("sample_subject"),
     )
 
 

@@ -8,6 +8,7 @@ import re
 from commsync.plan.model import Action, Plan, PlanWarning
 from commsync.plan.views import (
     SYMBOLS,
+    applied_from,
     headline,
     is_multiline,
     labels,
@@ -49,6 +50,15 @@ def _details(action: Action) -> str:
         body.append("**Drift:** this object was changed outside commsync since the last apply.")
     if action.path:
         body.append(f"File: `{action.path}`")
+    origin = applied_from(action)
+    if origin:
+        when = str((action.last_applied or {}).get("at") or "")[:10]
+        body.append(_escape(origin[0].upper() + origin[1:]) + (f", {when}" if when else "") + ".")
+    if action.sample_subject is not None and action.action not in ("retract", "delete"):
+        who = (
+            "the event's example payload" if action.kind == "system_email" else "a sample recipient"
+        )
+        body.append(f"Subject for {who}: **{_escape(action.sample_subject)}**")
     diff_lines: list[str] = []
     for change in action.changes:
         if is_multiline(change):
@@ -72,33 +82,56 @@ def _table(plan: Plan) -> str:
     return "\n".join(rows)
 
 
-def render_markdown(plan: Plan, *, limit: int = LIMIT) -> str:
-    """Warnings, a summary table, then one collapsed section per action, kept under `limit`."""
+def _drift_warning(action: Action) -> str:
+    return (
+        f"- ⚠️ `{action.address}`: changed outside commsync since the last apply; "
+        "this apply restores the repository's values"
+    )
+
+
+def render_markdown(
+    plan: Plan, *, limit: int = LIMIT, changed: frozenset[str] | None = None, since: str = ""
+) -> str:
+    """Warnings, a summary table, then one collapsed section per action, kept under `limit`.
+
+    With `changed`, sections only for actions in those files (changed since `since`); the
+    warnings and the summary still cover the whole plan.
+    """
     head = [f"### commsync plan: {_escape(summary_line(plan))}", ""]
     head.append(
         f"Source: {_escape(plan.source.label)} · store `{plan.store_id[:12]}` · plan `{plan.plan_id[7:19]}`"
     )
     head.append("")
-    if plan.warnings:
-        head += ["**Warnings**", "", *(_warning(w) for w in plan.warnings), ""]
+    drifted = [a for a in plan.actions if a.drift]
+    if plan.warnings or drifted:
+        head += ["**Warnings**", "", *(_warning(w) for w in plan.warnings)]
+        head += [*(_drift_warning(a) for a in drifted), ""]
     if plan.actions:
         head += [_table(plan), ""]
     if plan.available_imports:
         names = ", ".join(f"`{s}`" for s in plan.available_imports)
         head += [f"Available to import ({len(plan.available_imports)}): {names}", ""]
+    detailed = [a for a in plan.actions if changed is None or a.path in changed]
+    if len(detailed) < len(plan.actions):
+        others = len(plan.actions) - len(detailed)
+        head += [
+            f"Details below cover the {n(len(detailed))} action(s) in files changed since "
+            f"`{_escape(since)}`; {n(others)} more are in the summary above.",
+            "",
+        ]
     text = "\n".join(head)
     reserve = 400
     shown = 0
-    for action in plan.actions:
+    for action in detailed:
         section = "\n" + _details(action) + "\n"
         if len(text) + len(section) > limit - reserve:
             break
         text += section
         shown += 1
-    hidden = len(plan.actions) - shown
+    hidden = len(detailed) - shown
     if hidden:
         text += (
-            f"\n> **Truncated:** {n(hidden)} of {n(len(plan.actions))} actions are not shown, to stay under "
+            f"\n> **Truncated:** {n(hidden)} of {n(len(detailed))} actions are not shown, to stay under "
             f"{n(limit)} characters. The summary above covers them all; run `commsync plan` for every detail.\n"
         )
     return text

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from commsync.plan.model import Action, Plan, PlanWarning
 from commsync.plan.views import (
     SYMBOLS,
+    applied_from,
     headline,
     is_multiline,
     labels,
@@ -33,6 +34,9 @@ def _action_lines(action: Action, width: int, paint: Paint) -> list[str]:
     drift = paint(" [drift]", "33") if action.drift else ""
     head = f"  {paint(symbol, code)} {action.address.ljust(width)}  {paint(action.action.ljust(9), code)} {headline(action)}{drift}"
     lines = [head.rstrip()]
+    origin = applied_from(action)
+    if origin and action.is_change:
+        lines.append("      " + paint(origin, "2"))
     for change in action.changes:
         if is_multiline(change):
             lines.append(f"      {change.field}:")
@@ -56,14 +60,24 @@ def _warning_lines(warning: PlanWarning, paint: Paint) -> list[str]:
     return lines
 
 
-def render_text(plan: Plan, *, color: bool = False) -> str:
+def render_text(
+    plan: Plan, *, color: bool = False, changed: frozenset[str] | None = None, since: str = ""
+) -> str:
+    """Every action, or with `changed` only those in files changed since `since` (summary: all)."""
     paint = _painter(color)
     source = plan.source.label
     lines = [f"commsync plan · {source} · store {plan.store_id[:12]}", ""]
-    width = max((len(a.address) for a in plan.actions), default=0)
-    for action in plan.actions:
+    shown = [a for a in plan.actions if changed is None or a.path in changed]
+    width = max((len(a.address) for a in shown), default=0)
+    for action in shown:
         lines.extend(_action_lines(action, width, paint))
-    if plan.actions:
+    if shown:
+        lines.append("")
+    if len(shown) < len(plan.actions):
+        hidden = len(plan.actions) - len(shown)
+        lines.append(
+            f"{hidden} more action(s) in files not changed since {since}: in the summary below."
+        )
         lines.append("")
     if plan.warnings:
         lines.append(paint("Warnings:", "1"))

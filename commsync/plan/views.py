@@ -100,3 +100,14 @@ def unified(change: FieldChange, names: tuple[str, str] = ("live", "desired")) -
     after = change.after if isinstance(change.after, str) else ""
     lines = difflib.unified_diff(before.splitlines(), after.splitlines(), *names, lineterm="", n=2)
     return list(lines)
+
+
+def applied_from(action: Action) -> str | None:
+    """`last applied from <sha> by <author>` for an existing object, else None."""
+    applied = action.last_applied
+    if not applied or not applied.get("commit"):
+        return None
+    text = f"last applied from {str(applied['commit'])[:12]}"
+    if applied.get("author"):
+        text += f" by {applied['author']}"
+    return text

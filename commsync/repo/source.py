@@ -140,3 +140,33 @@ def inspect_worktree(root: Path, extra: tuple[str, ...] = ()) -> tuple[SourceInf
     dirty = [line[3:] for line in status.splitlines() if line.strip()]
     label = f"working tree at {head.hexsha[:12]}" + (" with uncommitted changes" if dirty else "")
     return SourceInfo(label, head.hexsha, head.author.name), dirty
+
+
+def changed_since(root: Path, since: str, ref: str | None = None) -> frozenset[str]:
+    """Project-relative paths that differ between `since` and `ref` (or the working tree).
+
+    Deleted and renamed files count under their old and new paths, so a retracted notice's file
+    is among them; in the working tree, untracked files count too.
+    """
+    import git
+
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise GitError(f"--changed-since needs a git repository, and {root} is not in one") from exc
+    for name in (since, ref):
+        if name is not None:
+            try:
+                repo.commit(name)
+            except (git.BadName, ValueError) as exc:
+                raise GitError(f"unknown git reference {name!r}") from exc
+    prefix = git_prefix(root)
+    args = ["--name-only", "--no-renames", since, *([ref] if ref else [])]
+    paths = set(repo.git.diff(*args, "--", prefix or ".").splitlines())
+    if ref is None:
+        untracked = repo.git.ls_files("--others", "--exclude-standard", "--", prefix or ".")
+        paths |= set(untracked.splitlines())
+    top = Path(repo.working_tree_dir or root).resolve()
+    relative = root.resolve().relative_to(top).as_posix()
+    cut = "" if relative == "." else relative + "/"
+    return frozenset(p[len(cut) :] for p in paths if p and p.startswith(cut))
