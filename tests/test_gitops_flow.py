@@ -135,3 +135,6 @@ def test_ref_plans_work_in_a_shallow_ci_checkout(repo: Repo, tmp_path: Path) -> 
     assert changes["notice.notices/maintenance"] == "create"  # (and the critical defaults)
     missing = run_cli("-C", str(clone), "--store", store, "plan", "--changed-since", "HEAD~1")
     assert missing.exit_code == 1 and "unknown git reference 'HEAD~1'" in missing.stderr
+    assert "shallow checkout" in missing.stderr
+    older = run_cli("-C", str(clone), "--store", store, "plan", "--ref", "HEAD~1")
+    assert older.exit_code == 1 and "unknown git reference 'HEAD~1'" in older.stderr

@@ -66,8 +66,10 @@ class GitTree:
             raise GitError(f"--ref needs a git repository, and {root} is not in one") from exc
         try:
             commit = repo.commit(ref)
+            commit.tree  # noqa: B018 -- a shallow clone names parents it does not have
         except (git.BadName, ValueError) as exc:
-            raise GitError(f"unknown git reference {ref!r}") from exc
+            hint = " (a shallow checkout? fetch more history)" if "~" in ref or "^" in ref else ""
+            raise GitError(f"unknown git reference {ref!r}{hint}") from exc
         top = Path(repo.working_tree_dir or root).resolve()
         prefix = root.resolve().relative_to(top).as_posix()
         self._tree: Any = commit.tree
@@ -156,13 +158,21 @@ def changed_since(root: Path, since: str, ref: str | None = None) -> frozenset[s
         raise GitError(f"--changed-since needs a git repository, and {root} is not in one") from exc
     for name in (since, ref):
         if name is not None:
-            try:
-                repo.commit(name)
-            except (git.BadName, ValueError) as exc:
-                raise GitError(f"unknown git reference {name!r}") from exc
+            try:  # git itself, not GitPython: a shallow clone knows of parents it does not have
+                repo.git.rev_parse("--verify", "--quiet", f"{name}^{{commit}}")
+            except git.GitCommandError as exc:
+                hint = (
+                    " (a shallow checkout? fetch more history)"
+                    if "~" in name or "^" in name
+                    else ""
+                )
+                raise GitError(f"unknown git reference {name!r}{hint}") from exc
     prefix = git_prefix(root)
     args = ["--name-only", "--no-renames", since, *([ref] if ref else [])]
-    paths = set(repo.git.diff(*args, "--", prefix or ".").splitlines())
+    try:
+        paths = set(repo.git.diff(*args, "--", prefix or ".").splitlines())
+    except git.GitCommandError as exc:
+        raise GitError(f"git diff {since}: {str(exc.stderr).strip()}") from exc
     if ref is None:
         untracked = repo.git.ls_files("--others", "--exclude-standard", "--", prefix or ".")
         paths |= set(untracked.splitlines())
