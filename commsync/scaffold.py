@@ -113,7 +113,9 @@ def _commit(root: Path, files: list[str]) -> tuple[str | None, str]:
         return None, "inside an existing git repository: review and commit the new files yourself"
     except git.InvalidGitRepositoryError:
         pass
-    repo = git.Repo.init(root)
+    configured = git.Git().config("--get", "init.defaultBranch", with_exceptions=False)
+    # the operator's own default branch if they set one, else main (not git's historical master)
+    repo = git.Repo.init(root, initial_branch=configured.strip() or "main")
     repo.index.add(files)
     commit = repo.index.commit("Start managing customer communications with commsync")
     return commit.hexsha, f"initialised a git repository with a first commit ({commit.hexsha[:12]})"
