@@ -97,7 +97,7 @@ def test_the_github_actions_recipe_runs(tmp_path: Path) -> None:
     steps = _steps(document)
     assert set(steps) == {"plan", "apply", "drift"}
     env = _env(tmp_path, **_identity())
-    upstream, checkout, store = _upstream_and_checkout(tmp_path, env)
+    _, checkout, store = _upstream_and_checkout(tmp_path, env)
     head = _bash("git rev-parse HEAD", checkout, env).stdout.strip()
     ci = {**env, "COMMSYNC_STORE": store, "GITHUB_BASE_REF": "main", "GITHUB_SHA": head}
 
