@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from commsync.store.sql import open_store
-from tests.helpers import Repo, seed, settings_for
+from tests.helpers import Repo, pg_admin_url, seed, settings_for
 from tests.http_server import Served
 from tests.smtp_server import SmtpServer, wait_for
 from tests.test_events import _setup, payment
@@ -236,3 +237,27 @@ def test_openapi_document_and_widget_script(repo: Repo, smtp_server: SmtpServer)
         assert widget.headers["content-type"].startswith("text/javascript")
         assert len(widget.content) < 10 * 1024
         assert "require(" not in widget.text and "import " not in widget.text
+
+
+def test_healthz_says_503_when_the_store_is_gone(
+    repo: Repo, smtp_server: SmtpServer, pg_url: str
+) -> None:
+    _setup(
+        repo,
+        smtp_server,
+        settings=settings_for(smtp_server.url, extra="imports: none\n") + f"store: {pg_url}\n",
+    )
+    with Served(repo.root) as served:
+        assert served.get("/healthz").status_code == 200
+        schema = pg_url.rsplit("search_path%3D", 1)[1]
+        admin = sa.create_engine(pg_admin_url())
+        try:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f"ALTER SCHEMA {schema} RENAME TO {schema}_gone"))
+            response = served.get("/healthz")
+            assert response.status_code == 503 and response.json()["status"] == "unavailable"
+        finally:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f"ALTER SCHEMA {schema}_gone RENAME TO {schema}"))
+            admin.dispose()
+        assert served.get("/healthz").status_code == 200
