@@ -219,8 +219,8 @@ def seed_applied(store_url: str) -> int:
     """Write into the store what the saved plan would create (a stand-in for apply)."""
     import json
 
-    from commsync.plan.model import plan_from_json
-    from commsync.plan.simulate import apply_effects
+    from commsync.apply.effects import apply_effects
+    from commsync.plan.codec import plan_from_json
     from commsync.store.sql import open_store
 
     plan = plan_from_json(json.loads((WORK / "plan.json").read_text()))

@@ -140,11 +140,12 @@ def build(root: Path, customers: int, notices: int, store: str | None) -> None:
 def tokens(root: Path, customers: int, store: str | None) -> list[tuple[str, str]]:
     """A token per customer, signed with the store's key (what `commsync token` prints)."""
     os.chdir(root)
-    from commsync.api import Project, load_settings
+    from commsync.api import Project
+    from commsync.api.context import Context
     from commsync.auth import issue_token
     from commsync.store.sql import open_store
 
-    settings = load_settings(Project(root, store))
+    settings = Context(Project(root, store)).settings()
     opened = open_store(settings.store_url)
     try:
         key = opened.signing_key()

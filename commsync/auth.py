@@ -1,4 +1,4 @@
-"""Customer tokens: a customer's own notices feed and dismissals, nobody else's.
+"""Signed tokens: a customer's own notices feed and dismissals, and unsubscribe links.
 
 A token is `v1.<payload>.<signature>`: the payload names the customer and an expiry; the signature
 is an HMAC-SHA256 under the store's signing key (generated on first use), so the CLI that issues a
@@ -11,15 +11,13 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 from datetime import datetime, timedelta
 
-from commsync.errors import CommsyncError
+from commsync.errors import CommsyncError, Unauthorized
+from commsync.model.durations import parse_minutes
 
-_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
 
-
-class TokenError(CommsyncError):
+class TokenError(Unauthorized):
     """Missing, malformed, forged or expired."""
 
 
@@ -37,11 +35,10 @@ def _sign(key: bytes, payload: str) -> str:
 
 def parse_ttl(text: str) -> timedelta:
     """`30d`, `12h`, `90m`, `1d12h`."""
-    match = _DURATION.fullmatch(text)
-    if not text or match is None:
+    minutes = parse_minutes(text)
+    if minutes is None:
         raise CommsyncError(f"invalid --ttl {text!r}: write it like 30d, 12h or 90m")
-    days, hours, minutes = (int(g) if g else 0 for g in match.groups())
-    ttl = timedelta(days=days, hours=hours, minutes=minutes)
+    ttl = timedelta(minutes=minutes)
     if not ttl or ttl > timedelta(days=3660):
         raise CommsyncError(f"invalid --ttl {text!r}: between one minute and ten years")
     return ttl
@@ -72,3 +69,9 @@ def verify_token(key: bytes, token: str, now: datetime) -> str:
     if expiry <= int(now.timestamp()):
         raise TokenError("expired token")
     return customer
+
+
+def unsubscribe_token(key: bytes, email_key: str) -> str:
+    """Opaque and unguessable: an HMAC of the address under the store's key."""
+    mac = hmac.new(key, b"unsubscribe\x00" + email_key.encode(), hashlib.sha256).digest()[:16]
+    return _b64(mac)

@@ -52,3 +52,30 @@ class StoreTooNew(StoreError):
 
 class GitError(CommsyncError):
     """A git reference or repository could not be read."""
+
+
+# -- refusals of a request (the HTTP API maps each to its status code) --------------------------
+
+
+class Unauthorized(CommsyncError):
+    """No credential, or one that is malformed, forged or expired (HTTP 401)."""
+
+
+class Forbidden(CommsyncError):
+    """A valid credential that does not allow this (HTTP 403): another customer's token."""
+
+
+class NotFound(CommsyncError):
+    """The thing asked for does not exist (HTTP 404)."""
+
+
+class Conflict(CommsyncError):
+    """The request contradicts the object's state (HTTP 409): a notice that cannot be dismissed."""
+
+
+class InvalidInput(CommsyncError):
+    """The request's data is not acceptable (HTTP 422); `problems` name each one."""
+
+    def __init__(self, problems: list[str], message: str | None = None) -> None:
+        super().__init__(message or "; ".join(problems))
+        self.problems = problems

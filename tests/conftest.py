@@ -125,3 +125,32 @@ def demo_repo(tmp_path: Path) -> Repo:
     r.commit_all("examples")
     r.import_data(EXAMPLES / "data")
     return r
+
+
+# Long end-to-end tests (several seconds each: real processes, a browser, thousands of messages).
+# They are marked here rather than in their files, so the black-box suites stay exactly as they
+# were written. Everyday work: `python -m pytest -m "not slow"`; CI runs everything.
+SLOW_MODULES = {
+    "test_crash.py",
+    "test_deliver_workers.py",
+    "test_packaging.py",
+    "test_recipes.py",
+    "test_serve_fuzz.py",
+    "test_widget_browser.py",
+}
+SLOW_TESTS = {
+    "test_apply.py::test_apply_sends_each_recipient_their_own_message_once",
+    "test_apply.py::test_progress_is_a_line_per_thousand_messages_off_a_terminal",
+    "test_apply_faults.py::test_an_unreachable_server_leaves_everything_queued",
+    "test_apply_lifecycle.py::test_apply_asks_on_a_terminal",
+    "test_apply_plans.py::test_two_concurrent_applies_one_waits_out_and_nothing_is_sent_twice",
+    "test_cli.py::test_the_installed_entry_point_runs",
+    "test_serve_feed.py::test_a_thousand_active_notices",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.name
+        if module in SLOW_MODULES or f"{module}::{item.originalname}" in SLOW_TESTS:  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.slow)

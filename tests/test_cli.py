@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from commsync.repo.schema import validator
+from commsync.config.schema import validator
 from tests.conftest import EXAMPLES
 from tests.helpers import Repo, run_cli
 
@@ -272,14 +272,14 @@ def test_a_newer_store_is_refused_with_a_clear_message(repo: Repo) -> None:
 def test_an_internal_error_is_reported_without_a_traceback_unless_debug(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import commsync.api
+    from commsync.api.service import Service
 
     def broken(
         *args: object, **kwargs: object
     ) -> None:  # a fault the real code cannot be made to raise
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(commsync.api, "make_plan", broken)
+    monkeypatch.setattr(Service, "plan", broken)
     result = repo.cli("plan")
     assert result.exit_code == 1
     assert (

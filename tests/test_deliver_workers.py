@@ -12,8 +12,9 @@ from collections import Counter
 import httpx
 import sqlalchemy as sa
 
-from commsync.api import Project, load_settings
-from commsync.api.events import EventService
+from commsync.api import Project
+from commsync.api.context import Context
+from commsync.events.service import EventService
 from commsync.store.sql import create_store_engine, open_store
 from tests.helpers import Repo, settings_for
 from tests.http_server import ADMIN_KEY
@@ -23,7 +24,7 @@ from tests.test_events import CATALOG, _setup, payment
 
 def _queue_events(repo: Repo, count: int) -> None:
     """`count` payment_received events, each queuing three messages (customer, copy, admin)."""
-    settings = load_settings(Project(repo.root))
+    settings = Context(Project(repo.root)).settings()
     store = open_store(settings.store_url)
     try:
         service = EventService(store, settings, CATALOG)

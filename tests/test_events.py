@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from commsync.api import Project, load_settings
-from commsync.api.deliver import Worker
-from commsync.api.events import EventRejected, EventService
+from commsync.api import Project
+from commsync.api.context import Context
 from commsync.catalog.loader import build_catalog, core_catalog_dir
+from commsync.config.settings import Settings
+from commsync.delivery.worker import Worker
+from commsync.events.service import EventRejected, EventService
 from commsync.model import JsonObject
-from commsync.settings import Settings
-from commsync.store.base import Store
+from commsync.store.roles import Store
 from commsync.store.sql import create_store_engine, open_store
 from tests.helpers import SETTINGS, Repo, dump_store, settings_for
 from tests.smtp_server import SmtpServer
@@ -173,7 +174,7 @@ class Clock:
 @pytest.fixture
 def service(repo: Repo, smtp_server: SmtpServer) -> Iterator[tuple[EventService, Settings, Store]]:
     _setup(repo, smtp_server, payment_received_admin="email: payment_received_admin\ndelay: 2h\n")
-    settings = load_settings(Project(repo.root))
+    settings = Context(Project(repo.root)).settings()
     store = open_store(settings.store_url)
     try:
         yield EventService(store, settings, CATALOG), settings, store
@@ -187,8 +188,8 @@ def test_a_delayed_email_goes_out_once_the_clock_passes_its_delay(
     events, settings, store = service
     t0 = datetime(2031, 5, 1, 9, 0, tzinfo=UTC)
     result = events.fire("payment_received", payment(), now=t0)
-    due = {e["email"]: e["due_at"] for e in result["emails"]}  # type: ignore[union-attr,index]
-    assert due["payment_received_admin"] == (t0 + timedelta(hours=2)).isoformat()
+    due = {e.email: e.due_at for e in result.emails}
+    assert due["payment_received_admin"] == t0 + timedelta(hours=2)
     clock = Clock(t0)
     worker = Worker(store, settings, {}, clock=clock)
 

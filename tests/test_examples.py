@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
-from commsync.repo.schema import schema_diagnostics
-from commsync.repo.yamlpos import load_yaml
+from commsync.config.schema import schema_diagnostics
+from commsync.config.yamlpos import load_yaml
 from tests.conftest import EXAMPLES
 from tests.helpers import Repo
 

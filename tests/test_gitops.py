@@ -221,7 +221,7 @@ def test_preview_uses_the_repository_layout(demo_repo: Repo, tmp_path: Path) -> 
 
 
 def test_widget_and_previews_use_the_same_colours() -> None:
-    script = (Path(__file__).resolve().parent.parent / "commsync/http/widget.js").read_text()
+    script = (Path(__file__).resolve().parent.parent / "commsync/render/widget.js").read_text()
     for message_type, (background, accent) in NOTICE_COLOURS.items():
         assert f'{message_type}: ["{background}", "{accent}"]' in script
 

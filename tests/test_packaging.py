@@ -44,7 +44,7 @@ def test_wheel_contents(wheel: Path) -> None:
     assert "commsync/catalog/core/emails/payment_failed_customer.yaml" in names
     assert "commsync/store/migrations/versions/0001_initial.py" in names
     assert "commsync/store/migrations/versions/0002_system_email_outbox.py" in names
-    assert "commsync/http/widget.js" in names
+    assert "commsync/render/widget.js" in names
     assert "commsync/_data/examples/events/payment_received.json" in names
     assert "commsync/store/migrations/script.py.mako" in names
     metadata = next(n for n in names if n.endswith("METADATA"))

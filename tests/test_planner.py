@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from commsync.model import DesiredState, LiveSnapshot, SendProgress, Targets
-from commsync.plan.model import FieldChange
+from commsync.plan.model import EmailAction, FieldChange, Remaining, SystemEmailAction
 from tests.planning import (
     CATALOG,
     NOW,
@@ -324,7 +324,8 @@ def test_send_carries_the_audience_and_the_plan_counts_recipients() -> None:
 def test_resume_reports_what_is_left() -> None:
     live = live_of(E, "sending", progress=SendProgress(total=10, sent=3, queued=5, uncertain=2))
     action = plan(desired([E]), snapshot([live])).plan.actions[0]
-    assert action.progress == {"total": 10, "remaining": 5, "uncertain": 2}
+    assert isinstance(action, EmailAction)
+    assert action.remaining == Remaining(total=10, remaining=5, uncertain=2)
     assert action.reason == "5 of 10 recipients left; 2 uncertain (apply --resend-uncertain)"
     assert plan(desired([E]), snapshot([live])).plan.recipients() == 5
 
@@ -358,7 +359,8 @@ def test_reset_and_upgrade_keep_the_default_version_bookkeeping() -> None:
         desired(emails=[file_email("receipt")]),
         snapshot(emails=[installed("receipt", 1, {"subject": "Mine"})]),
     ).plan.actions[0]
-    assert reset.desired is not None and reset.desired["base_version"] == 2
+    assert isinstance(reset, SystemEmailAction) and reset.install is not None
+    assert reset.install.base_version == 2
     assert reset.reason == "fields back to the default: subject (default v1 → v2)"
     upgrade = plan(
         desired(emails=[file_email("receipt")]), snapshot(emails=[installed("receipt", 1)])

@@ -11,6 +11,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from commsync.apply.effects import apply_effects
 from commsync.model import (
     DesiredBroadcast,
     DesiredState,
@@ -21,8 +22,7 @@ from commsync.model import (
     SourceInfo,
     Targets,
 )
-from commsync.plan.model import plan_from_json, plan_to_json
-from commsync.plan.simulate import apply_effects
+from commsync.plan.codec import plan_from_json, plan_to_json
 from tests.planning import (
     CATALOG,
     NOW,

@@ -15,15 +15,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from commsync.api.core import with_samples
+from commsync.api.planning import with_samples
+from commsync.config.schema import validator
+from commsync.config.settings import build_settings
+from commsync.config.yamlpos import load_yaml
 from commsync.model import Provenance, SendProgress, Targets
+from commsync.plan.codec import dumps as render_json
 from commsync.plan.model import Plan
-from commsync.plan.render_json import render_json
 from commsync.plan.render_markdown import LIMIT, render_markdown
 from commsync.plan.render_text import render_text
-from commsync.repo.schema import validator
-from commsync.repo.yamlpos import load_yaml
-from commsync.settings import build_settings
 from tests.planning import (
     CATALOG,
     NOW,

@@ -316,7 +316,7 @@ def test_sqlite_file_store_uses_wal(tmp_path: Path) -> None:
 
 
 def test_relative_sqlite_paths_are_relative_to_the_project(tmp_path: Path) -> None:
-    from commsync.settings import resolve_store_url
+    from commsync.config.settings import resolve_store_url
 
     assert (
         resolve_store_url("sqlite:///.commsync/store.db", tmp_path)
@@ -377,7 +377,7 @@ def test_migrations_create_exactly_the_declared_tables(store_url: str) -> None:
 
 
 def _seed_ledger(store: SqlStore) -> tuple[LiveBroadcast, int]:
-    from commsync.store.base import FrozenSend
+    from commsync.store.roles import FrozenSend
 
     store.upsert_products([ProductRecord("pro", "Pro")])
     store.upsert_customers(
@@ -431,7 +431,7 @@ def test_freezing_an_audience_dedupes_addresses_and_marks_suppressions(store: Sq
 
 
 def test_the_ledger_hot_path(store: SqlStore) -> None:
-    from commsync.store.ledger import Record
+    from commsync.model import Record
 
     _, send_id = _seed_ledger(store)
     ledger = store.ledger()
@@ -496,8 +496,8 @@ def test_rows_left_sending_by_a_crash_become_uncertain(store: SqlStore) -> None:
 
 
 def test_lock_and_journal(store: SqlStore) -> None:
-    from commsync.store.base import LockHolder
-    from commsync.store.ops import LockHeld
+    from commsync.store.control import LockHeld
+    from commsync.store.roles import LockHolder
 
     holder = LockHolder("L1", "ci", "elsewhere", 99999999, datetime(2026, 11, 27, tzinfo=UTC))
     store.acquire_lock(holder)

@@ -9,10 +9,10 @@ from jinja2.exceptions import SecurityError, UndefinedError
 
 from commsync.render.sandbox import (
     _parsed_issues,
-    _simple_placeholders,
     check_template,
     environment,
     placeholders,
+    simple_placeholders,
 )
 
 ALLOWED = frozenset({"customer_name", "network_name", "site_url"})
@@ -38,9 +38,9 @@ def simple_templates(draw: st.DrawFn) -> str:
 @settings(max_examples=500, deadline=None)
 @given(simple_templates())
 def test_fast_path_reports_exactly_what_the_parser_reports(source: str) -> None:
-    assert _simple_placeholders(source) is not None
+    assert simple_placeholders(source) is not None
     assert check_template(source, ALLOWED, "tests") == _parsed_issues(source, ALLOWED, "tests")
-    assert placeholders(source) == frozenset(n for n, _ in _simple_placeholders(source) or [])
+    assert placeholders(source) == frozenset(n for n, _ in simple_placeholders(source) or [])
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_fast_path_reports_exactly_what_the_parser_reports(source: str) -> None:
     ],
 )
 def test_anything_beyond_plain_names_takes_the_parser(source: str) -> None:
-    assert _simple_placeholders(source) is None
+    assert simple_placeholders(source) is None
 
 
 def test_the_sandbox_refuses_at_render_time_too() -> None:

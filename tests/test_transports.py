@@ -13,7 +13,8 @@ import pytest
 import trustme
 
 from commsync.delivery.ratelimit import RateLimiter
-from commsync.delivery.transport import Outcome, Transport, parse_transport
+from commsync.delivery.transport import Outcome, Transport
+from commsync.delivery.transports import parse_transport
 from commsync.errors import ConfigError
 from tests.helpers import Repo, seed, settings_for
 from tests.smtp_server import Recorder, SmtpServer, authenticator
@@ -180,15 +181,26 @@ def test_transport_urls(tmp_path: Path) -> None:
 
 def test_rate_limit_holds_over_ten_simulated_seconds() -> None:
     now = [0.0]
-    limiter = RateLimiter(50, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
-    sent = 0
-    while now[0] < 10.0:
-        limiter.acquire()
-        if now[0] < 10.0:
-            sent += 1
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    limiter = RateLimiter(50, clock=lambda: now[0], sleep=sleep)
+
+    async def count() -> int:
+        sent = 0
+        while now[0] < 10.0:
+            await limiter.wait()
+            if now[0] < 10.0:
+                sent += 1
+        return sent
+
+    sent = asyncio.run(count())
     assert 50 * 10 <= sent <= 50 * 10 + limiter.capacity
-    assert RateLimiter(None).rate is None  # unlimited: acquire returns at once
-    RateLimiter(None).acquire()
+    unlimited = RateLimiter(None, sleep=sleep)
+    before = now[0]
+    asyncio.run(unlimited.wait())  # unlimited: returns at once, never sleeps
+    assert unlimited.rate is None and now[0] == before
 
 
 def test_max_rate_holds_in_a_measured_window(repo: Repo) -> None:

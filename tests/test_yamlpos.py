@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from commsync.repo.yamlpos import Mark, load_yaml
+from commsync.config.yamlpos import Mark, load_yaml
 
 
 def _value(text: str) -> object:

@@ -1,21 +1,31 @@
-"""Use case: `commsync preview FILE` — what a file's email or notice looks like, written to disk."""
+"""Use cases that try an email before it is applied: `preview FILE` (rendered to disk) and
+`test-send SLUG` (sent once). Both take the email as the working tree has it."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from commsync.api.apply import broadcast_factory
-from commsync.api.core import Project, load, store_session
-from commsync.api.events import EventService, _effective
+from commsync.api.context import Context
 from commsync.catalog.payload import payload_problems
-from commsync.errors import CommsyncError, ValidationFailed
-from commsync.http.feed import customer_values
-from commsync.model import SAMPLE_CUSTOMER, JsonObject, LiveSystemEmail
-from commsync.render.message import RenderError
+from commsync.config.settings import Settings
+from commsync.delivery.transport import OutcomeKind
+from commsync.delivery.transports import parse_transport, send_one
+from commsync.errors import CommsyncError
+from commsync.model import (
+    SAMPLE_CUSTOMER,
+    BroadcastKind,
+    EmailTarget,
+    JsonObject,
+    SystemEmailFields,
+)
+from commsync.model.mail import is_address, parse_mailbox
+from commsync.render.emails import broadcast_factory, system_email_factory
+from commsync.render.message import MessageFactory, RenderError
 from commsync.render.notice import notice_fragment, render_notice
-from commsync.settings import parse_mailbox
+from commsync.render.values import customer_values
+from commsync.repo.loader import LoadedRepository
+from commsync.store.roles import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +33,35 @@ class Preview:
     source: str
     recipient: str
     files: tuple[str, ...]
+
+
+def effective_fields(loaded: LoadedRepository, store: Store, slug: str) -> SystemEmailFields:
+    """The email as the repository has it (so it can be tried before apply), else as installed."""
+    for email in loaded.emails:
+        if email.slug == slug:
+            if email.custom is not None:
+                return email.custom
+            default = loaded.catalog.defaults.get(slug)
+            assert default is not None, "an override without a default is a validation error"
+            return default.fields.with_values(email.overrides)
+    if slug in loaded.catalog.defaults:
+        return loaded.catalog.defaults[slug].fields
+    installed = store.system_emails().get(slug)
+    if installed is None:
+        known = ", ".join(sorted(set(loaded.catalog.defaults) | {e.slug for e in loaded.emails}))
+        raise CommsyncError(f"unknown system email {slug!r} (known: {known})")
+    return installed.fields
+
+
+def _payload(
+    loaded: LoadedRepository, fields: SystemEmailFields, data: JsonObject | None
+) -> JsonObject:
+    """The event's example payload, with `data` over it (checked against the event's keys)."""
+    event = loaded.catalog.events[fields.event]
+    problems = payload_problems(event, data or {}, ())
+    if problems:
+        raise CommsyncError("--data: " + "; ".join(problems))
+    return {**event.mock_payload(), **(data or {})}
 
 
 def _page(title: str, body: str) -> str:
@@ -34,19 +73,53 @@ def _page(title: str, body: str) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """One message to render: how, for whom, with which values."""
+
+    factory: MessageFactory
+    address: str
+    name: str
+    values: dict[str, object]
+    recipient: str
+    mailbox: str | None = None
+
+
+def _customer_values(store: Store, settings: Settings, ref: str) -> tuple[dict[str, object], str]:
+    found = store.match_customers([ref]).get(ref, ())
+    if len(found) != 1:
+        problem = "matches several customers" if found else "matches no customer"
+        raise CommsyncError(f"customer {ref!r} {problem}")
+    record = store.customer(found[0])
+    assert record is not None
+    values: dict[str, object] = {**customer_values(record, settings.network_context)}
+    values["unsubscribe_url"] = settings.unsubscribe_url("preview-token")
+    return values, f"customer {record.id} <{record.email}>"
+
+
+def _system_email_draft(
+    loaded: LoadedRepository, store: Store, settings: Settings, slug: str, data: JsonObject | None
+) -> _Draft:
+    fields = effective_fields(loaded, store, slug)
+    payload = _payload(loaded, fields, data)
+    recipient = "the event's example payload" + (" with --data" if data else "")
+    factory = system_email_factory(store.store_id, settings, loaded.layout, slug, fields)
+    if fields.target == EmailTarget.ADMIN:
+        admin = parse_mailbox(settings.mail.admins[0]) if settings.mail.admins else None
+        name, address = admin or ("", "admin@example.com")
+    else:
+        address = str(payload.get("customer_user_email") or "customer@example.com")
+        name = str(payload.get("customer_name") or "")
+    return _Draft(factory, address, name, dict(payload), recipient)
+
+
 def preview(
-    project: Project,
-    file: str,
-    out: Path,
-    *,
-    customer: str | None = None,
-    data: JsonObject | None = None,
+    ctx: Context, file: str, out: Path, *, customer: str | None, data: JsonObject | None
 ) -> Preview:
     """Render FILE for one recipient (a store customer, or sample values) into OUT."""
-    loaded = load(project)
+    loaded = ctx.valid(message="fix the file first (commsync validate)")
     settings = loaded.settings
-    if settings is None or not loaded.ok:
-        raise ValidationFailed(loaded.diagnostics, "fix the file first (commsync validate)")
+    assert settings is not None
     rel = Path(file).as_posix().removeprefix("./")
     broadcast = next((b for b in loaded.broadcasts if b.origin.path == rel), None)
     email = next((e for e in loaded.emails if e.origin.path == rel), None)
@@ -58,70 +131,56 @@ def preview(
         raise CommsyncError("--customer is for broadcasts; a system email takes --data")
     stem = Path(rel).stem
     out.mkdir(parents=True, exist_ok=True)
-    with store_session(settings.store_url) as store:
-        values: dict[str, object]
-        if broadcast is not None:
-            recipient = "sample customer (Ada Lovelace)"
-            values = dict(SAMPLE_CUSTOMER)
-            if customer is not None:
-                found = store.match_customers([customer]).get(customer, ())
-                if len(found) != 1:
-                    raise CommsyncError(
-                        f"customer {customer!r} "
-                        + ("matches several customers" if found else "matches no customer")
-                    )
-                record = store.customer(found[0])
-                assert record is not None
-                values = {**customer_values(record, settings)}
-                values["unsubscribe_url"] = settings.unsubscribe_url("preview-token")
-                recipient = f"customer {record.id} <{record.email}>"
-            address = str(values["customer_user_email"])
-            name = str(values["customer_name"])
-            spec = broadcast.to_desired([]).spec
-            if spec.kind == "notice":
-                rendered = render_notice(spec, {k: str(v) for k, v in values.items()})
-                target = out / f"{stem}.html"
-                target.write_text(_page(rendered.heading, notice_fragment(rendered)), "utf-8")
-                return Preview(rel, recipient, (str(target),))
-            factory = broadcast_factory(store.store_id, settings, loaded.layout, broadcast.id, spec)
-            mailbox = settings.unsubscribe_mailbox
-        else:
-            assert email is not None
-            fields = _effective(loaded, store, email.slug)
-            event = loaded.catalog.events[fields.event]
-            problems = payload_problems(event, data or {}, ())
-            if problems:
-                raise CommsyncError("--data: " + "; ".join(problems))
-            payload = {**event.mock_payload(), **(data or {})}
-            recipient = "the event's example payload" + (" with --data" if data else "")
-            live = LiveSystemEmail(email.slug, fields, fields.fields_hash())
-            factory = EventService(store, settings, loaded.catalog, loaded.layout).factory(live)
-            values = dict(payload)
-            if fields.target == "admin":
-                admin = parse_mailbox(settings.mail.admins[0]) if settings.mail.admins else None
-                name, address = admin or ("", "admin@example.com")
-            else:
-                address = str(payload.get("customer_user_email") or "customer@example.com")
-                name = str(payload.get("customer_name") or "")
-            mailbox = None
-        try:
-            subject, text, html = factory.render(values)
-            built = factory.build(address, name, values, mailbox, key="preview")
-        except RenderError as exc:
-            raise CommsyncError(f"{file}: {exc}") from exc
+    store = ctx.store(settings.store_url)
+    if broadcast is not None:
+        values: dict[str, object] = dict(SAMPLE_CUSTOMER)
+        recipient = "sample customer (Ada Lovelace)"
+        if customer is not None:
+            values, recipient = _customer_values(store, settings, customer)
+        spec = broadcast.to_desired([]).spec
+        if spec.kind == BroadcastKind.NOTICE:
+            rendered = render_notice(spec, {k: str(v) for k, v in values.items()})
+            target = out / f"{stem}.html"
+            target.write_text(_page(rendered.heading, notice_fragment(rendered)), "utf-8")
+            return Preview(rel, recipient, (str(target),))
+        factory = broadcast_factory(store.store_id, settings, loaded.layout, broadcast.id, spec)
+        address, name = str(values["customer_user_email"]), str(values["customer_name"])
+        draft = _Draft(factory, address, name, values, recipient, settings.unsubscribe_mailbox)
+    else:
+        assert email is not None
+        draft = _system_email_draft(loaded, store, settings, email.slug, data)
+    try:
+        subject, text, html = draft.factory.render(draft.values)
+        built = draft.factory.build(
+            draft.address, draft.name, draft.values, draft.mailbox, key="preview"
+        )
+    except RenderError as exc:
+        raise CommsyncError(f"{file}: {exc}") from exc
     files = (out / f"{stem}.html", out / f"{stem}.txt", out / f"{stem}.eml")
     files[0].write_text(html, encoding="utf-8")
     files[1].write_text(f"Subject: {subject}\n\n{text}", encoding="utf-8")
     files[2].write_bytes(built.data)
-    return Preview(rel, recipient, tuple(str(f) for f in files))
+    return Preview(rel, draft.recipient, tuple(str(f) for f in files))
 
 
-def read_data(text: str) -> JsonObject:
-    """--data: inline JSON."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommsyncError(f"--data is not valid JSON: {exc.msg} at column {exc.colno}") from exc
-    if not isinstance(value, dict):
-        raise CommsyncError("--data must be a JSON object of the event's keys")
-    return value
+def test_send(ctx: Context, slug: str, to: str, data: JsonObject | None) -> str:
+    """Render SLUG with its event's mock payload (or `data`) and send it to one address, now.
+
+    Nothing is recorded in the ledger or the stats. Returns where it went.
+    """
+    if not is_address(to):
+        raise CommsyncError(f"{to!r} is not an email address")
+    loaded, settings = ctx.usable()
+    store = ctx.store(settings.store_url)
+    fields = effective_fields(loaded, store, slug)
+    payload = {**_payload(loaded, fields, data), "customer_user_email": to}
+    factory = system_email_factory(store.store_id, settings, loaded.layout, slug, fields)
+    built = factory.build(to, str(payload.get("customer_name", "")), payload, key="test")
+    transport = parse_transport(settings.mail.transport, settings.root, ctx.project.env)
+    outcome = send_one(transport, settings.mail.from_address, to, built.data)
+    if outcome.kind != OutcomeKind.SENT:
+        raise CommsyncError(f"the test email was not delivered: {outcome.detail}")
+    return transport.describe()
+
+
+test_send.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -1,4 +1,4 @@
-"""Carry out a Plan against the store and the transport.
+"""Carry out a plan against the store: persist each effect, deliver each send.
 
 Order: system emails, then notices, then email sends (the irreversible part, last). Every action
 commits on its own; a failing action is reported and the others still run. The caller holds the
@@ -7,35 +7,29 @@ apply lock and has checked the plan is fresh.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from commsync.delivery.engine import DeliveryReport, Listener
-from commsync.model import (
-    BroadcastSpec,
-    EmailStats,
-    LiveBroadcast,
-    LiveSnapshot,
-    Provenance,
-    SourceInfo,
+from commsync.apply.effects import (
+    DeleteSystemEmail,
+    Effect,
+    PutBroadcast,
+    PutSystemEmail,
+    ResumeSend,
+    StartSend,
+    Step,
 )
-from commsync.plan.model import ABSENT, Action, Plan
-from commsync.plan.simulate import live_system_email
-from commsync.store.base import Store
-
-_ORDER = {"system_email": 0, "notice": 1, "email": 2}
-
-
-class StalePlan(Exception):
-    """The plan no longer matches the store."""
+from commsync.delivery.engine import DeliveryReport, Listener
+from commsync.model import BroadcastSpec
+from commsync.plan.model import Action, Plan, Verb
+from commsync.store.roles import ManagedObjects, Sends
 
 
 @dataclass
 class ActionResult:
     address: str
-    action: str
+    action: Verb
     ok: bool
     detail: str
     delivery: DeliveryReport | None = None
@@ -47,7 +41,6 @@ class ApplyReport:
     results: list[ActionResult] = field(default_factory=list)
     recovered_uncertain: int = 0
     requeued: int = 0
-    released: list[str] = field(default_factory=list)
     destination: str | None = None  # where messages went, when any were sent
 
     @property
@@ -68,139 +61,90 @@ class ApplyListener(Listener, Protocol):
     def action_finished(self, result: ActionResult) -> None: ...
 
 
-SendRunner = Callable[[Action, int, int], DeliveryReport]
+class SendRunner(Protocol):
+    """Delivers the queued rows of one send (`send_id`, `total` recipients) of broadcast `name`."""
+
+    destination: str | None  # where messages went, once a send ran
+
+    def __call__(
+        self, name: str, spec: BroadcastSpec, send_id: int, total: int
+    ) -> DeliveryReport: ...
 
 
-def _fingerprint(action: Action, live: LiveSnapshot) -> str:
-    if action.kind == "system_email":
-        email = live.system_emails.get(action.name)
-        return email.fingerprint() if email is not None else ABSENT
-    broadcast = live.broadcasts.get(action.name)
-    return broadcast.fingerprint() if broadcast is not None else ABSENT
+class ExecutorStore(ManagedObjects, Sends, Protocol):
+    """The roles of the store apply writes to."""
 
 
-def stale_addresses(plan: Plan, live: LiveSnapshot) -> list[str]:
-    """Addresses whose live object is not what the plan saw."""
-    return [a.address for a in plan.changes if _fingerprint(a, live) != a.fingerprint]
-
-
-def ordered(plan: Plan) -> list[Action]:
-    return sorted(plan.changes, key=lambda a: (_ORDER[a.kind], a.address))
+_DONE = {
+    Verb.IMPORT: "imported",
+    Verb.CREATE: "created",
+    Verb.RESET: "reset (stats kept)",
+    Verb.UPGRADE: "upgraded (stats kept)",
+    Verb.RETRACT: "retracted",
+    Verb.DELETE: "deleted",
+}
 
 
 @dataclass
 class Executor:
-    store: Store
+    store: ExecutorStore
     statuses: tuple[str, ...]
-    source: SourceInfo
-    now: datetime
     run_send: SendRunner
     listener: ApplyListener | None = None
 
-    def _provenance(self, path: str | None) -> Provenance:
-        return Provenance(path, self.source.commit, self.source.author, self.now)
-
-    def _spec(self, action: Action) -> BroadcastSpec:
-        assert action.desired is not None
-        spec = action.desired["spec"]
-        assert isinstance(spec, dict)
-        return BroadcastSpec.from_json(spec)
-
-    def _system_email(self, action: Action, live: LiveSnapshot) -> str:
-        if action.action == "delete":
-            self.store.delete_system_email(action.name)
-            return "deleted"
-        assert action.desired is not None
-        previous = live.system_emails.get(action.name)
-        provenance = self._provenance(None)
-        email = live_system_email(
-            action.name, action.desired, previous.stats if previous else EmailStats(), provenance
-        )
-        self.store.put_system_email(email)
-        return {
-            "import": "imported",
-            "create": "created",
-            "reset": "reset (stats kept)",
-            "upgrade": "upgraded (stats kept)",
-        }.get(action.action, "updated")
-
-    def _notice(self, action: Action, live: LiveSnapshot) -> str:
-        if action.action == "retract":
-            current = live.broadcasts[action.name]
-            self.store.put_broadcast(
-                replace(
-                    current,
-                    status="retracted",
-                    provenance=self._provenance(current.provenance.path),
-                )
-            )
-            return "retracted"
-        spec = self._spec(action)
-        self.store.put_broadcast(
-            LiveBroadcast(
-                action.name, spec, "active", spec.spec_hash(), True, self._provenance(action.path)
-            )
-        )
-        return "created" if action.action == "create" else "updated"
-
-    def _email(self, action: Action) -> ActionResult:
-        if action.action == "send":
-            spec = self._spec(action)
-            live = LiveBroadcast(
-                action.name, spec, "sending", spec.spec_hash(), True, self._provenance(action.path)
-            )
-            frozen = self.store.record_send(live, self.statuses)
-            send_id, total, suppressed = frozen.send_id, frozen.recipients, frozen.suppressed
-        else:
-            found = self.store.send_id_for(action.name)
-            assert found is not None
-            send_id = found
-            value = action.progress.get("total") if action.progress else None
-            total, suppressed = (value if isinstance(value, int) else 0), 0
-        report = self.run_send(action, send_id, total)
+    def _send(
+        self, name: str, spec: BroadcastSpec, send_id: int, total: int, suppressed: int
+    ) -> tuple[bool, str, DeliveryReport]:
+        report = self.run_send(name, spec, send_id, total)
         report.suppressed += suppressed  # those were set aside when the audience was frozen
-        finished = self.store.finish_send(action.name)
-        ok = (
-            report.failed == 0
-            and report.uncertain == 0
-            and report.deferred == 0
-            and report.stopped is None
-        )
-        detail = _delivery_summary(report, finished)
-        return ActionResult(action.address, action.action, ok, detail, report)
+        finished = self.store.finish_send(name)
+        ok = not (report.failed or report.uncertain or report.deferred or report.stopped)
+        return ok, _delivery_summary(report, finished), report
 
-    def _run(self, action: Action, live: LiveSnapshot) -> ActionResult:
+    def persist(self, effect: Effect) -> tuple[bool, str, DeliveryReport | None]:
+        """Write one effect to the store (and deliver, for a send): ok, what was done, delivery."""
+        if isinstance(effect, PutBroadcast):
+            self.store.put_broadcast(effect.broadcast)
+        elif isinstance(effect, PutSystemEmail):
+            self.store.put_system_email(effect.email)
+        elif isinstance(effect, DeleteSystemEmail):
+            self.store.delete_system_email(effect.slug)
+        elif isinstance(effect, StartSend):
+            frozen = self.store.record_send(effect.broadcast, self.statuses)
+            b = effect.broadcast
+            return self._send(b.id, b.spec, frozen.send_id, frozen.recipients, frozen.suppressed)
+        elif isinstance(effect, ResumeSend):
+            send_id = self.store.send_id_for(effect.broadcast_id)
+            assert send_id is not None, f"no send of {effect.broadcast_id} to resume"
+            return self._send(effect.broadcast_id, effect.spec, send_id, effect.total, 0)
+        else:
+            self.store.release_broadcast(effect.broadcast_id)
+        return True, "", None
+
+    def _run(self, step: Step) -> ActionResult:
+        action = step.action
+        assert action is not None
         if self.listener is not None:
             self.listener.action_started(action)
         try:
-            if action.kind == "email":
-                result = self._email(action)
-            elif action.kind == "notice":
-                result = ActionResult(
-                    action.address, action.action, True, self._notice(action, live)
-                )
-            else:
-                result = ActionResult(
-                    action.address, action.action, True, self._system_email(action, live)
-                )
+            ok, detail, delivery = self.persist(step.effect)
         except Exception as exc:  # one action's failure must not stop the others, and is reported
-            result = ActionResult(
-                action.address, action.action, False, f"failed: {type(exc).__name__}: {exc}"
-            )
+            ok, detail, delivery = False, f"failed: {type(exc).__name__}: {exc}", None
+        if ok and delivery is None:
+            detail = _DONE.get(action.action, "updated")
+        result = ActionResult(action.address, action.action, ok, detail, delivery)
         if self.listener is not None:
             self.listener.action_finished(result)
         return result
 
-    def execute(self, plan: Plan, report: ApplyReport) -> ApplyReport:
-        live = self.store.snapshot()
-        for action in ordered(plan):
-            report.results.append(self._run(action, live))
-        for warning in plan.warnings:
-            if warning.code == "removed_after_send":
-                name = warning.address.split(".", 1)[1]
-                self.store.release_broadcast(name)
-                report.released.append(warning.address)
-        return report
+    def execute(self, steps: Sequence[Step]) -> list[ActionResult]:
+        results = []
+        for step in steps:
+            if step.action is None:  # bookkeeping that follows from a plan warning
+                self.persist(step.effect)
+            else:
+                results.append(self._run(step))
+        return results
 
 
 def _delivery_summary(r: DeliveryReport, finished: bool) -> str:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from commsync.config.files import DirectoryTree, FileTree
+from commsync.config.schema import schema_diagnostics
+from commsync.config.yamlpos import YamlDoc, as_list, load_yaml
 from commsync.diagnostics import Diagnostic
 from commsync.model import (
     NETWORK_CONTEXT,
@@ -20,13 +23,11 @@ from commsync.model import (
     DefaultEmail,
     EventDef,
     PayloadKey,
+    PayloadType,
     SystemEmailFields,
-    canonical_delay,
 )
-from commsync.repo.schema import schema_diagnostics
-from commsync.repo.source import DirectoryTree, FileTree
-from commsync.repo.templates import subject_diagnostics, template_diagnostics
-from commsync.repo.yamlpos import YamlDoc, as_list, load_yaml
+from commsync.model.durations import canonical
+from commsync.render.checks import subject_diagnostics, template_diagnostics
 
 ENTRY_POINT_GROUP = "commsync.catalog"
 CORE_DIR = Path(__file__).resolve().parent / "core"
@@ -86,7 +87,7 @@ def _register(
 def _payload_keys(raw: object) -> list[PayloadKey]:
     assert isinstance(raw, dict)
     return [
-        PayloadKey(name, str(spec["type"]), str(spec["description"]), spec["example"])
+        PayloadKey(name, PayloadType(spec["type"]), str(spec["description"]), spec["example"])
         for name, spec in raw.items()
     ]
 
@@ -134,7 +135,7 @@ def _build_default(
     diags.extend(problems)
     if problems:
         return None
-    fields = SystemEmailFields.from_json({**value, "delay": canonical_delay(value.get("delay", 0))})
+    fields = SystemEmailFields.from_json({**value, "delay": canonical(value.get("delay", 0))})
     critical, version = value.get("critical") is True, value["version"]
     assert isinstance(version, int)
     return DefaultEmail(str(value["email"]), fields, critical, version, entry.source)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from commsync import api
-from commsync.apply.executor import ApplyReport
-from commsync.cli.common import REF_OPTION, options, use_color
-from commsync.cli.progress import ConsoleListener
+from commsync.cli.common import REF_OPTION, options, service, use_color
 from commsync.errors import EXIT_ERROR, EXIT_OK
-from commsync.plan.model import Plan
-from commsync.plan.render_text import render_text
+
+if TYPE_CHECKING:
+    from commsync.apply.executor import ApplyReport
+    from commsync.plan.model import Plan
 
 _PAST = {
     "create": "created",
@@ -30,6 +30,8 @@ _PAST = {
 
 
 def _confirm(plan: Plan) -> bool:
+    from commsync.plan.render_text import render_text
+
     click.echo(render_text(plan, color=use_color()), nl=False)
     answer = click.prompt(
         "\nApply these changes? Only 'yes' will be accepted", default="", show_default=False
@@ -110,9 +112,12 @@ def apply_command(
       commsync apply --ref origin/main --yes
       commsync apply --yes --resend-uncertain
     """
+    from commsync.api.applying import ApplyRequest
+    from commsync.cli.progress import ConsoleListener
+
     opts = options(ctx)
     tty = sys.stdin.isatty() and sys.stdout.isatty()
-    request = api.ApplyRequest(
+    request = ApplyRequest(
         opts.path(planfile) if planfile else None,
         ref,
         yes,
@@ -120,9 +125,8 @@ def apply_command(
         resend_uncertain,
         retry_failed,
     )
-    report = api.apply(
-        opts.project(), request, confirm=_confirm if tty else None, listener=ConsoleListener(tty)
-    )
+    with service(ctx) as s:
+        report = s.apply(request, confirm=_confirm if tty else None, listener=ConsoleListener(tty))
     _report(report)
     return EXIT_OK if report.ok else EXIT_ERROR
 
@@ -140,6 +144,7 @@ def unlock_command(ctx: click.Context, lock_id: str) -> int:
     Example:
       commsync unlock 4f1e9c2a7e41
     """
-    holder = api.unlock(options(ctx).project(), lock_id)
+    with service(ctx) as s:
+        holder = s.unlock(lock_id)
     click.echo(f"removed the lock of {holder.describe()}")
     return EXIT_OK

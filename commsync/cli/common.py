@@ -1,17 +1,29 @@
-"""Helpers shared by the CLI commands."""
+"""What every command shares: the global options, the one service per run, the `--format` and
+`--ref` options, diagnostics on stderr, and colour only on a terminal.
+
+Imported by every command module, so it stays cheap: the service (and with it SQLAlchemy,
+Jinja2, …) is imported only when a command runs.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from commsync.api import Project
+from commsync.api.project import Project
 from commsync.diagnostics import Diagnostic
+
+if TYPE_CHECKING:
+    from commsync.api.service import Service
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +46,15 @@ def options(ctx: click.Context) -> GlobalOptions:
     return obj
 
 
+@contextmanager
+def service(ctx: click.Context) -> Iterator[Service]:
+    """The run's service, closed when the command ends."""
+    from commsync.api.service import Service
+
+    with Service(options(ctx).project()) as opened:
+        yield opened
+
+
 def echo_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:
     for d in diagnostics:
         click.echo(d.render(), err=True)
@@ -43,8 +64,35 @@ def use_color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
+def format_option(*choices: str, help: str) -> Callable[[F], F]:
+    """`--format`, the first choice being the default; the value arrives as `fmt`."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default=choices[0],
+        show_default=True,
+        help=help,
+    )
+
+
 REF_OPTION = click.option(
     "--ref",
     metavar="REF",
     help="Read the repository at this git commit, branch or tag instead of the working tree.",
 )
+
+
+def table(header: Iterable[str], rows: Iterable[Iterable[object]], indent: int = 0) -> str:
+    """A plain table: columns left-aligned, two spaces apart (rich, without borders)."""
+    from rich.table import Table
+
+    from commsync.plan.render_text import to_string
+
+    grid = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0), header_style="")
+    for name in header:
+        grid.add_column(name, no_wrap=True, overflow="ignore")
+    for row in rows:
+        grid.add_row(*(str(cell) for cell in row))
+    lines = to_string([grid], color=False).splitlines()
+    return "".join(" " * indent + line.rstrip() + "\n" for line in lines)

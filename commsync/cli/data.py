@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import click
 
-from commsync import api
-from commsync.cli.common import options
+from commsync.cli.common import options, service
 
+RecordKind = Literal["customers", "products", "memberships"]
 _HELP = {
     "customers": ("id,email,username,first_name,last_name,locale", "data/customers.csv"),
     "products": ("slug,name", "data/products.csv"),
@@ -16,7 +17,7 @@ _HELP = {
 }
 
 
-def _make_group(kind: api.RecordKind) -> click.Group:
+def _make_group(kind: RecordKind) -> click.Group:
     columns, example = _HELP[kind]
 
     @click.group(kind, help=f"Platform {kind}, synced into the store.")
@@ -34,8 +35,8 @@ def _make_group(kind: api.RecordKind) -> click.Group:
     @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
     @click.pass_context
     def import_command(ctx: click.Context, file: Path) -> int:
-        opts = options(ctx)
-        counts = api.import_records(opts.project(), kind, opts.path(file), str(file))
+        with service(ctx) as s:
+            counts = s.import_records(kind, options(ctx).path(file), str(file))
         click.echo(f"{kind}: {counts.inserted} inserted, {counts.updated} updated")
         return 0
 

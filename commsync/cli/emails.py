@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
-from commsync import api
-from commsync.cli.common import options
+from commsync.cli.common import format_option, service, table
+
+if TYPE_CHECKING:
+    from commsync.api.inventory import EmailRow, FileEdit
 
 
 @click.group("emails")
@@ -15,7 +18,7 @@ def emails_group() -> None:
     """System emails: registered defaults, installed copies, overrides."""
 
 
-def _row_json(row: api.EmailRow) -> dict[str, object]:
+def _row_json(row: EmailRow) -> dict[str, object]:
     return {
         "slug": row.slug,
         "event": row.event,
@@ -37,7 +40,7 @@ def _row_json(row: api.EmailRow) -> dict[str, object]:
     }
 
 
-def _table(rows: list[api.EmailRow]) -> str:
+def _table(rows: list[EmailRow]) -> str:
     header = (
         "SLUG",
         "EVENT",
@@ -63,23 +66,11 @@ def _table(rows: list[api.EmailRow]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in [header, *body]
-    ]
-    return "\n".join(lines) + "\n* critical: installed without a file under `imports: critical`\n"
+    return table(header, body) + "* critical: installed without a file under `imports: critical`\n"
 
 
 @emails_group.command("list")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: a table; json: a document with every field.",
-)
+@format_option("text", "json", help="text: a table; json: a document with every field.")
 @click.pass_context
 def list_command(ctx: click.Context, fmt: str) -> int:
     """Registered defaults × installed × customised × importable, with stats.
@@ -89,7 +80,8 @@ def list_command(ctx: click.Context, fmt: str) -> int:
       commsync emails list
       commsync emails list --format json
     """
-    rows = api.list_emails(options(ctx).project())
+    with service(ctx) as s:
+        rows = s.list_emails()
     if fmt == "json":
         click.echo(
             json.dumps({"format_version": 1, "emails": [_row_json(r) for r in rows]}, indent=2)
@@ -99,7 +91,7 @@ def list_command(ctx: click.Context, fmt: str) -> int:
     return 0
 
 
-def edits_output(edits: list[api.FileEdit]) -> int:
+def edits_output(edits: list[FileEdit]) -> int:
     if not edits:
         click.echo("nothing to do")
         return 0
@@ -133,7 +125,8 @@ def import_command(ctx: click.Context, slugs: tuple[str, ...], every: bool) -> i
       commsync emails import --all
     """
     _slugs(slugs, every)
-    return edits_output(api.import_emails(options(ctx).project(), slugs, every))
+    with service(ctx) as s:
+        return edits_output(s.import_emails(slugs, every))
 
 
 @emails_group.command("reset")
@@ -153,4 +146,5 @@ def reset_command(ctx: click.Context, slugs: tuple[str, ...], every: bool) -> in
       commsync emails reset --all
     """
     _slugs(slugs, every)
-    return edits_output(api.reset_emails(options(ctx).project(), slugs, every))
+    with service(ctx) as s:
+        return edits_output(s.reset_emails(slugs, every))

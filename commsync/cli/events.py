@@ -12,16 +12,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from commsync import api
-from commsync.auth import parse_ttl
-from commsync.cli.common import options
-from commsync.delivery.engine import DeliveryReport
+from commsync.cli.common import format_option, options, service
 from commsync.diagnostics import Diagnostic
-from commsync.errors import EXIT_ERROR, EXIT_OK, CommsyncError, ValidationFailed
-from commsync.model import JsonObject, JsonValue
+from commsync.errors import EXIT_ERROR, EXIT_OK, CommsyncError, InvalidInput, ValidationFailed
+from commsync.model import JsonObject
+
+if TYPE_CHECKING:
+    from commsync.api.service import DeliveryReport
+    from commsync.model import EventResult
 
 
 def read_payload(source: str, root: Path) -> JsonObject:
@@ -48,13 +50,29 @@ def read_payload(source: str, root: Path) -> JsonObject:
     return data
 
 
-def _count(value: JsonValue) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _when(text: str, now: datetime) -> str:
-    due = datetime.fromisoformat(text)
+def _when(due: datetime, now: datetime) -> str:
     return "now" if due <= now else f"at {due.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _event_text(result: EventResult, key: str | None) -> None:
+    now = datetime.now(UTC)
+    if result.duplicate:
+        click.echo(f"{result.type}: key {key!r} was seen before; nothing new was queued")
+    else:
+        click.echo(
+            f"{result.type}: {len(result.emails)} email(s), {result.messages} message(s) queued"
+        )
+    for e in result.emails:
+        extra = "".join(
+            f", {count} {status}"
+            for status, count in (("failed", e.failed), ("suppressed", e.suppressed))
+            if count
+        )
+        click.echo(f"  {e.email}: {e.recipients} recipient(s), due {_when(e.due_at, now)}{extra}")
+        for reason in e.errors:
+            click.echo(f"    failed: {reason}")
+    for s in result.skipped:
+        click.echo(f"  {s.email}: skipped ({s.reason})")
 
 
 @click.command("event")
@@ -71,13 +89,8 @@ def _when(text: str, now: datetime) -> str:
     metavar="KEY",
     help="Idempotency key: firing the same key again queues nothing and shows the first result.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for people; json: the event's result as the HTTP API returns it.",
+@format_option(
+    "text", "json", help="text for people; json: the event's result as the HTTP API returns it."
 )
 @click.pass_context
 def event_command(ctx: click.Context, event_type: str, data: str, key: str | None, fmt: str) -> int:
@@ -87,45 +100,23 @@ def event_command(ctx: click.Context, event_type: str, data: str, key: str | Non
     email uses but the payload lacks, refuses the event and nothing is queued. Emails with a
     `delay` are due later; `commsync deliver` (or `commsync serve`) sends what is due.
     """
-    opts = options(ctx)
-    payload = read_payload(data, opts.root)
+    payload = read_payload(data, options(ctx).root)
     try:
-        result = api.fire_event(opts.project(), event_type, payload, key)
-    except api.EventRejected as exc:
+        with service(ctx) as s:
+            result = s.fire_event(event_type, payload, key)
+    except InvalidInput as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
         click.echo(f"error: event {event_type} refused; nothing was queued", err=True)
         return EXIT_ERROR
     if fmt == "json":
-        click.echo(json.dumps(result, indent=2, sort_keys=True))
+        click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
         return EXIT_OK
-    now = datetime.now(UTC)
-    emails = result.get("emails")
-    skipped = result.get("skipped")
-    assert isinstance(emails, list) and isinstance(skipped, list)
-    if result.get("duplicate"):
-        click.echo(f"{event_type}: key {key!r} was seen before; nothing new was queued")
-    else:
-        n = sum(_count(e.get("recipients")) for e in emails if isinstance(e, dict))
-        click.echo(f"{event_type}: {len(emails)} email(s), {n} message(s) queued")
-    for e in emails:
-        assert isinstance(e, dict)
-        extra = "".join(
-            f", {e[status]} {status}" for status in ("failed", "suppressed") if status in e
-        )
+    _event_text(result, key)
+    if result.failed:
         click.echo(
-            f"  {e['email']}: {e['recipients']} recipient(s), due {_when(str(e['due_at']), now)}{extra}"
-        )
-        errors = e.get("errors")
-        for reason in errors if isinstance(errors, list) else []:
-            click.echo(f"    failed: {reason}")
-    for s in skipped:
-        assert isinstance(s, dict)
-        click.echo(f"  {s['email']}: skipped ({s['reason']})")
-    failed = sum(_count(e.get("failed")) for e in emails if isinstance(e, dict))
-    if failed:
-        click.echo(
-            f"error: {failed} message(s) could not be rendered and will not be sent", err=True
+            f"error: {result.failed} message(s) could not be rendered and will not be sent",
+            err=True,
         )
         return EXIT_ERROR
     return EXIT_OK
@@ -149,11 +140,20 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def _summary(report: DeliveryReport) -> str:
-    parts = [f"{report.sent} sent", f"{report.failed} failed"]
-    parts += [f"{report.suppressed} suppressed"] if report.suppressed else []
-    parts += [f"{report.uncertain} uncertain"] if report.uncertain else []
-    parts += [f"{report.deferred} to retry later"] if report.deferred else []
+def _counts(report: DeliveryReport) -> dict[str, int]:
+    return {
+        "sent": report.sent,
+        "failed": report.failed,
+        "suppressed": report.suppressed,
+        "uncertain": report.uncertain,
+        "to retry later": report.deferred,
+    }
+
+
+def _summary(counts: dict[str, int]) -> str:
+    """`3 sent, 0 failed` and whichever other counts are not zero."""
+    parts = [f"{counts['sent']} sent", f"{counts['failed']} failed"]
+    parts += [f"{n} {what}" for what, n in list(counts.items())[2:] if n]
     return ", ".join(parts)
 
 
@@ -187,24 +187,17 @@ def deliver_command(ctx: click.Context, mode: str, poll: float) -> int:
     claimed by one worker only. On SIGTERM or Ctrl-C, messages being sent finish and the others
     stay queued for the next run.
     """
-    opts = options(ctx)
-    last = DeliveryReport()
+    last = dict.fromkeys(("sent", "failed", "suppressed", "uncertain", "to retry later"), 0)
 
     def on_round(claimed: int, report: DeliveryReport) -> None:
-        delta = DeliveryReport(
-            report.sent - last.sent,
-            report.failed - last.failed,
-            report.suppressed - last.suppressed,
-            report.uncertain - last.uncertain,
-        )
-        last.sent, last.failed = report.sent, report.failed
-        last.suppressed, last.uncertain = report.suppressed, report.uncertain
+        now = _counts(report)
+        delta = {what: n - last[what] for what, n in now.items()}
+        last.update(now)
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         click.echo(f"{stamp} {claimed} due: {_summary(delta)}")
 
-    with _stop_on_signals() as stop:
-        report = api.deliver(
-            opts.project(),
+    with _stop_on_signals() as stop, service(ctx) as s:
+        report = s.deliver(
             loop=mode == "loop",
             stop=stop,
             poll=poll,
@@ -212,7 +205,7 @@ def deliver_command(ctx: click.Context, mode: str, poll: float) -> int:
         )
     for address, reason in report.failures:
         click.echo(f"  failed: {address}: {reason}", err=True)
-    click.echo(f"delivered: {_summary(report)}")
+    click.echo(f"delivered: {_summary(_counts(report))}")
     return EXIT_ERROR if report.failed or report.uncertain else EXIT_OK
 
 
@@ -232,9 +225,9 @@ def test_send_command(ctx: click.Context, slug: str, to: str, data: str | None) 
     The email is taken as the repository's working tree has it, so a change can be tried before
     it is applied. Nothing is recorded in the stats or the ledger.
     """
-    opts = options(ctx)
-    payload = read_payload(data, opts.root) if data is not None else None
-    where = api.test_send(opts.project(), slug, to, payload)
+    payload = read_payload(data, options(ctx).root) if data is not None else None
+    with service(ctx) as s:
+        where = s.test_send(slug, to, payload)
     click.echo(f"sent {slug} to {to} via {where}")
     return EXIT_OK
 
@@ -255,11 +248,11 @@ def token_command(ctx: click.Context, customer: str, ttl: str) -> int:
     The token is the last line of the output, so `$(commsync token C | tail -n1)` captures it.
     It is signed with the store's key: every `commsync serve` on this store accepts it.
     """
-    duration = parse_ttl(ttl)
-    record, token, expires = api.issue_token(options(ctx).project(), customer, duration)
-    click.echo(f"customer: {record.id} <{record.email}>", err=False)
-    click.echo(f"expires: {expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
-    click.echo(token)
+    with service(ctx) as s:
+        issued = s.issue_token(customer, ttl)
+    click.echo(f"customer: {issued.customer.id} <{issued.customer.email}>")
+    click.echo(f"expires: {issued.expires.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+    click.echo(issued.token)
     return EXIT_OK
 
 
@@ -283,7 +276,8 @@ def rotate_key_command(ctx: click.Context, yes: bool) -> int:
         click.confirm(
             "Every customer token issued so far stops working. Rotate the key?", abort=True
         )
-    api.rotate_key(options(ctx).project())
+    with service(ctx) as s:
+        s.rotate_key()
     click.echo("signing key rotated: issue new customer tokens with `commsync token`")
     return EXIT_OK
 
@@ -326,7 +320,8 @@ def serve_command(
     import uvicorn
 
     opts = options(ctx)
-    api.load_settings(opts.project())  # fail here, with diagnostics, not inside a worker
+    with service(ctx) as s:
+        s.settings()  # fail here, with diagnostics, not inside a worker
     if workers == 1:
         from commsync.http.app import create_app
 

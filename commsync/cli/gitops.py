@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from commsync import api
-from commsync.cli.common import REF_OPTION, options
+from commsync.cli.common import REF_OPTION, format_option, options, service
 from commsync.cli.emails import edits_output
 from commsync.cli.events import read_payload
-from commsync.errors import EXIT_CHANGES, EXIT_OK
-from commsync.plan.views import show
+from commsync.errors import EXIT_CHANGES, EXIT_OK, CommsyncError
+from commsync.model import JsonObject
+
+if TYPE_CHECKING:
+    from commsync.api.gitops import DriftItem
 
 
-def _drift_json(item: api.DriftItem) -> dict[str, object]:
+def _drift_json(item: DriftItem) -> dict[str, object]:
     return {
         "address": item.address,
         "kind": item.kind,
@@ -27,14 +30,7 @@ def _drift_json(item: api.DriftItem) -> dict[str, object]:
 
 @click.command("drift")
 @REF_OPTION
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for people; json for tools.",
-)
+@format_option("text", "json", help="text for people; json for tools.")
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 2 when there is drift, 0 when there is none."
 )
@@ -46,7 +42,11 @@ def drift_command(ctx: click.Context, ref: str | None, fmt: str, detailed_exitco
     active notices or customised system emails that no file manages. Nothing else of the plan.
     For a scheduled CI job: `commsync drift --ref origin/main --detailed-exitcode`.
     """
-    items = api.drift(options(ctx).project(), ref)
+    from commsync.api.gitops import DriftKind
+    from commsync.plan.views import show
+
+    with service(ctx) as s:
+        items = s.drift(ref)
     if fmt == "json":
         click.echo(json.dumps({"drift": [_drift_json(i) for i in items]}, indent=2))
     elif not items:
@@ -54,7 +54,7 @@ def drift_command(ctx: click.Context, ref: str | None, fmt: str, detailed_exitco
     else:
         width = max(len(i.address) for i in items)
         for item in items:
-            mark = "~" if item.kind == "changed" else "?"
+            mark = "~" if item.kind == DriftKind.CHANGED else "?"
             where = f" ({item.path})" if item.path else ""
             click.echo(f"  {mark} {item.address.ljust(width)}  {item.detail}{where}")
             for change in item.changes:
@@ -74,7 +74,8 @@ def pull_command(ctx: click.Context) -> int:
     email with every field, a customised default with its overrides). An existing file is never
     overwritten. Review the files, commit them, and `commsync plan` shows the objects as managed.
     """
-    return edits_output(api.pull(options(ctx).project()))
+    with service(ctx) as s:
+        return edits_output(s.pull())
 
 
 @click.command("preview")
@@ -114,13 +115,21 @@ def preview_command(
     opts = options(ctx)
     payload = None
     if data is not None:
-        payload = (
-            api.read_preview_data(data)
-            if data.lstrip().startswith("{")
-            else read_payload(data, opts.root)
-        )
-    result = api.preview(opts.project(), file, opts.path(out), customer=customer, data=payload)
+        payload = _inline(data) if data.lstrip().startswith("{") else read_payload(data, opts.root)
+    with service(ctx) as s:
+        result = s.preview(file, opts.path(out), customer=customer, data=payload)
     click.echo(f"{result.source}, for {result.recipient}:")
     for written in result.files:
         click.echo(f"  {written}")
     return EXIT_OK
+
+
+def _inline(text: str) -> JsonObject:
+    """--data given as inline JSON."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommsyncError(f"--data is not valid JSON: {exc.msg} at column {exc.colno}") from exc
+    if not isinstance(value, dict):
+        raise CommsyncError("--data must be a JSON object of the event's keys")
+    return value

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from commsync import api
-from commsync.cli.common import options
+from commsync.cli.common import options, service
 
 
 @click.command("init")
@@ -30,7 +29,8 @@ def init_command(ctx: click.Context, directory: Path | None, demo: bool) -> int:
       commsync init --demo demo && commsync -C demo plan
     """
     root = (options(ctx).root / directory) if directory else options(ctx).root
-    report = api.init_project(root.resolve(), demo=demo)
+    with service(ctx) as s:
+        report = s.init_project(root.resolve(), demo=demo)
     result = report.result
     click.echo(f"created {len(result.files)} files in {result.root}")
     for name in result.files:

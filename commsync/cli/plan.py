@@ -6,22 +6,23 @@ from pathlib import Path
 
 import click
 
-from commsync import api
-from commsync.cli.common import REF_OPTION, echo_diagnostics, options, use_color
+from commsync.cli.common import (
+    REF_OPTION,
+    echo_diagnostics,
+    format_option,
+    options,
+    service,
+    use_color,
+)
 from commsync.errors import EXIT_CHANGES, EXIT_OK
-from commsync.plan.render_json import render_json
-from commsync.plan.render_markdown import render_markdown
-from commsync.plan.render_text import render_text
 
 
 @click.command("plan")
 @REF_OPTION
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown"]),
-    default="text",
-    show_default=True,
+@format_option(
+    "text",
+    "json",
+    "markdown",
     help="text for terminals, json for tools, markdown for a pull-request comment.",
 )
 @click.option(
@@ -55,21 +56,21 @@ def plan_command(
       commsync plan --ref origin/main --out plan.json --detailed-exitcode
       commsync plan --ref HEAD --format markdown --changed-since origin/main
     """
-    opts = options(ctx)
-    changed = (
-        api.changed_files(opts.project(), changed_since, ref) if changed_since is not None else None
-    )
-    since = changed_since or ""
-    result = api.make_plan(opts.project(), ref=ref)
+    from commsync.plan.codec import dumps
+    from commsync.plan.render_markdown import render_markdown
+    from commsync.plan.render_text import render_text
+
+    target = options(ctx).path(out) if out is not None else None
+    with service(ctx) as s:
+        result = s.plan(ref=ref, changed_since=changed_since, out=target)
     echo_diagnostics(result.warnings)
-    plan = result.plan
+    plan, changed, since = result.plan, result.changed, changed_since or ""
     if fmt == "json":
-        click.echo(render_json(plan), nl=False)
+        click.echo(dumps(plan), nl=False)
     elif fmt == "markdown":
         click.echo(render_markdown(plan, changed=changed, since=since), nl=False)
     else:
         click.echo(render_text(plan, color=use_color(), changed=changed, since=since), nl=False)
     if out is not None:
-        api.save_plan(plan, opts.path(out))
         click.echo(f"saved the plan to {out}", err=True)
     return EXIT_CHANGES if detailed_exitcode and plan.has_changes else EXIT_OK

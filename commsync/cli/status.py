@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
-from commsync import api
-from commsync.cli.common import options
+from commsync.cli.common import format_option, service, table
 from commsync.model import JsonValue, Provenance
-from commsync.store.base import JournalEntry
+
+if TYPE_CHECKING:
+    from commsync.api.service import JournalEntry, StatusReport
 
 
 def _when(value: datetime | None) -> str:
@@ -24,14 +26,10 @@ def _from(p: Provenance) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return [
-        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
-    ]
+    return table(header, rows, indent=2).splitlines()
 
 
-def _text(report: api.StatusReport) -> str:
+def _text(report: StatusReport) -> str:
     lines = ["Email broadcasts"]
     rows: list[Sequence[object]] = []
     for b in report.emails:
@@ -116,7 +114,7 @@ def _provenance_json(p: Provenance) -> JsonValue:
     }
 
 
-def _json(report: api.StatusReport) -> str:
+def _json(report: StatusReport) -> str:
     emails = []
     for b in report.emails:
         p = report.progress(b)
@@ -163,14 +161,7 @@ def _json(report: api.StatusReport) -> str:
 
 
 @click.command("status")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text: tables; json: a document.",
-)
+@format_option("text", "json", help="text: tables; json: a document.")
 @click.option(
     "--failed",
     "failed",
@@ -187,9 +178,9 @@ def status_command(ctx: click.Context, fmt: str, failed: str | None) -> int:
       commsync status --format json
       commsync status --failed news/2026-12-holiday-hours
     """
-    project = options(ctx).project()
     if failed is not None:
-        rows = api.failed_recipients(project, failed)
+        with service(ctx) as s:
+            rows = s.failed_recipients(failed)
         if fmt == "json":
             click.echo(
                 json.dumps(
@@ -205,6 +196,7 @@ def status_command(ctx: click.Context, fmt: str, failed: str | None) -> int:
                 err=True,
             )
         return 0
-    report = api.status(project)
+    with service(ctx) as s:
+        report = s.status()
     click.echo(_json(report) if fmt == "json" else _text(report), nl=False)
     return 0

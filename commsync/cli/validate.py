@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import click
 
-from commsync import api, diagnostics
-from commsync.cli.common import REF_OPTION, options
+from commsync import diagnostics
+from commsync.cli.common import REF_OPTION, format_option, service
 from commsync.errors import EXIT_ERROR, EXIT_OK
-from commsync.repo.source import git_prefix
 
 
 @click.command("validate")
 @REF_OPTION
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "github"]),
-    default="text",
-    show_default=True,
+@format_option(
+    "text",
+    "json",
+    "github",
     help="text: path:line:col lines; json: a document; github: workflow annotations.",
 )
 @click.option(
@@ -34,13 +31,13 @@ def validate_command(ctx: click.Context, ref: str | None, fmt: str, no_store: bo
       commsync validate
       commsync validate --ref origin/main --format github
     """
-    opts = options(ctx)
-    report = api.validate(opts.project(), ref=ref, use_store=not no_store)
+    with service(ctx) as s:
+        report = s.validate(ref=ref, use_store=not no_store, git_paths=fmt == "github")
     found = list(report.diagnostics)
     if fmt == "json":
         click.echo(diagnostics.render_json(found), nl=False)
     elif fmt == "github":
-        click.echo(diagnostics.render_github(found, git_prefix(opts.root)), nl=False)
+        click.echo(diagnostics.render_github(found, report.path_prefix), nl=False)
     else:
         click.echo(diagnostics.render_text(found), nl=False)
         errors = sum(1 for d in found if d.severity == "error")

@@ -19,36 +19,20 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from commsync.delivery.ratelimit import RateLimiter
-from commsync.delivery.transport import Outcome, Session, Transport
+from commsync.delivery.retry import APPLY_RETRIES, RetryPolicy
+from commsync.delivery.transport import Cause, Outcome, OutcomeKind, Session, Transport
+from commsync.model import DeliveryStatus, LedgerRow, Record
 from commsync.render.message import Built, RenderError
-from commsync.store.ledger import LedgerRow, Record, SqlLedger
+from commsync.store.roles import Ledger
 
 _BATCH = 500
-
+Status = DeliveryStatus
 
 STALE_CLAIM = timedelta(minutes=10)  # a claim this old belongs to a worker that is gone
 
 
 class Listener(Protocol):
     def progress(self, done: int, total: int) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    delays: tuple[float, ...] = (0.5, 2.0, 5.0, 15.0)  # before each retry pass
-    reconnect_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # after a failed connection
-    give_up_after: int = 5  # consecutive connection failures before a connection stops
-
-    def delay(self, attempt: int) -> float:
-        return self.delays[min(attempt, len(self.delays)) - 1] if attempt > 0 else 0.0
-
-    def reconnect_delay(self, failures: int) -> float:
-        return (
-            self.reconnect_delays[min(failures, len(self.reconnect_delays)) - 1]
-            if failures > 0
-            else 0.0
-        )
 
 
 @dataclass
@@ -71,9 +55,10 @@ class DeliveryReport:
 class SendJob:
     """What to send and how to build each message.
 
-    A broadcast send reads its queued rows in order (`send_id`); the delivery worker instead
-    claims due system-email rows as `claimer` (`send_id` None), and requeues a transient failure
-    for later (`retry_after`) rather than retrying it at once.
+    A broadcast send reads its queued rows in order (`send_id`) and retries transient failures
+    in later passes of the same run; the delivery worker instead claims due system-email rows as
+    `claimer` (`send_id` None) and requeues a transient failure with a due time from its retry
+    policy, read on `clock`.
     """
 
     send_id: int | None
@@ -81,14 +66,13 @@ class SendJob:
     build: Callable[[LedgerRow], Built]  # raises RenderError
     tokens: Callable[[Sequence[LedgerRow]], list[tuple[str, str]]] | None = None
     claimer: str | None = None
-    retry_after: Callable[[int], datetime] | None = None  # attempts → when to try again
-    max_attempts: int | None = None  # then a transient failure is final
+    clock: Callable[[], datetime] | None = None  # the worker's clock, for retry due times
 
 
 class _Committer:
     """Group commit: every transition requested in one turn of the loop shares a transaction."""
 
-    def __init__(self, ledger: SqlLedger, claimer: str | None) -> None:
+    def __init__(self, ledger: Ledger, claimer: str | None) -> None:
         self.ledger = ledger
         self.claimer = claimer
         self.waiting: list[tuple[Sequence[Record], int | None, asyncio.Future[bool]]] = []
@@ -157,7 +141,7 @@ class _Source:
                 ledger.save_tokens(job.tokens([r for r in rows if r.email_key not in blocked]))
             if blocked:
                 dropped = [
-                    (r, Record(r.id, "suppressed", "suppressed before sending"))
+                    (r, Record(r.id, Status.SUPPRESSED, "suppressed before sending"))
                     for r in rows
                     if r.email_key in blocked
                 ]
@@ -176,7 +160,7 @@ class _Run:
     def __init__(
         self,
         job: SendJob,
-        ledger: SqlLedger,
+        ledger: Ledger,
         transport: Transport,
         limiter: RateLimiter,
         connections: int,
@@ -194,15 +178,15 @@ class _Run:
 
     def count(self, row: LedgerRow, record: Record) -> None:
         r = self.report
-        if record.status == "sent":
+        if record.status == Status.SENT:
             r.sent += 1
-        elif record.status == "failed":
+        elif record.status == Status.FAILED:
             r.failed += 1
             if len(r.failures) < 100:
                 r.failures.append((row.email, record.detail))
-        elif record.status == "suppressed":
+        elif record.status == Status.SUPPRESSED:
             r.suppressed += 1
-        elif record.status == "uncertain":
+        elif record.status == Status.UNCERTAIN:
             r.uncertain += 1
             r.uncertain_addresses.append(row.email)
         else:
@@ -211,18 +195,24 @@ class _Run:
             self.listener.progress(r.done, self.total)
 
     def _record(self, row: LedgerRow, built: Built, outcome: Outcome) -> Record:
-        if outcome.kind == "sent":
-            return Record(row.id, "sent", message_id=built.message_id, slug=row.slug)
-        limit = self.job.max_attempts
-        if outcome.kind == "transient" and limit is not None and row.attempts + 1 >= limit:
-            return Record(
-                row.id, "failed", f"gave up after {limit} attempts: {outcome.detail}", slug=row.slug
-            )
-        if outcome.kind == "transient":
-            retry_at = self.job.retry_after(row.attempts + 1) if self.job.retry_after else None
-            return Record(row.id, "queued", outcome.detail, slug=row.slug, retry_at=retry_at)
-        status = "failed" if outcome.kind == "permanent" else "uncertain"
+        if outcome.kind == OutcomeKind.SENT:
+            return Record(row.id, Status.SENT, message_id=built.message_id, slug=row.slug)
+        if outcome.kind == OutcomeKind.TRANSIENT:
+            return self._retry(row, outcome)
+        status = Status.FAILED if outcome.kind == OutcomeKind.PERMANENT else Status.UNCERTAIN
         return Record(row.id, status, outcome.detail, slug=row.slug)
+
+    def _retry(self, row: LedgerRow, outcome: Outcome) -> Record:
+        """Queued again: at once for the next pass of an apply, later for the worker."""
+        clock = self.job.clock
+        if clock is None:
+            return Record(row.id, Status.QUEUED, outcome.detail, slug=row.slug)
+        attempts, limit = row.attempts + 1, self.policy.max_attempts
+        if attempts >= limit:
+            detail = f"gave up after {limit} attempts: {outcome.detail}"
+            return Record(row.id, Status.FAILED, detail, slug=row.slug)
+        retry_at = clock() + timedelta(seconds=self.policy.delay(attempts))
+        return Record(row.id, Status.QUEUED, outcome.detail, slug=row.slug, retry_at=retry_at)
 
     async def _settle(self, pending: tuple[LedgerRow, Record] | None, start: int | None) -> bool:
         """Commit the previous outcome (and the next `sending` mark, if any) and count it."""
@@ -242,16 +232,17 @@ class _Run:
                     built = self.job.build(row)
                 except RenderError as exc:
                     await self._settle(pending, None)
-                    pending = (row, Record(row.id, "failed", str(exc), slug=row.slug))
+                    pending = (row, Record(row.id, Status.FAILED, str(exc), slug=row.slug))
                     continue
                 await self.limiter.wait()
                 if not await self._settle(pending, row.id):  # suppressed since its batch was read
-                    pending = (row, Record(row.id, "suppressed", "suppressed just before sending"))
+                    suppressed = Record(row.id, Status.SUPPRESSED, "suppressed just before sending")
+                    pending = (row, suppressed)
                     continue
                 session = self.sessions[slot] = self.sessions[slot] or self.transport.open()
                 outcome = await session.send(self.job.envelope_from, row.email, built.data)
                 pending = (row, self._record(row, built, outcome))
-                broken = broken + 1 if outcome.detail.startswith("connection problem") else 0
+                broken = broken + 1 if outcome.cause == Cause.CONNECTION else 0
                 if broken >= self.policy.give_up_after:
                     self.given_up[slot] = True
                     self.report.stopped = (
@@ -303,16 +294,15 @@ class DueRunner:
     def __init__(
         self,
         job: SendJob,
-        ledger: SqlLedger,
+        ledger: Ledger,
         transport: Transport,
         limiter: RateLimiter,
         connections: int,
         stop: Callable[[], bool],
+        policy: RetryPolicy,
         listener: Listener | None = None,
     ) -> None:
-        self.run = _Run(
-            job, ledger, transport, limiter, connections, 0, listener, RetryPolicy(), stop
-        )
+        self.run = _Run(job, ledger, transport, limiter, connections, 0, listener, policy, stop)
 
     @property
     def report(self) -> DeliveryReport:
@@ -325,7 +315,7 @@ class DueRunner:
         await self.run.close()
 
 
-def _count_queued(ledger: SqlLedger, send_id: int) -> int:
+def _count_queued(ledger: Ledger, send_id: int) -> int:
     count, after = 0, 0
     while rows := ledger.next_batch(send_id, after, _BATCH):
         count += len(rows)
@@ -335,16 +325,14 @@ def _count_queued(ledger: SqlLedger, send_id: int) -> int:
 
 def run_send(
     job: SendJob,
-    ledger: SqlLedger,
+    ledger: Ledger,
     transport: Transport,
     limiter: RateLimiter,
     connections: int,
     total: int,
     listener: Listener | None = None,
-    policy: RetryPolicy | None = None,
+    policy: RetryPolicy = APPLY_RETRIES,
 ) -> DeliveryReport:
     """Deliver every queued row of `job`; returns what happened. Never raises for delivery errors."""
-    run = _Run(
-        job, ledger, transport, limiter, connections, total, listener, policy or RetryPolicy()
-    )
+    run = _Run(job, ledger, transport, limiter, connections, total, listener, policy)
     return asyncio.run(run.run())

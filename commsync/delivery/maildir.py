@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from commsync.delivery.transport import SENT, Outcome, hostname
+from commsync.delivery.transport import SENT, Cause, Outcome, OutcomeKind, hostname
 
 _COUNTER = itertools.count()
 _LOCK = threading.Lock()
@@ -35,7 +35,9 @@ class MaildirSession:
                 f.write(data)
             tmp.rename(self.root / "new" / name)
         except OSError as exc:
-            return Outcome("transient", f"cannot write to the Maildir: {exc.strerror}")
+            return Outcome(
+                OutcomeKind.TRANSIENT, f"cannot write to the Maildir: {exc.strerror}", Cause.LOCAL
+            )
         return SENT
 
     async def close(self) -> None:

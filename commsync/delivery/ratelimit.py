@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class RateLimiter:
@@ -19,7 +19,7 @@ class RateLimiter:
         rate: float | None,
         burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate = rate
         self.capacity = burst if burst is not None else max(1.0, rate or 1.0)
@@ -41,16 +41,9 @@ class RateLimiter:
                 return 0.0
             return (1 - self.tokens) / self.rate
 
-    def acquire(self) -> None:
-        """Block until a message may go."""
-        if self.rate is None:
-            return
-        while (wait := self._take()) > 0:
-            self.sleep(wait)
-
     async def wait(self) -> None:
-        """The same for coroutines (the event loop keeps running meanwhile)."""
+        """Wait until a message may go (the event loop keeps running meanwhile)."""
         if self.rate is None:
             return
         while (wait := self._take()) > 0:
-            await asyncio.sleep(wait)
+            await self.sleep(wait)

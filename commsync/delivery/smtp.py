@@ -13,7 +13,7 @@ import base64
 import contextlib
 import ssl
 
-from commsync.delivery.transport import SENT, Outcome, SmtpConfig
+from commsync.delivery.transport import SENT, Cause, Outcome, OutcomeKind, SmtpConfig
 
 _CRLF = b"\r\n"
 
@@ -36,7 +36,8 @@ def dot_stuff(data: bytes) -> bytes:
 
 def _outcome(exc: _Refused) -> Outcome:
     detail = f"{exc.code} {exc.text}".strip() + f" (at {exc.stage})"
-    return Outcome("permanent" if 500 <= exc.code < 600 else "transient", detail)
+    kind = OutcomeKind.PERMANENT if 500 <= exc.code < 600 else OutcomeKind.TRANSIENT
+    return Outcome(kind, detail, Cause.REPLY)
 
 
 class SmtpSession:
@@ -156,9 +157,8 @@ class SmtpSession:
         except _Refused as exc:
             if exc.stage in ("greeting", "EHLO", "STARTTLS", "AUTH"):
                 await self._drop()
-                return Outcome(
-                    "transient", f"connection problem: {exc.code} {exc.text} (at {exc.stage})"
-                )
+                detail = f"connection problem: {exc.code} {exc.text} (at {exc.stage})"
+                return Outcome(OutcomeKind.TRANSIENT, detail, Cause.CONNECTION)
             await self._reset()
             return _outcome(exc)
         except (
@@ -171,8 +171,9 @@ class SmtpSession:
             await self._drop()
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if body_sent:
-                return Outcome("uncertain", f"no reply after the message was sent: {reason}")
-            return Outcome("transient", f"connection problem: {reason}")
+                detail = f"no reply after the message was sent: {reason}"
+                return Outcome(OutcomeKind.UNCERTAIN, detail, Cause.NO_REPLY)
+            return Outcome(OutcomeKind.TRANSIENT, f"connection problem: {reason}", Cause.CONNECTION)
         if code == 250:
             return SENT
         await self._reset()

@@ -1,14 +1,14 @@
 """`/metrics` in Prometheus text format.
 
-Counts that matter across processes (events, messages, queue depth) are read from the store when
-scraped, so every `serve` worker reports the same totals; feed requests and their latency are
-this process's own.
+Counts that matter across processes (events, messages, queue depth) come from the store when
+scraped (the service reads them), so every `serve` worker reports the same totals; feed
+requests and their latency are this process's own.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,19 +20,24 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from commsync.store.base import Store
+from commsync.api.operations import DeliveryCounts
 
 
-class _StoreCollector(Collector):
-    def __init__(self, store: Store) -> None:
-        self.store = store
+class _Counts(Collector):
+    """The store's counts of the scrape in progress."""
+
+    def __init__(self) -> None:
+        self.counts: DeliveryCounts | None = None
 
     def collect(self) -> Iterator[Metric]:
+        counts = self.counts
+        if counts is None:
+            return
         events = CounterMetricFamily(
             "commsync_events_received", "Events received, by type.", labels=["event"]
         )
-        for event, count in sorted(self.store.events_received().items()):
-            events.add_metric([event], count)
+        for event, n in sorted(counts.events_received.items()):
+            events.add_metric([event], n)
         yield events
         sent = CounterMetricFamily(
             "commsync_messages_sent", "Messages delivered, by kind.", labels=["kind"]
@@ -42,25 +47,18 @@ class _StoreCollector(Collector):
             "Messages that failed permanently, by kind.",
             labels=["kind"],
         )
-        broadcasts = [
-            b.progress for b in self.store.snapshot().broadcasts.values() if b.progress is not None
-        ]
-        system = self.store.system_emails().values()
-        sent.add_metric(["broadcast"], sum(p.sent for p in broadcasts))
-        sent.add_metric(["system_email"], sum(e.stats.sent for e in system))
-        failed.add_metric(["broadcast"], sum(p.failed for p in broadcasts))
-        failed.add_metric(["system_email"], sum(e.stats.failed for e in system))
+        for kind in ("broadcast", "system_email"):
+            sent.add_metric([kind], counts.sent.get(kind, 0))
+            failed.add_metric([kind], counts.failed.get(kind, 0))
         yield sent
         yield failed
         yield GaugeMetricFamily(
-            "commsync_queue_depth",
-            "Messages queued and due now.",
-            value=self.store.queue_depth(datetime.now(UTC)),
+            "commsync_queue_depth", "Messages queued and due now.", value=counts.queue_depth
         )
 
 
 class Metrics:
-    def __init__(self, store: Store) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "commsync_feed_requests",
@@ -73,11 +71,15 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
-        self.registry.register(_StoreCollector(store))
+        self._counts = _Counts()
+        self._lock = threading.Lock()
+        self.registry.register(self._counts)
 
     def feed(self, seconds: float) -> None:
         self.requests.inc()
         self.latency.observe(seconds)
 
-    def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+    def render(self, counts: DeliveryCounts) -> tuple[bytes, str]:
+        with self._lock:
+            self._counts.counts = counts
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,19 +1,20 @@
-"""Frozen domain values shared by the desired state (files), the catalog and the live store."""
+"""Frozen domain values shared by the desired state (files), the catalog and the live store.
+
+The bottom layer: it imports nothing else of commsync.
+"""
 
 from __future__ import annotations
 
-from commsync.model.catalog import (
-    Catalog,
-    DefaultEmail,
-    EventDef,
-    PayloadKey,
+from commsync.model.catalog import Catalog, DefaultEmail, EventDef, PayloadKey
+from commsync.model.delivery import LedgerRow, Record
+from commsync.model.events import (
+    EmailQueued,
+    EmailSkipped,
+    EventResult,
+    QueuedEmail,
+    QueuedMessage,
 )
-from commsync.model.records import (
-    CustomerRecord,
-    ImportCounts,
-    MembershipRecord,
-    ProductRecord,
-)
+from commsync.model.records import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
 from commsync.model.state import (
     DesiredBroadcast,
     DesiredState,
@@ -30,14 +31,11 @@ from commsync.model.state import (
 from commsync.model.values import (
     BROADCAST_CONTEXT,
     EMAIL_BROADCAST_CONTEXT,
-    FORMATS,
     NETWORK_CONTEXT,
-    NOTICE_TYPES,
     SAMPLE_CUSTOMER,
     SAMPLE_NETWORK,
     SYSTEM_EMAIL_FIELDS,
     Audience,
-    BroadcastKind,
     BroadcastSpec,
     JsonObject,
     JsonValue,
@@ -45,55 +43,79 @@ from commsync.model.values import (
     SystemEmailFields,
     Targets,
     Theme,
-    canonical_delay,
     digest,
+    field_defaults,
     format_datetime,
-    format_delay,
     parse_datetime,
-    parse_delay,
+)
+from commsync.model.vocab import (
+    BroadcastKind,
+    BroadcastStatus,
+    DeliveryStatus,
+    EmailTarget,
+    Format,
+    Imports,
+    JournalStatus,
+    MessageType,
+    PayloadType,
+    Style,
+    SuppressionScope,
 )
 
 __all__ = [
     "BROADCAST_CONTEXT",
     "EMAIL_BROADCAST_CONTEXT",
-    "FORMATS",
     "NETWORK_CONTEXT",
-    "NOTICE_TYPES",
     "SAMPLE_CUSTOMER",
     "SAMPLE_NETWORK",
     "SYSTEM_EMAIL_FIELDS",
     "Audience",
     "BroadcastKind",
     "BroadcastSpec",
+    "BroadcastStatus",
     "Catalog",
     "CustomerRecord",
     "DefaultEmail",
+    "DeliveryStatus",
     "DesiredBroadcast",
     "DesiredState",
     "DesiredSystemEmail",
+    "EmailQueued",
+    "EmailSkipped",
     "EmailStats",
+    "EmailTarget",
     "EventDef",
+    "EventResult",
+    "Format",
     "ImportCounts",
+    "Imports",
+    "JournalStatus",
     "JsonObject",
     "JsonValue",
+    "LedgerRow",
     "LiveBroadcast",
     "LiveSnapshot",
     "LiveSystemEmail",
     "MembershipRecord",
+    "MessageType",
     "Origin",
     "PayloadKey",
+    "PayloadType",
     "ProductRecord",
     "Provenance",
+    "QueuedEmail",
+    "QueuedMessage",
+    "Record",
     "SendProgress",
     "Sender",
     "SourceInfo",
+    "Style",
+    "SuppressionScope",
     "SystemEmailFields",
     "Targets",
     "Theme",
-    "canonical_delay",
     "digest",
+    "field_defaults",
     "format_datetime",
-    "format_delay",
     "parse_datetime",
-    "parse_delay",
 ]

@@ -6,12 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from commsync.model.values import JsonObject, JsonValue, SystemEmailFields
+from commsync.model.vocab import PayloadType
 
 
 @dataclass(frozen=True, slots=True)
 class PayloadKey:
     name: str
-    type: str
+    type: PayloadType
     description: str
     example: JsonValue
 

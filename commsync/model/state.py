@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from commsync.model.values import BroadcastSpec, JsonValue, SystemEmailFields, digest
+from commsync.model.vocab import BroadcastStatus, Imports
 
 # -- desired state (the operator's files) -----------------------------------------------------
 
@@ -50,7 +51,7 @@ class DesiredSystemEmail:
 class DesiredState:
     broadcasts: tuple[DesiredBroadcast, ...]
     system_emails: tuple[DesiredSystemEmail, ...]
-    imports: str = "critical"
+    imports: Imports = Imports.CRITICAL
     prune: bool = False
     source: SourceInfo = field(default_factory=lambda: SourceInfo("working tree"))
 
@@ -83,7 +84,7 @@ class SendProgress:
 class LiveBroadcast:
     id: str
     spec: BroadcastSpec
-    status: str  # notices: active | retracted; emails: sending | sent
+    status: BroadcastStatus
     applied_hash: str
     managed: bool = True
     provenance: Provenance = field(default_factory=Provenance)
@@ -126,10 +127,6 @@ class LiveSystemEmail:
     def managed_path(self) -> str | None:
         """The file that manages it, as of the last apply (None: installed by `imports:`)."""
         return self.provenance.path
-
-    @property
-    def is_default(self) -> bool:
-        return self.base_version is not None
 
     @property
     def drift(self) -> bool:

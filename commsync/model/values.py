@@ -1,21 +1,23 @@
-"""Broadcast and system-email values, targets, audiences and their canonical forms."""
+"""Broadcast and system-email values, targets, audiences and their canonical forms.
+
+Field defaults live in the dataclasses alone: the JSON readers and the repository's parsers pass
+only the keys that are present, so a default is written once.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any
+
+from commsync.model.vocab import BroadcastKind, EmailTarget, Format, MessageType, Style
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 JsonObject = dict[str, JsonValue]
 
-BroadcastKind = Literal["notice", "email"]
-NOTICE_TYPES = ("info", "success", "warning", "error")
-FORMATS = ("markdown", "html", "text")
 BROADCAST_CONTEXT = (
     "customer_id",
     "customer_name",
@@ -72,36 +74,24 @@ def format_datetime(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-_DELAY = re.compile(r"(?=\d)(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?")
-
-
-def parse_delay(value: JsonValue) -> int | None:
-    """Minutes of a delay written as 0, 90m, 2h, 3d or 1d12h; None when it is not one."""
-    if value == 0 or value == "0":
-        return 0
-    match = _DELAY.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return None
-    days, hours, minutes = (int(g) if g else 0 for g in match.groups())
-    return days * 1440 + hours * 60 + minutes
-
-
-def format_delay(minutes: int) -> str:
-    """The canonical spelling of a delay: 0, 1h30m, 3d, 1d12h."""
-    if minutes == 0:
-        return "0"
-    days, rest = divmod(minutes, 1440)
-    hours, mins = divmod(rest, 60)
-    return "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (mins, "m")) if n)
-
-
-def canonical_delay(value: JsonValue) -> str | None:
-    minutes = parse_delay(value)
-    return None if minutes is None else format_delay(minutes)
-
-
 def _utc(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """The default of every field of a dataclass that has one (the one place defaults live)."""
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+def _present(
+    data: Mapping[str, Any], convert: Mapping[str, Callable[[Any], Any]]
+) -> dict[str, Any]:
+    """Converted values of the optional keys `data` holds; absent keys keep their defaults."""
+    return {name: to(data[name]) for name, to in convert.items() if name in data}
+
+
+def _when(raw: JsonValue) -> datetime | None:
+    return datetime.fromisoformat(raw) if isinstance(raw, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +125,8 @@ class BroadcastSpec:
     subject: str
     content: str
     targets: Targets
-    format: str = "markdown"
-    message_type: str = "info"
+    format: Format = Format.MARKDOWN
+    message_type: MessageType = MessageType.INFO
     dismissible: bool = True
     starts_at: datetime | None = None
     expires_at: datetime | None = None
@@ -151,7 +141,7 @@ class BroadcastSpec:
             "format": self.format,
             "targets": self.targets.to_json(),
         }
-        if self.kind == "notice":
+        if self.kind == BroadcastKind.NOTICE:
             out["message_type"] = self.message_type
             out["dismissible"] = self.dismissible
             out["starts_at"] = format_datetime(self.starts_at)
@@ -185,27 +175,34 @@ class BroadcastSpec:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping[str, JsonValue]) -> BroadcastSpec:
-        def when(name: str) -> datetime | None:
-            raw = data.get(name)
-            return datetime.fromisoformat(raw) if isinstance(raw, str) else None
-
-        targets = data["targets"]
-        assert isinstance(targets, dict)
-        kind: BroadcastKind = "email" if data["kind"] == "email" else "notice"
+    def from_fields(
+        cls, kind: BroadcastKind, targets: Targets, data: Mapping[str, Any]
+    ) -> BroadcastSpec:
+        """A spec of `kind` from its fields as written (a file's keys or the JSON form)."""
         return cls(
             kind=kind,
             subject=str(data["subject"]),
             content=str(data["content"]),
-            targets=Targets.from_json(targets),
-            format=str(data.get("format", "markdown")),
-            message_type=str(data.get("message_type", "info")),
-            dismissible=bool(data.get("dismissible", True)),
-            starts_at=when("starts_at"),
-            expires_at=when("expires_at"),
-            send_at=when("send_at"),
-            allow_resend=bool(data.get("allow_resend", False)),
+            targets=targets,
+            **_present(data, _SPEC_OPTIONAL),
         )
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, JsonValue]) -> BroadcastSpec:
+        targets = data["targets"]
+        assert isinstance(targets, dict)
+        return cls.from_fields(BroadcastKind(str(data["kind"])), Targets.from_json(targets), data)
+
+
+_SPEC_OPTIONAL: dict[str, Callable[[Any], Any]] = {
+    "format": Format,
+    "message_type": MessageType,
+    "dismissible": bool,
+    "starts_at": _when,
+    "expires_at": _when,
+    "send_at": _when,
+    "allow_resend": bool,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,17 +213,24 @@ class Sender:
     def to_json(self) -> JsonObject:
         return {"name": self.name, "email": self.email}
 
+    @classmethod
+    def from_json(cls, data: JsonValue) -> Sender | None:
+        if not isinstance(data, dict):
+            return None
+        name = data.get("name")
+        return cls(email=str(data["email"]), name=None if name is None else str(name))
+
 
 @dataclass(frozen=True, slots=True)
 class SystemEmailFields:
     """The effective settings of one system email."""
 
     event: str
-    target: str
+    target: EmailTarget
     subject: str
     content: str
-    format: str = "markdown"
-    style: str = "html"
+    format: Format = Format.MARKDOWN
+    style: Style = Style.HTML
     active: bool = True
     send_copy_to_admin: bool = False
     delay: str = "0"
@@ -257,27 +261,23 @@ class SystemEmailFields:
 
     @classmethod
     def from_json(cls, data: Mapping[str, JsonValue]) -> SystemEmailFields:
-        sender = data.get("sender")
         return cls(
             event=str(data["event"]),
-            target=str(data["target"]),
+            target=EmailTarget(str(data["target"])),
             subject=str(data["subject"]),
             content=str(data["content"]),
-            format=str(data.get("format", "markdown")),
-            style=str(data.get("style", "html")),
-            active=bool(data.get("active", True)),
-            send_copy_to_admin=bool(data.get("send_copy_to_admin", False)),
-            delay=str(data.get("delay", "0")),
-            sender=(
-                Sender(email=str(sender["email"]), name=_opt_str(sender.get("name")))
-                if isinstance(sender, dict)
-                else None
-            ),
+            **_present(data, _EMAIL_OPTIONAL),
         )
 
 
-def _opt_str(value: JsonValue) -> str | None:
-    return None if value is None else str(value)
+_EMAIL_OPTIONAL: dict[str, Callable[[Any], Any]] = {
+    "format": Format,
+    "style": Style,
+    "active": bool,
+    "send_copy_to_admin": bool,
+    "delay": str,
+    "sender": Sender.from_json,
+}
 
 
 @dataclass(frozen=True, slots=True)

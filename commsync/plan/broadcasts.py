@@ -9,15 +9,27 @@ from datetime import datetime
 from commsync.diagnostics import Diagnostic
 from commsync.model import (
     Audience,
+    BroadcastKind,
     BroadcastSpec,
+    BroadcastStatus,
     DesiredBroadcast,
     DesiredState,
-    JsonObject,
     LiveBroadcast,
     LiveSnapshot,
     Targets,
 )
-from commsync.plan.model import ABSENT, Action, FieldChange, PlanWarning
+from commsync.plan.model import (
+    ABSENT,
+    Action,
+    EmailAction,
+    FieldChange,
+    NoticeAction,
+    ObjectKind,
+    PlanWarning,
+    Remaining,
+    Verb,
+    WarningCode,
+)
 
 
 @dataclass
@@ -40,12 +52,8 @@ def spec_changes(before: BroadcastSpec, after: BroadcastSpec) -> tuple[FieldChan
     )
 
 
-def _payload(d: DesiredBroadcast) -> JsonObject:
-    return {"spec": d.spec.to_json()}
-
-
 def _is_open(live: LiveBroadcast | None) -> bool:
-    return live is not None and live.status != "retracted"
+    return live is not None and live.status != BroadcastStatus.RETRACTED
 
 
 def audience_requests(desired: DesiredState, live: LiveSnapshot) -> frozenset[Targets]:
@@ -53,7 +61,7 @@ def audience_requests(desired: DesiredState, live: LiveSnapshot) -> frozenset[Ta
     wanted = set()
     for d in desired.broadcasts:
         current = live.broadcasts.get(d.id)
-        if d.spec.kind == "email":
+        if d.spec.kind == BroadcastKind.EMAIL:
             if current is None:
                 wanted.add(d.spec.targets)
         elif not _is_open(current) or (
@@ -66,48 +74,46 @@ def audience_requests(desired: DesiredState, live: LiveSnapshot) -> frozenset[Ta
 def _notice_action(
     d: DesiredBroadcast,
     live: LiveBroadcast | None,
-    action: str,
+    action: Verb,
     reason: str,
     changes: tuple[FieldChange, ...] = (),
     audience: Audience | None = None,
-) -> Action:
-    fingerprint = live.fingerprint() if live else ABSENT
-    drift = bool(changes) and live is not None and live.drift
-    return Action(
-        f"notice.{d.id}",
-        action,
-        reason,
-        changes,
-        audience,
-        drift,
-        fingerprint,
-        d.origin.path,
-        _payload(d),
+) -> NoticeAction:
+    return NoticeAction(
+        name=d.id,
+        action=action,
+        reason=reason,
+        changes=changes,
+        audience=audience,
+        drift=bool(changes) and live is not None and live.drift,
+        fingerprint=live.fingerprint() if live else ABSENT,
+        path=d.origin.path,
+        spec=d.spec,
     )
 
 
 def _plan_notice(
     d: DesiredBroadcast, live: LiveBroadcast | None, audience: Audience | None, now: datetime
-) -> Action | None:
+) -> NoticeAction | None:
     spec = d.spec
     if not _is_open(live):
         if spec.expires_at is not None and spec.expires_at <= now:
-            return _notice_action(d, live, "expired", "its expires_at has passed; not created")
+            return _notice_action(d, live, Verb.EXPIRED, "its expires_at has passed; not created")
         reason = "re-creates a retracted notice" if live else "new notice"
         if spec.starts_at is not None and spec.starts_at > now:
             reason += f"; shown from {spec.starts_at.isoformat()}"
-        return _notice_action(d, live, "create", reason, audience=audience)
+        return _notice_action(d, live, Verb.CREATE, reason, audience=audience)
     assert live is not None
     changes = spec_changes(live.spec, spec)
     if changes:
         reason = "fields changed: " + ", ".join(c.field for c in changes)
         if live.drift:
             reason = "changed outside commsync since the last apply; the file's values are restored"
-        return _notice_action(d, live, "update", reason, changes, audience)
+        return _notice_action(d, live, Verb.UPDATE, reason, changes, audience)
     if spec.expires_at is not None and spec.expires_at <= now:
-        return _notice_action(d, live, "expired", f"expired at {spec.expires_at.isoformat()}")
+        return _notice_action(d, live, Verb.EXPIRED, f"expired at {spec.expires_at.isoformat()}")
     if spec.starts_at is not None and spec.starts_at > now:
-        return _notice_action(d, live, "pending", f"shown from {spec.starts_at.isoformat()}")
+        return _notice_action(d, live, Verb.PENDING, f"shown from {spec.starts_at.isoformat()}")
     return None
 
 
@@ -115,7 +121,7 @@ def _sent_signatures(live: LiveSnapshot) -> dict[str, str]:
     """Content signature → which email already has it (for the duplicate-send guard)."""
     seen: dict[str, str] = {}
     for b in sorted(live.broadcasts.values(), key=lambda b: b.id):
-        if b.spec.kind == "email":
+        if b.spec.kind == BroadcastKind.EMAIL:
             when = b.provenance.applied_at.isoformat() if b.provenance.applied_at else "earlier"
             seen.setdefault(b.spec.content_signature(), f"email.{b.id}, sent {when}")
     return seen
@@ -163,7 +169,7 @@ def _plan_new_email(
     now: datetime,
     out: Findings,
 ) -> None:
-    address, spec = f"email.{d.id}", d.spec
+    spec = d.spec
     if twin is not None:
         msg = (
             f"this email has the same subject, content and targets as {twin}; "
@@ -173,47 +179,56 @@ def _plan_new_email(
         return
     scheduled = spec.send_at is not None and spec.send_at > now
     action, reason = (
-        ("scheduled", f"sends at {spec.send_at.isoformat()}")
+        (Verb.SCHEDULED, f"sends at {spec.send_at.isoformat()}")
         if spec.send_at and scheduled
-        else ("send", "new email broadcast")
+        else (Verb.SEND, "new email broadcast")
     )
     out.actions.append(
-        Action(address, action, reason, audience=audience, path=d.origin.path, desired=_payload(d))
+        EmailAction(
+            name=d.id,
+            action=action,
+            reason=reason,
+            audience=audience,
+            path=d.origin.path,
+            spec=spec,
+        )
     )
     if scheduled:
         return
     if audience is not None and audience.total == 0:
         out.warnings.append(
             PlanWarning(
-                address, "empty_audience", "its targets select nobody right now", d.origin.path
+                ObjectKind.EMAIL,
+                d.id,
+                WarningCode.EMPTY_AUDIENCE,
+                "its targets select nobody right now",
+                d.origin.path,
             )
         )
 
 
 def _plan_sent_email(d: DesiredBroadcast, live: LiveBroadcast, out: Findings) -> None:
-    address = f"email.{d.id}"
     progress = live.progress
-    if spec_changes(live.spec, d.spec):
-        fields = ", ".join(c.field for c in spec_changes(live.spec, d.spec))
+    changed = spec_changes(live.spec, d.spec)
+    if changed:
+        fields = ", ".join(c.field for c in changed)
         msg = f"edited after it was sent ({fields}); a sent email is never sent again. Revert the edit, or write a new broadcast"
-        out.warnings.append(PlanWarning(address, "edited_after_send", msg, d.origin.path))
+        warning = PlanWarning(
+            ObjectKind.EMAIL, d.id, WarningCode.EDITED_AFTER_SEND, msg, d.origin.path
+        )
+        out.warnings.append(warning)
     if progress is not None and progress.queued > 0:
         reason = f"{progress.queued:,} of {progress.total:,} recipients left"
         if progress.uncertain:
             reason += f"; {progress.uncertain:,} uncertain (apply --resend-uncertain)"
-        remaining: JsonObject = {
-            "total": progress.total,
-            "remaining": progress.queued,
-            "uncertain": progress.uncertain,
-        }
         out.actions.append(
-            Action(
-                address,
-                "resume",
-                reason,
+            EmailAction(
+                name=d.id,
+                action=Verb.RESUME,
+                reason=reason,
                 path=d.origin.path,
                 fingerprint=live.fingerprint(),
-                progress=remaining,
+                remaining=Remaining(progress.total, progress.queued, progress.uncertain),
             )
         )
 
@@ -230,22 +245,21 @@ def _plan_orphans(desired_ids: set[str], live: LiveSnapshot, out: Findings) -> N
     for bid, b in sorted(live.broadcasts.items()):
         if bid in desired_ids or not b.managed:
             continue
-        if b.spec.kind == "notice" and b.status != "retracted":
+        if b.spec.kind == BroadcastKind.NOTICE and b.status != BroadcastStatus.RETRACTED:
             reason = f"{b.provenance.path or 'its file'} was removed"
             out.actions.append(
-                Action(
-                    f"notice.{bid}",
-                    "retract",
-                    reason,
+                NoticeAction(
+                    name=bid,
+                    action=Verb.RETRACT,
+                    reason=reason,
                     fingerprint=b.fingerprint(),
                     path=b.provenance.path,
                 )
             )
-        elif b.spec.kind == "email":
+        elif b.spec.kind == BroadcastKind.EMAIL:
             msg = "its file was removed after it was sent; nothing is sent or deleted"
-            out.warnings.append(
-                PlanWarning(f"email.{bid}", "removed_after_send", msg, b.provenance.path)
-            )
+            code = WarningCode.REMOVED_AFTER_SEND
+            out.warnings.append(PlanWarning(ObjectKind.EMAIL, bid, code, msg, b.provenance.path))
 
 
 def plan_broadcasts(
@@ -256,7 +270,9 @@ def plan_broadcasts(
 ) -> Findings:
     out = Findings()
     items = list(broadcasts)
-    new_emails = [d for d in items if d.spec.kind == "email" and d.id not in live.broadcasts]
+    new_emails = [
+        d for d in items if d.spec.kind == BroadcastKind.EMAIL and d.id not in live.broadcasts
+    ]
     refused = duplicate_sends(new_emails, _sent_signatures(live), now)
     desired_ids = set()
     for d in items:
@@ -265,7 +281,7 @@ def plan_broadcasts(
         if current is not None and _plan_kind_change(d, current, out):
             continue
         audience = audiences.get(d.spec.targets)
-        if d.spec.kind == "notice":
+        if d.spec.kind == BroadcastKind.NOTICE:
             action = _plan_notice(d, current, audience, now)
             if action is not None:
                 out.actions.append(action)

@@ -7,9 +7,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from commsync.diagnostics import Diagnostic, sort_diagnostics
-from commsync.model import Audience, Catalog, DesiredState, JsonObject, LiveSnapshot, Targets
+from commsync.model import Audience, Catalog, DesiredState, LiveSnapshot, Provenance, Targets
 from commsync.plan.broadcasts import audience_requests, plan_broadcasts
-from commsync.plan.model import Action, Plan, with_id
+from commsync.plan.codec import with_id
+from commsync.plan.model import Action, Plan, SystemEmailAction
 from commsync.plan.system_emails import plan_system_emails
 
 __all__ = ["PlanOutcome", "audience_requests", "build_plan"]
@@ -25,7 +26,8 @@ class PlanOutcome:
 
 def _with_provenance(action: Action, live: LiveSnapshot) -> Action:
     """The action, with where its live object was last applied from (None for new objects)."""
-    if action.kind == "system_email":
+    provenance: Provenance | None
+    if isinstance(action, SystemEmailAction):
         email = live.system_emails.get(action.name)
         provenance = email.provenance if email else None
     else:
@@ -33,14 +35,7 @@ def _with_provenance(action: Action, live: LiveSnapshot) -> Action:
         provenance = broadcast.provenance if broadcast else None
     if provenance is None or (provenance.commit is None and provenance.applied_at is None):
         return action
-    at = provenance.applied_at.isoformat() if provenance.applied_at else None
-    applied: JsonObject = {
-        "commit": provenance.commit,
-        "author": provenance.author,
-        "path": provenance.path,
-        "at": at,
-    }
-    return replace(action, last_applied=applied)
+    return replace(action, last_applied=provenance)
 
 
 def build_plan(
@@ -57,7 +52,9 @@ def build_plan(
         (_with_provenance(a, live) for a in [*broadcasts.actions, *emails.actions]),
         key=lambda a: a.address,
     )
-    warnings = sorted([*broadcasts.warnings, *emails.warnings], key=lambda w: (w.address, w.code))
+    warnings = sorted(
+        [*broadcasts.warnings, *emails.warnings], key=lambda w: (w.address, str(w.code))
+    )
     plan = Plan(
         plan_id="",
         created_at=now,

@@ -1,20 +1,75 @@
-"""A Plan is data: frozen values with a versioned JSON round-trip (schemas/plan.schema.json)."""
+"""A Plan is data: frozen, typed values. Their JSON form is in `codec.py` (the plan-file boundary).
+
+Each action kind carries its own payload: a notice or an email broadcast the spec the file asks
+for, a system email what it is to become (`EmailInstall`), a resumed send how much is left.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import ClassVar
 
-from commsync.model import Audience, JsonObject, JsonValue, SourceInfo, digest
+from commsync.model import (
+    Audience,
+    BroadcastSpec,
+    JsonValue,
+    Provenance,
+    SourceInfo,
+    SystemEmailFields,
+)
 
 FORMAT_VERSION = 1
-CHANGE_ACTIONS = frozenset(
-    {"create", "update", "retract", "send", "resume", "import", "reset", "upgrade", "delete"}
-)
-INFO_ACTIONS = frozenset({"expired", "pending", "scheduled"})
 ABSENT = "absent"
+
+
+class ObjectKind(StrEnum):
+    """What an address names: `notice.<id>`, `email.<id>`, `system_email.<slug>`."""
+
+    NOTICE = "notice"
+    EMAIL = "email"
+    SYSTEM_EMAIL = "system_email"
+
+
+class Verb(StrEnum):
+    """What an action does. The first nine change something; the rest only inform."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    RETRACT = "retract"
+    SEND = "send"
+    RESUME = "resume"
+    IMPORT = "import"
+    RESET = "reset"
+    UPGRADE = "upgrade"
+    DELETE = "delete"
+    EXPIRED = "expired"
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+
+
+CHANGE_VERBS = frozenset(
+    {
+        Verb.CREATE,
+        Verb.UPDATE,
+        Verb.RETRACT,
+        Verb.SEND,
+        Verb.RESUME,
+        Verb.IMPORT,
+        Verb.RESET,
+        Verb.UPGRADE,
+        Verb.DELETE,
+    }
+)
+
+
+class WarningCode(StrEnum):
+    EMPTY_AUDIENCE = "empty_audience"
+    EDITED_AFTER_SEND = "edited_after_send"
+    REMOVED_AFTER_SEND = "removed_after_send"
+    NEWER_DEFAULT = "newer_default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,33 +80,81 @@ class FieldChange:
 
 
 @dataclass(frozen=True, slots=True)
-class Action:
-    """One thing apply would do (or, for info actions, would leave alone) at one address."""
+class EmailInstall:
+    """What an installed system email is to become: its fields and where they came from."""
 
-    address: str
-    action: str
+    fields: SystemEmailFields
+    overrides: tuple[str, ...]
+    base_version: int | None
+    base_fields: SystemEmailFields | None
+    managed_path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Remaining:
+    """An interrupted send: recipients in all, still queued, and uncertain."""
+
+    total: int
+    remaining: int
+    uncertain: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Action:
+    """What every action has: where, what, why, and the live object it was planned against."""
+
+    kind: ClassVar[ObjectKind]
+    name: str
+    action: Verb
     reason: str
     changes: tuple[FieldChange, ...] = ()
-    audience: Audience | None = None
     drift: bool = False
-    fingerprint: str = ABSENT
+    fingerprint: str = ABSENT  # digest of the live object before the action
     path: str | None = None
-    desired: JsonObject | None = None
-    progress: JsonObject | None = None
-    last_applied: JsonObject | None = None  # commit, author, path, at: the live object's provenance
+    last_applied: Provenance | None = None  # where the live object was last applied from
     sample_subject: str | None = None  # the subject rendered for sample values (no personal data)
 
     @property
-    def kind(self) -> str:
-        return self.address.split(".", 1)[0]
-
-    @property
-    def name(self) -> str:
-        return self.address.split(".", 1)[1]
+    def address(self) -> str:
+        return f"{self.kind}.{self.name}"
 
     @property
     def is_change(self) -> bool:
-        return self.action in CHANGE_ACTIONS
+        return self.action in CHANGE_VERBS
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoticeAction(_Action):
+    """create, update, retract, expired, pending. `spec`: the file's notice (None for retract)."""
+
+    kind: ClassVar[ObjectKind] = ObjectKind.NOTICE
+    spec: BroadcastSpec | None = None
+    audience: Audience | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmailAction(_Action):
+    """send, scheduled (with `spec`), resume (with `remaining`)."""
+
+    kind: ClassVar[ObjectKind] = ObjectKind.EMAIL
+    spec: BroadcastSpec | None = None
+    audience: Audience | None = None
+    remaining: Remaining | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemEmailAction(_Action):
+    """import, create, update, reset, upgrade (with `install`), delete."""
+
+    kind: ClassVar[ObjectKind] = ObjectKind.SYSTEM_EMAIL
+    install: EmailInstall | None = None
+
+
+Action = NoticeAction | EmailAction | SystemEmailAction
+
+
+def audience_of(action: Action) -> Audience | None:
+    return None if isinstance(action, SystemEmailAction) else action.audience
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +169,16 @@ class ThreeWay:
 
 @dataclass(frozen=True, slots=True)
 class PlanWarning:
-    address: str
-    code: str
+    kind: ObjectKind
+    name: str
+    code: WarningCode
     message: str
     path: str | None = None
     details: tuple[ThreeWay, ...] = ()
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind}.{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,137 +201,17 @@ class Plan:
         return any(a.is_change for a in self.actions)
 
     def summary(self) -> dict[str, int]:
-        counts = Counter(a.action for a in self.actions)
+        counts = Counter(str(a.action) for a in self.actions)
         return dict(sorted(counts.items()))
 
     def recipients(self) -> int:
         """Emails the plan would send: new sends' audiences plus what resumes have left."""
         total = 0
         for a in self.actions:
-            if a.action == "send" and a.audience is not None:
+            if not isinstance(a, EmailAction):
+                continue
+            if a.action == Verb.SEND and a.audience is not None:
                 total += a.audience.total
-            elif a.action == "resume" and a.progress is not None:
-                remaining = a.progress.get("remaining", 0)
-                total += remaining if isinstance(remaining, int) else 0
+            elif a.action == Verb.RESUME and a.remaining is not None:
+                total += a.remaining.remaining
         return total
-
-
-# -- JSON --------------------------------------------------------------------------------------
-
-
-def _audience_json(a: Audience | None) -> JsonValue:
-    return None if a is None else a.to_json()
-
-
-def _audience_from(data: Any) -> Audience | None:
-    if data is None:
-        return None
-    products = tuple(sorted((str(k), int(v)) for k, v in data["products"].items()))
-    return Audience(int(data["total"]), bool(data["all"]), int(data["customers"]), products)
-
-
-def _action_json(a: Action) -> JsonObject:
-    return {
-        "address": a.address,
-        "kind": a.kind,
-        "action": a.action,
-        "change": a.is_change,
-        "reason": a.reason,
-        "drift": a.drift,
-        "path": a.path,
-        "fingerprint": a.fingerprint,
-        "changes": [{"field": c.field, "before": c.before, "after": c.after} for c in a.changes],
-        "audience": _audience_json(a.audience),
-        "progress": a.progress,
-        "desired": a.desired,
-        "last_applied": a.last_applied,
-        "sample_subject": a.sample_subject,
-    }
-
-
-def _action_from(data: Any) -> Action:
-    return Action(
-        address=data["address"],
-        action=data["action"],
-        reason=data["reason"],
-        changes=tuple(FieldChange(c["field"], c["before"], c["after"]) for c in data["changes"]),
-        audience=_audience_from(data["audience"]),
-        drift=bool(data["drift"]),
-        fingerprint=data["fingerprint"],
-        path=data["path"],
-        desired=data["desired"],
-        progress=data["progress"],
-        last_applied=data.get("last_applied"),
-        sample_subject=data.get("sample_subject"),
-    )
-
-
-def _warning_json(w: PlanWarning) -> JsonObject:
-    return {
-        "address": w.address,
-        "code": w.code,
-        "message": w.message,
-        "path": w.path,
-        "details": [
-            {
-                "field": d.field,
-                "old_default": d.old_default,
-                "new_default": d.new_default,
-                "live": d.live,
-            }
-            for d in w.details
-        ],
-    }
-
-
-def _warning_from(data: Any) -> PlanWarning:
-    details = tuple(
-        ThreeWay(d["field"], d["old_default"], d["new_default"], d["live"]) for d in data["details"]
-    )
-    return PlanWarning(data["address"], data["code"], data["message"], data["path"], details)
-
-
-def plan_body(plan: Plan) -> JsonObject:
-    """Everything but the id: what the id is a digest of."""
-    return {
-        "format_version": plan.format_version,
-        "created_at": plan.created_at.isoformat(),
-        "store_id": plan.store_id,
-        "source": {
-            "label": plan.source.label,
-            "commit": plan.source.commit,
-            "author": plan.source.author,
-        },
-        "summary": {
-            "changes": len(plan.changes),
-            "by_action": dict(plan.summary()),
-            "recipients": plan.recipients(),
-            "warnings": len(plan.warnings),
-        },
-        "actions": [_action_json(a) for a in plan.actions],
-        "warnings": [_warning_json(w) for w in plan.warnings],
-        "available_imports": list(plan.available_imports),
-    }
-
-
-def plan_to_json(plan: Plan) -> JsonObject:
-    return {"plan_id": plan.plan_id, **plan_body(plan)}
-
-
-def plan_from_json(data: Any) -> Plan:
-    source = data["source"]
-    return Plan(
-        plan_id=data["plan_id"],
-        created_at=datetime.fromisoformat(data["created_at"]),
-        store_id=data["store_id"],
-        source=SourceInfo(source["label"], source["commit"], source["author"]),
-        actions=tuple(_action_from(a) for a in data["actions"]),
-        warnings=tuple(_warning_from(w) for w in data["warnings"]),
-        available_imports=tuple(data["available_imports"]),
-        format_version=int(data["format_version"]),
-    )
-
-
-def with_id(plan: Plan) -> Plan:
-    """The plan with its id set to the digest of its body."""
-    return replace(plan, plan_id=digest(plan_body(plan)))

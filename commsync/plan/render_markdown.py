@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-from commsync.plan.model import Action, Plan, PlanWarning
+from commsync.plan.model import Action, ObjectKind, Plan, PlanWarning, Verb
 from commsync.plan.views import (
     SYMBOLS,
     applied_from,
@@ -52,11 +52,14 @@ def _details(action: Action) -> str:
         body.append(f"File: `{action.path}`")
     origin = applied_from(action)
     if origin:
-        when = str((action.last_applied or {}).get("at") or "")[:10]
+        at = action.last_applied.applied_at if action.last_applied else None
+        when = at.isoformat()[:10] if at else ""
         body.append(_escape(origin[0].upper() + origin[1:]) + (f", {when}" if when else "") + ".")
-    if action.sample_subject is not None and action.action not in ("retract", "delete"):
+    if action.sample_subject is not None and action.action not in (Verb.RETRACT, Verb.DELETE):
         who = (
-            "the event's example payload" if action.kind == "system_email" else "a sample recipient"
+            "the event's example payload"
+            if action.kind == ObjectKind.SYSTEM_EMAIL
+            else "a sample recipient"
         )
         body.append(f"Subject for {who}: **{_escape(action.sample_subject)}**")
     diff_lines: list[str] = []

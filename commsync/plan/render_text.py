@@ -1,8 +1,15 @@
-"""The plan as terminal text: one line per action, field diffs, warnings, a summary line."""
+"""The plan as terminal text: one line per action, field diffs, warnings, a summary line.
+
+Lines are rich `Text` with styles; without colour the same lines are plain text.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import io
+from collections.abc import Sequence
+
+from rich.console import Console, RenderableType
+from rich.text import Text
 
 from commsync.plan.model import Action, Plan, PlanWarning
 from commsync.plan.views import (
@@ -16,80 +23,111 @@ from commsync.plan.views import (
     unified,
 )
 
-_COLORS = {"+": "32", "~": "33", "-": "31", ">": "36", "<": "35", "^": "35", ".": "2", "!": "33"}
+_STYLES = {
+    "+": "green",
+    "~": "yellow",
+    "-": "red",
+    ">": "cyan",
+    "<": "magenta",
+    "^": "magenta",
+    ".": "dim",
+    "!": "yellow",
+}
 
-Paint = Callable[[str, str], str]
+
+def _diff_style(line: str) -> str:
+    if line.startswith(("+++", "---")):
+        return "bold"
+    return "green" if line.startswith("+") else "red" if line.startswith("-") else ""
 
 
-def _painter(color: bool) -> Paint:
-    def paint(text: str, code: str) -> str:
-        return f"\x1b[{code}m{text}\x1b[0m" if color and code else text
-
-    return paint
-
-
-def _action_lines(action: Action, width: int, paint: Paint) -> list[str]:
+def _action_lines(action: Action, width: int) -> list[Text]:
     symbol = SYMBOLS[action.action]
-    code = _COLORS[symbol]
-    drift = paint(" [drift]", "33") if action.drift else ""
-    head = f"  {paint(symbol, code)} {action.address.ljust(width)}  {paint(action.action.ljust(9), code)} {headline(action)}{drift}"
-    lines = [head.rstrip()]
+    style = _STYLES[symbol]
+    head = Text.assemble(
+        "  ",
+        (symbol, style),
+        f" {action.address.ljust(width)}  ",
+        (action.action.ljust(9), style),
+        f" {headline(action)}",
+    )
+    if action.drift:
+        head.append(" [drift]", "yellow")
+    head.rstrip()
+    lines = [head]
     origin = applied_from(action)
     if origin and action.is_change:
-        lines.append("      " + paint(origin, "2"))
+        lines.append(Text.assemble("      ", (origin, "dim")))
     for change in action.changes:
         if is_multiline(change):
-            lines.append(f"      {change.field}:")
+            lines.append(Text(f"      {change.field}:"))
             for line in unified(change, labels(action)):
-                tint = "32" if line.startswith("+") else "31" if line.startswith("-") else ""
-                if line.startswith(("+++", "---")):
-                    tint = "1"
-                lines.append("        " + paint(line, tint))
+                lines.append(Text.assemble("        ", (line, _diff_style(line))))
         else:
-            lines.append(f"      {change.field}: {show(change.before)} → {show(change.after)}")
+            text = f"      {change.field}: {show(change.before)} → {show(change.after)}"
+            lines.append(Text(text))
     return lines
 
 
-def _warning_lines(warning: PlanWarning, paint: Paint) -> list[str]:
-    lines = [f"  {paint('!', '33')} {warning.address}: {warning.message}"]
+def _warning_lines(warning: PlanWarning) -> list[Text]:
+    lines = [Text.assemble("  ", ("!", "yellow"), f" {warning.address}: {warning.message}")]
     for d in warning.details:
-        lines.append(f"      {d.field}:")
-        lines.append(f"        old default: {show(d.old_default)}")
-        lines.append(f"        new default: {show(d.new_default)}")
-        lines.append(f"        live:        {show(d.live)}")
+        lines.append(Text(f"      {d.field}:"))
+        lines.append(Text(f"        old default: {show(d.old_default)}"))
+        lines.append(Text(f"        new default: {show(d.new_default)}"))
+        lines.append(Text(f"        live:        {show(d.live)}"))
     return lines
+
+
+def plan_lines(plan: Plan, *, changed: frozenset[str] | None = None, since: str = "") -> list[Text]:
+    """Every action, or with `changed` only those in files changed since `since` (summary: all)."""
+    lines = [Text(f"commsync plan · {plan.source.label} · store {plan.store_id[:12]}"), Text()]
+    shown = [a for a in plan.actions if changed is None or a.path in changed]
+    width = max((len(a.address) for a in shown), default=0)
+    for action in shown:
+        lines.extend(_action_lines(action, width))
+    if shown:
+        lines.append(Text())
+    if len(shown) < len(plan.actions):
+        hidden = len(plan.actions) - len(shown)
+        note = f"{hidden} more action(s) in files not changed since {since}: in the summary below."
+        lines += [Text(note), Text()]
+    if plan.warnings:
+        lines.append(Text("Warnings:", "bold"))
+        for warning in plan.warnings:
+            lines.extend(_warning_lines(warning))
+        lines.append(Text())
+    if plan.available_imports:
+        names = ", ".join(plan.available_imports)
+        lines.append(Text(f"Available to import ({len(plan.available_imports)}): {names}"))
+        hint = "  to install one: commsync emails import <slug>  (writes emails/<slug>.yaml)"
+        lines += [Text(hint), Text()]
+    prefix = "Plan: " if plan.has_changes else ""
+    lines.append(Text(prefix + summary_line(plan), "bold"))
+    return lines
+
+
+def to_string(lines: Sequence[RenderableType], *, color: bool) -> str:
+    """Lines as terminal text: ANSI colours when `color`, never wrapped."""
+    out = io.StringIO()
+    console = Console(
+        file=out,
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        width=1_000_000,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=True,
+    )
+    for line in lines:
+        console.print(line)
+    return out.getvalue()
 
 
 def render_text(
     plan: Plan, *, color: bool = False, changed: frozenset[str] | None = None, since: str = ""
 ) -> str:
-    """Every action, or with `changed` only those in files changed since `since` (summary: all)."""
-    paint = _painter(color)
-    source = plan.source.label
-    lines = [f"commsync plan · {source} · store {plan.store_id[:12]}", ""]
-    shown = [a for a in plan.actions if changed is None or a.path in changed]
-    width = max((len(a.address) for a in shown), default=0)
-    for action in shown:
-        lines.extend(_action_lines(action, width, paint))
-    if shown:
-        lines.append("")
-    if len(shown) < len(plan.actions):
-        hidden = len(plan.actions) - len(shown)
-        lines.append(
-            f"{hidden} more action(s) in files not changed since {since}: in the summary below."
-        )
-        lines.append("")
-    if plan.warnings:
-        lines.append(paint("Warnings:", "1"))
-        for warning in plan.warnings:
-            lines.extend(_warning_lines(warning, paint))
-        lines.append("")
-    if plan.available_imports:
-        lines.append(
-            f"Available to import ({len(plan.available_imports)}): {', '.join(plan.available_imports)}"
-        )
-        lines.append("  to install one: commsync emails import <slug>  (writes emails/<slug>.yaml)")
-        lines.append("")
-    prefix = "Plan: " if plan.has_changes else ""
-    lines.append(paint(prefix + summary_line(plan), "1"))
-    return "\n".join(lines) + "\n"
+    """The plan as text (see `plan_lines`)."""
+    return to_string(plan_lines(plan, changed=changed, since=since), color=color)

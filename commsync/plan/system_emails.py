@@ -14,14 +14,23 @@ from commsync.model import (
     Catalog,
     DefaultEmail,
     DesiredState,
-    JsonObject,
+    Imports,
     JsonValue,
     LiveSnapshot,
     LiveSystemEmail,
     SystemEmailFields,
 )
 from commsync.plan.broadcasts import Findings
-from commsync.plan.model import Action, FieldChange, PlanWarning, ThreeWay
+from commsync.plan.model import (
+    EmailInstall,
+    FieldChange,
+    ObjectKind,
+    PlanWarning,
+    SystemEmailAction,
+    ThreeWay,
+    Verb,
+    WarningCode,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,26 +39,6 @@ class _Want:
     overrides: Mapping[str, JsonValue]
     path: str | None
     custom: SystemEmailFields | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """What the installed email should become."""
-
-    fields: SystemEmailFields
-    overrides: tuple[str, ...]
-    base_version: int | None
-    base_fields: SystemEmailFields | None
-    path: str | None
-
-    def payload(self) -> JsonObject:
-        return {
-            "fields": self.fields.to_json(),
-            "overrides": list(self.overrides),
-            "base_version": self.base_version,
-            "base_fields": None if self.base_fields is None else self.base_fields.to_json(),
-            "managed_path": self.path,
-        }
 
 
 def field_changes(before: SystemEmailFields, after: SystemEmailFields) -> tuple[FieldChange, ...]:
@@ -61,17 +50,19 @@ def _wanted(desired: DesiredState, catalog: Catalog) -> dict[str, _Want]:
     wants = {
         e.slug: _Want(e.slug, e.overrides, e.origin.path, e.custom) for e in desired.system_emails
     }
+    imports = Imports(desired.imports)
     for slug, default in catalog.defaults.items():
-        implicit = desired.imports == "all" or (desired.imports == "critical" and default.critical)
-        if implicit and slug not in wants:
+        if imports.installs(default.critical) and slug not in wants:
             wants[slug] = _Want(slug, {}, None)
     return wants
 
 
-def _target(want: _Want, default: DefaultEmail | None, live: LiveSystemEmail | None) -> _Target:
+def _target(
+    want: _Want, default: DefaultEmail | None, live: LiveSystemEmail | None
+) -> EmailInstall:
     if default is None:
         assert want.custom is not None
-        return _Target(want.custom, (), None, None, want.path)
+        return EmailInstall(want.custom, (), None, None, want.path)
     base_version, base = default.version, default.fields
     if (
         want.overrides
@@ -81,40 +72,40 @@ def _target(want: _Want, default: DefaultEmail | None, live: LiveSystemEmail | N
     ):
         base_version, base = live.base_version, live.base_fields  # customised: keep its base
     fields = base.with_values(want.overrides)
-    return _Target(fields, tuple(sorted(want.overrides)), base_version, base, want.path)
+    return EmailInstall(fields, tuple(sorted(want.overrides)), base_version, base, want.path)
 
 
-def _action_name(want: _Want, target: _Target, live: LiveSystemEmail) -> str:
+def _action_name(want: _Want, target: EmailInstall, live: LiveSystemEmail) -> Verb:
     kept = set(want.overrides)
     if live.overrides and kept < set(live.overrides):
         unchanged = all(target.fields.to_json()[k] == live.fields.to_json()[k] for k in kept)
         if unchanged:
-            return "reset"
+            return Verb.RESET
     upgraded = live.base_version is not None and (target.base_version or 0) > live.base_version
     if upgraded and not kept and not live.overrides:
-        return "upgrade"
-    return "update"
+        return Verb.UPGRADE
+    return Verb.UPDATE
 
 
 def _reason(
-    name: str, target: _Target, live: LiveSystemEmail, changes: tuple[FieldChange, ...]
+    name: Verb, target: EmailInstall, live: LiveSystemEmail, changes: tuple[FieldChange, ...]
 ) -> str:
-    if name == "reset":
+    if name == Verb.RESET:
         back = sorted(set(live.overrides) - set(target.overrides))
         reason = "fields back to the default: " + ", ".join(back)
         newer = live.base_version is not None and (target.base_version or 0) > live.base_version
         return reason + (
             f" (default v{live.base_version} → v{target.base_version})" if newer else ""
         )
-    if name == "upgrade":
+    if name == Verb.UPGRADE:
         return f"default v{live.base_version} → v{target.base_version} (not customised)"
     if live.drift and changes:
         return "changed outside commsync since the last apply; the file's values are restored"
     if changes:
         return "fields changed: " + ", ".join(c.field for c in changes)
-    if target.path != live.managed_path:
+    if target.managed_path != live.managed_path:
         was = live.managed_path or "no file"
-        now = target.path or "no file (installed by imports:)"
+        now = target.managed_path or "no file (installed by imports:)"
         return f"now managed by {now} (was {was})"
     return "records which fields are customised: " + (", ".join(target.overrides) or "none")
 
@@ -127,7 +118,7 @@ def _plan_existing(
     same_meta = (
         target.overrides == live.overrides
         and target.base_version == live.base_version
-        and target.path == live.managed_path
+        and target.managed_path == live.managed_path
     )
     if (
         default is not None
@@ -140,19 +131,16 @@ def _plan_existing(
         return
     name = _action_name(want, target, live)
     reason = _reason(name, target, live, changes)
-    drift = live.drift and bool(changes)
-    address = f"system_email.{want.slug}"
     out.actions.append(
-        Action(
-            address,
-            name,
-            reason,
-            changes,
-            None,
-            drift,
-            live.fingerprint(),
-            want.path,
-            target.payload(),
+        SystemEmailAction(
+            name=want.slug,
+            action=name,
+            reason=reason,
+            changes=changes,
+            drift=live.drift and bool(changes),
+            fingerprint=live.fingerprint(),
+            path=want.path,
+            install=target,
         )
     )
 
@@ -165,16 +153,18 @@ def _newer_default(default: DefaultEmail, live: LiveSystemEmail, path: str | Non
         f"default v{default.version} is available; this customised copy stays on v{live.base_version}. "
         f"Delete the overrides from {path or 'its file'} to adopt it, or fold its changes into them"
     )
-    return PlanWarning(f"system_email.{live.slug}", "newer_default", msg, path, details)
+    code = WarningCode.NEWER_DEFAULT
+    return PlanWarning(ObjectKind.SYSTEM_EMAIL, live.slug, code, msg, path, details)
 
 
 def _plan_new(want: _Want, default: DefaultEmail | None, out: Findings) -> None:
     target = _target(want, default, None)
-    address = f"system_email.{want.slug}"
     if default is None:
         reason = f"custom email on event {target.fields.event}"
         out.actions.append(
-            Action(address, "create", reason, path=want.path, desired=target.payload())
+            SystemEmailAction(
+                name=want.slug, action=Verb.CREATE, reason=reason, path=want.path, install=target
+            )
         )
         return
     changes = field_changes(default.fields, target.fields)
@@ -182,32 +172,42 @@ def _plan_new(want: _Want, default: DefaultEmail | None, out: Findings) -> None:
     reason += f", customised: {', '.join(target.overrides)}" if target.overrides else ""
     reason += "" if want.path else f" (imports: {'critical' if default.critical else 'all'})"
     out.actions.append(
-        Action(address, "import", reason, changes, path=want.path, desired=target.payload())
+        SystemEmailAction(
+            name=want.slug,
+            action=Verb.IMPORT,
+            reason=reason,
+            changes=changes,
+            path=want.path,
+            install=target,
+        )
     )
 
 
 def _plan_removed(live: LiveSystemEmail, prune: bool, out: Findings) -> None:
     if live.managed_path is None:
         return
-    address = f"system_email.{live.slug}"
     if prune:
         reason = f"{live.managed_path} was removed (prune: true); its stats go with it"
         out.actions.append(
-            Action(
-                address, "delete", reason, fingerprint=live.fingerprint(), path=live.managed_path
+            SystemEmailAction(
+                name=live.slug,
+                action=Verb.DELETE,
+                reason=reason,
+                fingerprint=live.fingerprint(),
+                path=live.managed_path,
             )
         )
         return
-    target = _Target(live.fields, live.overrides, live.base_version, live.base_fields, None)
+    target = EmailInstall(live.fields, live.overrides, live.base_version, live.base_fields, None)
     reason = f"{live.managed_path} was removed; the email stays installed as it is (prune is off)"
     out.actions.append(
-        Action(
-            address,
-            "update",
-            reason,
+        SystemEmailAction(
+            name=live.slug,
+            action=Verb.UPDATE,
+            reason=reason,
             fingerprint=live.fingerprint(),
             path=live.managed_path,
-            desired=target.payload(),
+            install=target,
         )
     )
 

@@ -6,7 +6,7 @@ import difflib
 import json
 
 from commsync.model import Audience, JsonValue
-from commsync.plan.model import Action, FieldChange, Plan
+from commsync.plan.model import Action, FieldChange, ObjectKind, Plan, Verb, audience_of
 
 SYMBOLS = {
     "create": "+",
@@ -34,7 +34,6 @@ _VERBS = {
     "send": "to send",
     "resume": "to resume",
 }
-MULTILINE_FIELDS = frozenset({"content"})
 
 
 def n(value: int) -> str:
@@ -74,9 +73,15 @@ def audience_text(audience: Audience, *, email: bool) -> str:
 
 def headline(action: Action) -> str:
     """A one-line description after the address: audience, changed fields or progress."""
-    if action.audience is not None and action.action in ("create", "send", "scheduled", "update"):
-        text = audience_text(action.audience, email=action.kind == "email")
-        return f"{action.reason}; {text}" if action.action != "send" else text
+    audience = audience_of(action)
+    if audience is not None and action.action in (
+        Verb.CREATE,
+        Verb.SEND,
+        Verb.SCHEDULED,
+        Verb.UPDATE,
+    ):
+        text = audience_text(audience, email=action.kind == ObjectKind.EMAIL)
+        return f"{action.reason}; {text}" if action.action != Verb.SEND else text
     return action.reason
 
 
@@ -92,7 +97,7 @@ def is_multiline(change: FieldChange) -> bool:
 
 def labels(action: Action) -> tuple[str, str]:
     """What a field change's before/after are: an import starts from the registered default."""
-    return ("default", "file") if action.action == "import" else ("live", "desired")
+    return ("default", "file") if action.action == Verb.IMPORT else ("live", "desired")
 
 
 def unified(change: FieldChange, names: tuple[str, str] = ("live", "desired")) -> list[str]:
@@ -105,9 +110,9 @@ def unified(change: FieldChange, names: tuple[str, str] = ("live", "desired")) -
 def applied_from(action: Action) -> str | None:
     """`last applied from <sha> by <author>` for an existing object, else None."""
     applied = action.last_applied
-    if not applied or not applied.get("commit"):
+    if applied is None or not applied.commit:
         return None
-    text = f"last applied from {str(applied['commit'])[:12]}"
-    if applied.get("author"):
-        text += f" by {applied['author']}"
+    text = f"last applied from {applied.commit[:12]}"
+    if applied.author:
+        text += f" by {applied.author}"
     return text

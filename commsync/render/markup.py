@@ -9,6 +9,8 @@ from html.parser import HTMLParser
 
 from markdown_it import MarkdownIt
 
+from commsync.model import Format
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~])")
 _BLOCKS = {
     "p",
@@ -49,10 +51,10 @@ def text_to_html(text: str) -> str:
     return "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>\n" for p in paragraphs)
 
 
-def to_html(content: str, fmt: str) -> str:
-    if fmt == "markdown":
+def to_html(content: str, fmt: Format) -> str:
+    if fmt == Format.MARKDOWN:
         return markdown_to_html(content)
-    if fmt == "text":
+    if fmt == Format.TEXT:
         return text_to_html(content)
     return content
 
@@ -101,8 +103,8 @@ def html_to_text(markup: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
-def to_text(content: str, fmt: str) -> str:
+def to_text(content: str, fmt: Format) -> str:
     """The plain-text alternative: markdown reads well as it is; HTML is converted."""
-    if fmt == "html":
+    if fmt == Format.HTML:
         return html_to_text(content)
     return content.strip() + "\n"

@@ -14,10 +14,8 @@ import base64
 import binascii
 import hashlib
 import html
-import re
-import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formataddr, formatdate
 from functools import cache
@@ -27,9 +25,10 @@ import css_inline
 from jinja2 import Template
 from markupsafe import Markup
 
-from commsync.model import Theme
+from commsync.model import Format, Style, Theme
+from commsync.render import pieces
 from commsync.render.markup import escape_markdown, markdown_to_html, to_html, to_text
-from commsync.render.sandbox import _simple_placeholders, environment
+from commsync.render.sandbox import environment, simple_placeholders
 
 UNSUBSCRIBE = "unsubscribe_url"
 LAYOUT_NAMES = frozenset(
@@ -57,8 +56,8 @@ class EmailTemplate:
 
     subject: str
     content: str
-    format: str
-    style: str  # html: multipart text + HTML; plain: text only
+    format: Format
+    style: Style
     sender: str  # "Name <address>"
     reply_to: str | None
     unsubscribe: bool  # broadcasts carry List-Unsubscribe and an unsubscribe link
@@ -77,21 +76,6 @@ def default_layout() -> str:
     return files("commsync.render").joinpath("layout.html").read_text(encoding="utf-8")
 
 
-def _split(text: str, slots: Mapping[str, int]) -> tuple[str | int, ...]:
-    """Cut text at sentinel tokens: static strings interleaved with slot indexes."""
-    if not slots:
-        return (text,)
-    pattern = re.compile("|".join(map(re.escape, slots)))
-    pieces: list[str | int] = []
-    last = 0
-    for match in pattern.finditer(text):
-        pieces.append(text[last : match.start()])
-        pieces.append(slots[match.group(0)])
-        last = match.end()
-    pieces.append(text[last:])
-    return tuple(p for p in pieces if p != "")
-
-
 def _text(value: object) -> str:
     return value if isinstance(value, str) else str(value)
 
@@ -99,21 +83,6 @@ def _text(value: object) -> str:
 def date_header() -> bytes:
     """A Date header line for a message built earlier and sent now."""
     return f"Date: {formatdate(usegmt=True)}\r\n".encode()
-
-
-def _join(pieces: Sequence[str | int], values: Sequence[str]) -> str:
-    return "".join(p if isinstance(p, str) else values[p] for p in pieces)
-
-
-def _tokenise(source: str, token: Mapping[str, str]) -> str:
-    found = _simple_placeholders(source) or []
-    out, last = [], 0
-    for name, offset in found:
-        start = source.rfind("{{", 0, offset)
-        end = source.index("}}", offset) + 2
-        out.append(source[last:start] + token[name])
-        last = end
-    return "".join(out) + source[last:]
 
 
 class _Dates:
@@ -192,7 +161,7 @@ class MessageFactory:
         self.dates = _Dates()
         self.boundary = "=_commsync_" + hashlib.sha256(template.id_key.encode()).hexdigest()[:24]
         simple = all(
-            _simple_placeholders(s) is not None for s in (template.subject, template.content)
+            simple_placeholders(s) is not None for s in (template.subject, template.content)
         )
         self._compile_fast() if simple else self._compile_slow()
 
@@ -226,21 +195,22 @@ class MessageFactory:
     def _compile_fast(self) -> None:
         t = self.template
         names = sorted(
-            {n for s in (t.subject, t.content) for n, _ in _simple_placeholders(s) or []}
+            {n for s in (t.subject, t.content) for n, _ in simple_placeholders(s) or []}
             | ({UNSUBSCRIBE} if t.unsubscribe else set())
         )
-        salt = secrets.token_hex(6)
-        token = {name: f"zq{salt}x{i}qz" for i, name in enumerate(names)}
+        token = pieces.sentinels(names)
         self.slots = names
         slot_of = {tok: i for i, tok in enumerate(token.values())}
-        subject_tok = _tokenise(t.subject, token)
-        content_tok = _tokenise(t.content, token)
+        subject_tok = pieces.tokenise(t.subject, token)
+        content_tok = pieces.tokenise(t.content, token)
         body = to_html(content_tok, t.format)
         link = token.get(UNSUBSCRIBE)
         doc = self.layout.render(self._layout_vars(subject_tok, body, link))
-        self.subject_pieces = _split(subject_tok, slot_of)
-        self.html_pieces = _split(_INLINER.inline(doc), slot_of)
-        self.text_pieces = _split(to_text(content_tok, t.format) + self._text_footer(link), slot_of)
+        self.subject_pieces = pieces.split(subject_tok, slot_of)
+        self.html_pieces = pieces.split(_INLINER.inline(doc), slot_of)
+        self.text_pieces = pieces.split(
+            to_text(content_tok, t.format) + self._text_footer(link), slot_of
+        )
         self.fast = True
 
     def _compile_slow(self) -> None:
@@ -248,7 +218,7 @@ class MessageFactory:
         env = environment()
         self.subject_tmpl: Template = env.from_string(t.subject)
         self.content_tmpl: Template = (
-            environment(autoescape=True) if t.format == "html" else env
+            environment(autoescape=True) if t.format == Format.HTML else env
         ).from_string(t.content)
         self.fast = False
 
@@ -262,13 +232,13 @@ class MessageFactory:
                 raise RenderError(f"no value for the placeholder {exc.args[0]!r}") from exc
             escaped = [html.escape(v, quote=True) for v in raw]
             return (
-                _join(self.subject_pieces, raw),
-                _join(self.text_pieces, raw),
-                _join(self.html_pieces, escaped),
+                pieces.join(self.subject_pieces, raw),
+                pieces.join(self.text_pieces, raw),
+                pieces.join(self.html_pieces, escaped),
             )
         try:
             subject = self.subject_tmpl.render(values)
-            if self.template.format == "markdown":
+            if self.template.format == Format.MARKDOWN:
                 body = markdown_to_html(
                     self.content_tmpl.render(
                         {
@@ -277,7 +247,7 @@ class MessageFactory:
                         }
                     )
                 )
-                text = to_text(self.content_tmpl.render(values), "markdown")
+                text = to_text(self.content_tmpl.render(values), Format.MARKDOWN)
             else:
                 rendered = self.content_tmpl.render(values)
                 body = to_html(rendered, self.template.format)
@@ -344,7 +314,7 @@ class MessageFactory:
 
     def _assemble(self, headers: list[str], text: str, body: str) -> bytes:
         qp = "Content-Transfer-Encoding: quoted-printable"
-        if self.template.style == "plain":
+        if self.template.style == Style.PLAIN:
             head = "\r\n".join([*headers, "Content-Type: text/plain; charset=utf-8", qp]).encode()
             return head + b"\r\n\r\n" + _qp(text)
         b = self.boundary

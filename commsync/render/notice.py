@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import html
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import nh3
 
-from commsync.model import BroadcastSpec
+from commsync.model import BroadcastSpec, Format, MessageType
+from commsync.render import pieces
 from commsync.render.markup import escape_markdown, to_html
-from commsync.render.message import _join, _split, _tokenise
-from commsync.render.sandbox import _simple_placeholders, environment
+from commsync.render.sandbox import environment, simple_placeholders
 
 ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "hr", "i", "li",
@@ -31,7 +30,7 @@ URL_SCHEMES = {"http", "https", "mailto"}
 class RenderedNotice:
     heading: str  # plain text
     html: str  # sanitised fragment
-    message_type: str
+    message_type: MessageType
     dismissible: bool
 
 
@@ -47,9 +46,9 @@ def sanitise(markup: str) -> str:
 
 def render_notice(spec: BroadcastSpec, values: Mapping[str, str]) -> RenderedNotice:
     """The notice for one customer. Values are literal (no markdown or HTML from customer data)."""
-    env = environment(autoescape=spec.format == "html")
+    env = environment(autoescape=spec.format == Format.HTML)
     heading = env.from_string(spec.subject).render(values) if "{" in spec.subject else spec.subject
-    if spec.format == "markdown":
+    if spec.format == Format.MARKDOWN:
         source = (
             environment()
             .from_string(spec.content)
@@ -75,16 +74,15 @@ class CompiledNotice:
         self.spec = spec
         self.fast = False
         sources = (spec.subject, spec.content)
-        if all(_simple_placeholders(s) is not None for s in sources):
-            names = sorted({n for s in sources for n, _ in _simple_placeholders(s) or []})
-            salt = secrets.token_hex(6)
-            token = {name: f"zq{salt}x{i}qz" for i, name in enumerate(names)}
+        if all(simple_placeholders(s) is not None for s in sources):
+            names = sorted({n for s in sources for n, _ in simple_placeholders(s) or []})
+            token = pieces.sentinels(names)
             slots = {tok: i for i, tok in enumerate(token.values())}
-            body = sanitise(to_html(_tokenise(spec.content, token), spec.format))
+            body = sanitise(to_html(pieces.tokenise(spec.content, token), spec.format))
             if not any(re.search(rf"<[^>]*{tok}", body) for tok in token.values()):
                 self.names = names
-                self.heading = _split(_tokenise(spec.subject, token), slots)
-                self.body = _split(body, slots)
+                self.heading = pieces.split(pieces.tokenise(spec.subject, token), slots)
+                self.body = pieces.split(body, slots)
                 self.fast = True
 
     def render(self, values: Mapping[str, str]) -> RenderedNotice:
@@ -93,8 +91,8 @@ class CompiledNotice:
         raw = [values.get(name, "") for name in self.names]
         escaped = [html.escape(v, quote=True) for v in raw]
         return RenderedNotice(
-            _join(self.heading, raw),
-            _join(self.body, escaped),
+            pieces.join(self.heading, raw),
+            pieces.join(self.body, escaped),
             self.spec.message_type,
             self.spec.dismissible,
         )

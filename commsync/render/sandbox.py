@@ -101,7 +101,7 @@ def _placeholder_issues(
         yield TemplateIssue(node.lineno, _column(text, node.name), message)
 
 
-def _simple_placeholders(source: str) -> list[tuple[str, int]] | None:
+def simple_placeholders(source: str) -> list[tuple[str, int]] | None:
     """(name, offset) of every `{{ name }}` when that is all the template does, else None.
 
     Most templates only substitute placeholders; for them this is exact and skips the parser.
@@ -138,7 +138,7 @@ def check_template(source: str, allowed: frozenset[str], context: str) -> tuple[
     """Syntax errors, unknown placeholders/filters and sandbox violations, without rendering."""
     if not any(marker in source for marker in _JINJA_MARKERS):
         return ()
-    simple = _simple_placeholders(source)
+    simple = simple_placeholders(source)
     if simple is not None:
         return _simple_issues(simple, source, allowed, context)
     return _parsed_issues(source, allowed, context)
@@ -158,7 +158,7 @@ def placeholders(source: str) -> frozenset[str]:
     """The placeholder names a (syntactically valid) template reads."""
     if not any(marker in source for marker in _JINJA_MARKERS):
         return frozenset()
-    simple = _simple_placeholders(source)
+    simple = simple_placeholders(source)
     if simple is not None:
         return frozenset(name for name, _ in simple)
     return frozenset(_undeclared(environment().parse(source)))
@@ -180,7 +180,7 @@ def trial_render(source: str, sample: tuple[tuple[str, object], ...]) -> tuple[T
 
     For templates beyond plain `{{ name }}` substitution (those cannot fail at run time).
     """
-    if _simple_placeholders(source) is not None:
+    if simple_placeholders(source) is not None:
         return ()
     try:
         environment().from_string(source).render(dict(sample))

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from commsync.config.schema import invalid_keys, schema_diagnostics
+from commsync.config.yamlpos import YamlDoc, as_list, load_yaml
 from commsync.diagnostics import Diagnostic
 from commsync.model import (
     BROADCAST_CONTEXT,
@@ -21,9 +23,7 @@ from commsync.model import (
     Targets,
     parse_datetime,
 )
-from commsync.repo.schema import invalid_keys, schema_diagnostics
-from commsync.repo.templates import subject_diagnostics, template_diagnostics
-from commsync.repo.yamlpos import YamlDoc, as_list, load_yaml
+from commsync.render.checks import subject_diagnostics, template_diagnostics
 
 BROADCASTS_DIR = "broadcasts"
 _ID = re.compile(r"[a-z0-9][a-z0-9._/-]{0,127}")
@@ -48,7 +48,6 @@ class ParsedBroadcast:
     doc: YamlDoc
     kind: BroadcastKind
     fields: Mapping[str, object]
-    dates: Mapping[str, datetime]
     customer_refs: tuple[tuple[str, str], ...]
     products: tuple[tuple[str, str], ...]
     all: bool
@@ -56,24 +55,14 @@ class ParsedBroadcast:
     valid: bool = True
 
     def to_desired(self, customer_ids: Iterable[str]) -> DesiredBroadcast:
-        f = self.fields
-        spec = BroadcastSpec(
-            kind=self.kind,
-            subject=str(f["subject"]),
-            content=str(f["content"]),
-            targets=Targets(
-                self.all,
-                tuple(sorted({p for p, _ in self.products})),
-                tuple(sorted(set(customer_ids))),
-            ),
-            format=str(f.get("format", "markdown")),
-            message_type=str(f.get("message_type", "info")),
-            dismissible=bool(f.get("dismissible", True)),
-            starts_at=self.dates.get("starts_at"),
-            expires_at=self.dates.get("expires_at"),
-            send_at=self.dates.get("send_at"),
-            allow_resend=bool(f.get("allow_resend", False)),
+        """The broadcast, its customer refs resolved to `customer_ids` (keys left out of the
+        file take BroadcastSpec's defaults)."""
+        targets = Targets(
+            self.all,
+            tuple(sorted({p for p, _ in self.products})),
+            tuple(sorted(set(customer_ids))),
         )
+        spec = BroadcastSpec.from_fields(self.kind, targets, self.fields)
         return DesiredBroadcast(self.id, spec, self.origin)
 
 
@@ -129,13 +118,12 @@ def _pos(doc: YamlDoc, pointer: str) -> tuple[int, int]:
     return mark.line, mark.col
 
 
-def _check(
-    doc: YamlDoc, value: Mapping[str, object]
-) -> tuple[dict[str, datetime], list[Diagnostic]]:
+def _check(doc: YamlDoc, value: Mapping[str, object]) -> list[Diagnostic]:
     """Checks beyond the schema, on the keys that passed it (so one run reports everything)."""
     kind = value.get("kind")
-    allowed = frozenset(BROADCAST_CONTEXT if kind == "notice" else EMAIL_BROADCAST_CONTEXT)
-    context = "notices" if kind == "notice" else "email broadcasts"
+    notice = kind == BroadcastKind.NOTICE
+    allowed = frozenset(BROADCAST_CONTEXT if notice else EMAIL_BROADCAST_CONTEXT)
+    context = "notices" if notice else "email broadcasts"
     out: list[Diagnostic] = []
     if isinstance(value.get("subject"), str):
         out += subject_diagnostics(doc, "/subject", str(value["subject"]))
@@ -147,8 +135,8 @@ def _check(
     targets = value.get("targets")
     if isinstance(targets, dict):
         out += _target_diagnostics(doc, targets)
-    dates, date_problems = _date_diagnostics(doc, value)
-    return dates, out + date_problems
+    _, date_problems = _date_diagnostics(doc, value)
+    return out + date_problems
 
 
 def _refs(targets: object, key: str) -> tuple[tuple[str, str], ...]:
@@ -175,17 +163,16 @@ def parse_broadcast(path: str, data: bytes) -> tuple[ParsedBroadcast | None, lis
     if "id" not in doc.value and not _ID.fullmatch(bid):
         message = f"the file path gives the id {bid!r}, which is not a valid id; rename the file or set id:"
         diags.append(doc.diag("", message))
-    dates, problems = _check(doc, value)
+    problems = _check(doc, value)
     diags += problems
     targets = value.get("targets")
     mark = doc.mark("/id", key=True) if "id" in value else doc.mark("")
-    kind: BroadcastKind = "email" if value.get("kind") == "email" else "notice"
+    kind = BroadcastKind.EMAIL if value.get("kind") == BroadcastKind.EMAIL else BroadcastKind.NOTICE
     parsed = ParsedBroadcast(
         bid,
         doc,
         kind,
         value,
-        dates,
         _refs(targets, "customers"),
         _refs(targets, "products"),
         isinstance(targets, dict) and targets.get("all") is True,

@@ -7,22 +7,23 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from commsync.config.schema import invalid_keys, schema_diagnostics
+from commsync.config.yamlpos import YamlDoc, load_yaml
 from commsync.diagnostics import Diagnostic
 from commsync.model import (
     NETWORK_CONTEXT,
     SAMPLE_NETWORK,
     Catalog,
     DesiredSystemEmail,
+    EmailTarget,
     JsonValue,
     Origin,
     SystemEmailFields,
-    canonical_delay,
 )
+from commsync.model.durations import canonical
+from commsync.model.mail import is_address
+from commsync.render.checks import subject_diagnostics, template_diagnostics
 from commsync.render.sandbox import placeholders
-from commsync.repo.schema import invalid_keys, schema_diagnostics
-from commsync.repo.templates import subject_diagnostics, template_diagnostics
-from commsync.repo.yamlpos import YamlDoc, load_yaml
-from commsync.settings import is_address
 
 EMAILS_DIR = "emails"
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")
@@ -40,7 +41,7 @@ class EmailContext:
 def _normalise(value: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
     out = {k: v for k, v in value.items() if k != "email"}
     if "delay" in out:
-        out["delay"] = canonical_delay(out["delay"])
+        out["delay"] = canonical(out["delay"])
     sender = out.get("sender")
     if isinstance(sender, dict):
         out["sender"] = {"name": sender.get("name"), "email": sender.get("email")}
@@ -93,7 +94,7 @@ def _admin_warnings(
 ) -> list[Diagnostic]:
     out = []
     for key, applies in (
-        ("target", fields.target == "admin"),
+        ("target", fields.target == EmailTarget.ADMIN),
         ("send_copy_to_admin", fields.send_copy_to_admin),
     ):
         if applies and fields.active:

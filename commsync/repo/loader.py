@@ -12,9 +12,12 @@ from commsync.catalog.loader import (
     core_catalog_dir,
     project_catalog_dirs,
 )
+from commsync.config.files import FileTree
+from commsync.config.settings import Settings, build_settings, settings_diagnostics
+from commsync.config.yamlpos import YamlDoc, load_yaml
 from commsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from commsync.errors import ConfigError
-from commsync.model import Catalog, DesiredState, DesiredSystemEmail, SourceInfo
+from commsync.model import Catalog, DesiredState, DesiredSystemEmail, Imports, SourceInfo
 from commsync.render.message import LAYOUT_NAMES
 from commsync.render.sandbox import check_template, placeholders
 from commsync.repo.broadcasts import (
@@ -26,9 +29,6 @@ from commsync.repo.broadcasts import (
 )
 from commsync.repo.duplicates import duplicate_diagnostics
 from commsync.repo.emails import EMAILS_DIR, EmailContext, parse_system_email
-from commsync.repo.source import FileTree
-from commsync.repo.yamlpos import YamlDoc, load_yaml
-from commsync.settings import Settings, build_settings, settings_diagnostics
 
 SETTINGS_FILE = "commsync.yaml"
 LAYOUT_FILE = "layouts/email.html"
@@ -173,7 +173,7 @@ def resolve_desired(
     state = DesiredState(
         broadcasts=tuple(sorted(broadcasts, key=lambda b: b.id)),
         system_emails=tuple(sorted(loaded.emails, key=lambda e: e.slug)),
-        imports=loaded.settings.imports,
+        imports=Imports(loaded.settings.imports),
         prune=loaded.settings.prune,
         source=loaded.source,
     )

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import yaml
 
-from commsync.model import BroadcastSpec, JsonObject, SystemEmailFields, format_datetime
+from commsync.model import (
+    BroadcastSpec,
+    JsonObject,
+    JsonValue,
+    SystemEmailFields,
+    field_defaults,
+    format_datetime,
+)
 from commsync.repo.edit import SCHEMA_COMMENT
 
+_SPEC_DEFAULTS = field_defaults(BroadcastSpec)
+# A custom email's file leaves out what equals the default: `sender`'s default is no sender.
+_EMAIL_DEFAULTS: dict[str, JsonValue] = {
+    k: v for k, v in field_defaults(SystemEmailFields).items() if v is not None
+}
 BROADCAST_SCHEMA = (
     "# yaml-language-server: $schema=https://commsync.dev/schemas/1/broadcast.schema.json"
 )
@@ -25,6 +38,7 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 _Dumper.add_representer(str, _str)
+_Dumper.add_multi_representer(StrEnum, lambda dumper, value: _str(dumper, str(value)))
 
 
 def _dump(data: dict[str, Any]) -> str:
@@ -54,13 +68,13 @@ def notice_yaml(spec: BroadcastSpec, note: str) -> str:
     data: dict[str, Any] = {"kind": "notice", "message_type": spec.message_type}
     data["subject"] = spec.subject
     data["targets"] = _targets(spec)
-    if not spec.dismissible:
-        data["dismissible"] = False
+    if spec.dismissible != _SPEC_DEFAULTS["dismissible"]:
+        data["dismissible"] = spec.dismissible
     for name in ("starts_at", "expires_at"):
         value = getattr(spec, name)
         if value is not None:
             data[name] = format_datetime(value)
-    if spec.format != "markdown":
+    if spec.format != _SPEC_DEFAULTS["format"]:
         data["format"] = spec.format
     data["content"] = spec.content
     return f"{BROADCAST_SCHEMA}\n# {note}\n{_dump(data)}"
@@ -77,19 +91,10 @@ def email_yaml(
         data: dict[str, Any] = {}
         for key in keep:
             value = values.get(key)
-            if value is None or (key, value) in _CUSTOM_DEFAULTS:
+            if value is None or _EMAIL_DEFAULTS.get(key) == value:
                 continue
             data[key] = value
     else:
         data = {"email": slug}
         data.update({key: values[key] for key in overrides})
     return f"{SCHEMA_COMMENT}\n# {note}\n{_dump(data)}"
-
-
-_CUSTOM_DEFAULTS = {
-    ("format", "markdown"),
-    ("style", "html"),
-    ("active", True),
-    ("send_copy_to_admin", False),
-    ("delay", "0"),
-}

@@ -1,57 +1,34 @@
-"""Store operations for events: record one, with the system emails it queues, all or nothing."""
+"""Events in SQL: record one with the system emails it queues, all or nothing.
+
+Implements the `Events` role of `SqlStore`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from commsync.model import JsonObject, JsonValue
+from commsync.model import DeliveryStatus, EventResult, JsonObject, JsonValue, QueuedEmail
 from commsync.store import tables as t
 
 
-@dataclass(frozen=True, slots=True)
-class QueuedMessage:
-    """One recipient of one system email: a rendered message, or why there is none."""
-
-    email: str
-    customer_id: str | None
-    status: str  # queued | failed | suppressed
-    message: bytes | None = None
-    message_id: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedEmail:
-    slug: str
-    due_at: datetime
-    messages: tuple[QueuedMessage, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    event_id: int
-    result: JsonObject
-    duplicate: bool
-
-
 class EventsMixin:
-    """Event methods of SqlStore."""
-
     engine: Engine
     reader: Engine
 
-    def event_for_key(self, key: str) -> RecordedEvent | None:
+    def event_for_key(self, key: str) -> EventResult | None:
         with self.reader.connect() as conn:
             row = conn.execute(
                 select(t.events.c.id, t.events.c.result).where(t.events.c.idempotency_key == key)
             ).first()
-        return None if row is None else RecordedEvent(int(row[0]), dict(row[1] or {}), True)
+        if row is None:
+            return None
+        return EventResult.from_json({"event_id": int(row[0]), **(row[1] or {})}, duplicate=True)
 
     def suppressed_for_all(self, email_keys: Iterable[str]) -> set[str]:
         """Addresses that must get no email at all (hard bounces), not only no marketing."""
@@ -70,9 +47,9 @@ class EventsMixin:
         payload: JsonObject,
         key: str | None,
         emails: Sequence[QueuedEmail],
-        result: JsonObject,
+        result: EventResult,
         now: datetime,
-    ) -> RecordedEvent:
+    ) -> EventResult:
         """The event and everything it queues, in one transaction; a repeated key changes nothing."""
         try:
             with self.engine.begin() as conn:
@@ -85,11 +62,13 @@ class EventsMixin:
                 )
                 for email in emails:
                     _queue(conn, event_id, email, now)
-                stored: JsonObject = {"event_id": event_id, **result}
+                recorded = replace(result, event_id=event_id, duplicate=False)
+                stored = recorded.to_json()
+                del stored["duplicate"]
                 conn.execute(
                     update(t.events).where(t.events.c.id == event_id).values(result=stored)
                 )
-                return RecordedEvent(event_id, stored, False)
+                return recorded
         except IntegrityError:
             if key is None:
                 raise
@@ -102,7 +81,7 @@ class EventsMixin:
         query = (
             select(func.count())
             .select_from(t.deliveries)
-            .where(t.deliveries.c.status == "queued", t.deliveries.c.due_at <= now)
+            .where(t.deliveries.c.status == DeliveryStatus.QUEUED, t.deliveries.c.due_at <= now)
         )
         with self.reader.connect() as conn:
             return int(conn.execute(query).scalar_one())
@@ -132,7 +111,7 @@ def _queue(conn: Any, event_id: int, email: QueuedEmail, now: datetime) -> None:
             "customer_id": m.customer_id,
             "email": m.email,
             "email_key": m.email.lower(),
-            "status": m.status,
+            "status": str(m.status),
             "attempts": 0,
             "last_error": m.error,
             "message": m.message,
@@ -144,7 +123,7 @@ def _queue(conn: Any, event_id: int, email: QueuedEmail, now: datetime) -> None:
     ]
     if rows:
         conn.execute(insert(t.deliveries), rows)
-    failed = sum(1 for m in email.messages if m.status == "failed")
+    failed = sum(1 for m in email.messages if m.status == DeliveryStatus.FAILED)
     if failed:
         conn.execute(
             update(t.system_emails)

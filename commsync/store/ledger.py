@@ -9,43 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
-TERMINAL = ("sent", "failed", "suppressed", "uncertain")
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerRow:
-    """One recipient of one send, with what personalisation needs."""
-
-    id: int
-    email: str
-    email_key: str
-    customer_id: str | None
-    attempts: int
-    first_name: str | None = None
-    last_name: str | None = None
-    display_name: str | None = None
-    username: str | None = None
-    message: bytes | None = None  # system emails: rendered when their event arrived
-    message_id: str | None = None
-    slug: str | None = None  # the system email, whose stats the outcome updates
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """What happened to one row: the status it ends in (`queued` again for a retry)."""
-
-    delivery_id: int
-    status: str
-    detail: str = ""
-    message_id: str | None = None
-    slug: str | None = None
-    retry_at: datetime | None = None
+from commsync.model import DeliveryStatus, LedgerRow, Record
+from commsync.store.sqlutil import driver_sql, driver_stamp
 
 
 class _Shared:
@@ -59,10 +29,10 @@ class _Shared:
         self._second, self._text = -1, ""
 
     def sql(self, text: str) -> str:
-        return text.replace("?", "%s") if self.pg else text
+        return driver_sql(text, self.pg)
 
     def stamp(self, when: datetime) -> Any:
-        return when if self.pg else when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return driver_stamp(when, self.pg)
 
     def now(self) -> Any:
         """The current time as the column stores it (formatted once per second on SQLite)."""
@@ -71,7 +41,7 @@ class _Shared:
             return when
         second = int(when.timestamp())
         if second != self._second:
-            self._second, self._text = second, when.strftime("%Y-%m-%d %H:%M:%S.000000")
+            self._second, self._text = second, driver_stamp(when.replace(microsecond=0), False)
         return self._text
 
 
@@ -125,7 +95,7 @@ def _end(db: _Shared, cursor: Any, verb: str) -> None:
 
 
 class SqlLedger:
-    """The per-message hot path, for one event loop (or one thread) at a time."""
+    """The `Ledger` role: the per-message hot path, for one event loop (or thread) at a time."""
 
     def __init__(self, shared: _Shared) -> None:
         self.shared = shared
@@ -133,11 +103,11 @@ class SqlLedger:
 
     def _done(self, r: Record, now: Any) -> list[tuple[str, Sequence[Any]]]:
         db = self.shared
-        if r.status == "sent":
+        if r.status == DeliveryStatus.SENT:
             out: list[tuple[str, Sequence[Any]]] = [
                 (_DONE["sent"], (r.message_id, now, now, r.delivery_id))
             ]
-        elif r.status == "queued":
+        elif r.status == DeliveryStatus.QUEUED:
             retry = db.stamp(r.retry_at) if r.retry_at else now
             out = [(_DONE["queued"], (r.detail[:2000], retry, now, r.delivery_id))]
         else:
@@ -148,8 +118,8 @@ class SqlLedger:
     def _stats(records: Sequence[Record], now: Any) -> list[tuple[str, Sequence[Any]]]:
         counts: dict[str, list[int]] = {}
         for r in records:
-            if r.slug and r.status in ("sent", "failed"):
-                counts.setdefault(r.slug, [0, 0])[r.status == "failed"] += 1
+            if r.slug and r.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
+                counts.setdefault(r.slug, [0, 0])[r.status == DeliveryStatus.FAILED] += 1
         return [
             (_STATS, (sent, failed, sent, now, slug))
             for slug, (sent, failed) in sorted(counts.items())

@@ -1,4 +1,7 @@
-"""Store operations for email sends: freezing, crash recovery, requeueing, finishing."""
+"""Email broadcast sends in SQL: freezing the audience, crash recovery, requeueing, finishing.
+
+Implements the `Sends` role of `SqlStore`.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +23,13 @@ from sqlalchemy import (
     union,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from commsync.model import LiveBroadcast, Targets
+from commsync.model import DeliveryStatus, LiveBroadcast, Targets
 from commsync.store import tables as t
-from commsync.store.base import FailedRecipient, FrozenSend
-from commsync.store.ledger import SqlLedger, open_ledger
+from commsync.store.ledger import open_ledger
+from commsync.store.managed import write_broadcast
+from commsync.store.roles import FailedRecipient, FrozenSend, Ledger
+from commsync.store.sqlutil import insert_for
 from commsync.store.tables import UTCDateTime
 
 _BROADCAST_SENDS = select(t.sends.c.id).where(t.sends.c.kind == "broadcast").scalar_subquery()
@@ -84,7 +88,6 @@ def freeze_audience(
         )
         .where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT
     )
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     columns = [
         "send_id",
         "customer_id",
@@ -95,8 +98,8 @@ def freeze_audience(
         "due_at",
         "updated_at",
     ]
-    insert = dialect.insert(t.deliveries).from_select(columns, rows).on_conflict_do_nothing()
-    conn.execute(insert)
+    stmt = insert_for(conn.dialect.name, t.deliveries).from_select(columns, rows)
+    conn.execute(stmt.on_conflict_do_nothing())
     return int(
         conn.execute(
             select(func.count()).select_from(t.deliveries).where(t.deliveries.c.send_id == send_id)
@@ -105,18 +108,13 @@ def freeze_audience(
 
 
 class SendsMixin:
-    """Send methods of SqlStore."""
-
     engine: Engine
-
-    def _write_broadcast(self, conn: Connection, live: LiveBroadcast) -> None:  # SqlStore's
-        raise NotImplementedError
 
     def record_send(self, live: LiveBroadcast, statuses: Sequence[str]) -> FrozenSend:
         """In one transaction: the broadcast (status `sending`), its send, its frozen audience."""
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
-            self._write_broadcast(conn, live)
+            write_broadcast(conn, live)
             result = conn.execute(
                 insert(t.sends).values(
                     kind="broadcast",
@@ -143,7 +141,7 @@ class SendsMixin:
             ).scalar_one_or_none()
         return None if value is None else int(value)
 
-    def ledger(self) -> SqlLedger:
+    def ledger(self) -> Ledger:
         return open_ledger(self.engine)
 
     def crashed_to_uncertain(self) -> int:
@@ -161,11 +159,11 @@ class SendsMixin:
             )
         return int(result.rowcount)
 
-    def requeue(self, statuses: Sequence[str]) -> int:
+    def requeue(self, statuses: Sequence[DeliveryStatus]) -> int:
         """Broadcast rows in `statuses` go back to `queued` (apply --resend-uncertain / --retry-failed)."""
         d = t.deliveries
         with self.engine.begin() as conn:
-            picked = d.c.status.in_(statuses), d.c.send_id.in_(_BROADCAST_SENDS)
+            picked = d.c.status.in_([str(s) for s in statuses]), d.c.send_id.in_(_BROADCAST_SENDS)
             send_ids = [
                 int(i)
                 for i in conn.execute(select(d.c.send_id).where(*picked).distinct()).scalars()
@@ -215,27 +213,13 @@ class SendsMixin:
             )
         return True
 
-    def release_broadcast(self, broadcast_id: str) -> None:
-        """Its file was removed after it was sent: no longer managed (the warning was shown)."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(t.broadcasts).where(t.broadcasts.c.id == broadcast_id).values(managed=False)
-            )
-
     def failed_recipients(self, broadcast_id: str) -> list[FailedRecipient]:
         d = t.deliveries
         query = (
             select(d.c.email, d.c.last_error, d.c.attempts)
             .join(t.sends, t.sends.c.id == d.c.send_id)
-            .where(t.sends.c.broadcast_id == broadcast_id, d.c.status == "failed")
+            .where(t.sends.c.broadcast_id == broadcast_id, d.c.status == DeliveryStatus.FAILED)
             .order_by(d.c.email)
         )
         with self.engine.connect() as conn:
             return [FailedRecipient(str(e), err, int(a)) for e, err, a in conn.execute(query)]
-
-    def dismissal_counts(self) -> dict[str, int]:
-        query = select(t.dismissals.c.broadcast_id, func.count()).group_by(
-            t.dismissals.c.broadcast_id
-        )
-        with self.engine.connect() as conn:
-            return {str(b): int(n) for b, n in conn.execute(query)}

@@ -1,0 +1,85 @@
+"""What every use case starts from, written once: the repository (at a ref or the working tree),
+its settings, and the store, opened on first use and kept until the service closes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from commsync.api.project import Project
+from commsync.config.files import DirectoryTree, FileTree, GitTree
+from commsync.config.settings import Settings, build_settings, settings_diagnostics
+from commsync.config.yamlpos import load_yaml
+from commsync.diagnostics import has_errors
+from commsync.errors import ConfigError, ValidationFailed
+from commsync.repo.git import inspect_worktree
+from commsync.repo.loader import SETTINGS_FILE, LoadedRepository, load_repository
+from commsync.store.roles import Store
+from commsync.store.sql import open_store
+
+
+@dataclass
+class Context:
+    project: Project
+    pool_size: int = 5  # connections each store keeps open (`serve` asks for more)
+    stores: dict[str, Store] = field(default_factory=dict)
+    _settings: Settings | None = None
+
+    def tree(self, ref: str | None) -> FileTree:
+        root = self.project.root
+        return GitTree(root, ref) if ref else DirectoryTree(root)
+
+    def load(self, ref: str | None = None) -> LoadedRepository:
+        """The repository at `ref`, or the working tree (with its HEAD commit as provenance)."""
+        p = self.project
+        loaded = load_repository(self.tree(ref), p.root, p.env, p.store_url)
+        if ref is None:
+            catalogs = loaded.settings.catalogs if loaded.settings else ()
+            info, dirty = inspect_worktree(p.root, tuple(catalogs))
+            loaded = replace(loaded, source=info, uncommitted=tuple(dirty))
+        return loaded
+
+    def valid(self, ref: str | None = None, message: str | None = None) -> LoadedRepository:
+        """The repository, which must hold no error at all (apply, plan, edits)."""
+        loaded = self.load(ref)
+        if not loaded.ok:
+            raise ValidationFailed(loaded.diagnostics, message)
+        return loaded
+
+    def usable(self, ref: str | None = None) -> tuple[LoadedRepository, Settings]:
+        """The repository and its settings; errors in other files are tolerated (events, lists)."""
+        loaded = self.load(ref)
+        if loaded.settings is None:
+            raise ValidationFailed(loaded.diagnostics)
+        return loaded, loaded.settings
+
+    def settings(self) -> Settings:
+        """The working tree's commsync.yaml, for commands that read no other file (read once)."""
+        if self._settings is None:
+            self._settings = self._read_settings()
+        return self._settings
+
+    def _read_settings(self) -> Settings:
+        p = self.project
+        data = DirectoryTree(p.root).read(SETTINGS_FILE)
+        if data is None:
+            raise ConfigError(
+                f"no {SETTINGS_FILE} in {p.root}; run `commsync init` to create a repository"
+            )
+        doc, diags = load_yaml(SETTINGS_FILE, data)
+        if doc is not None:
+            diags += settings_diagnostics(doc)
+        if doc is None or has_errors(diags):
+            raise ValidationFailed(diags)
+        return build_settings(doc, p.root, p.env, p.store_url)
+
+    def store(self, url: str) -> Store:
+        """The store at `url`, opened (and migrated) on first use."""
+        store = self.stores.get(url)
+        if store is None:
+            store = self.stores[url] = open_store(url, pool_size=self.pool_size)
+        return store
+
+    def close(self) -> None:
+        stores, self.stores = self.stores, {}
+        for store in stores.values():
+            store.close()

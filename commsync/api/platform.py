@@ -1,0 +1,118 @@
+"""Use cases: the platform's data (customers, products, memberships) from files or the API, and
+`init`. File rows and API rows go through the same checks (`repo/records.py`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from commsync.api.context import Context
+from commsync.api.project import Project
+from commsync.diagnostics import Diagnostic
+from commsync.errors import ConfigError, InvalidInput, NotFound, ValidationFailed
+from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
+from commsync.repo.records import (
+    CUSTOMERS,
+    MEMBERSHIPS,
+    PRODUCTS,
+    Layout,
+    parse_records,
+    records_of,
+    reference_problems,
+)
+from commsync.repo.scaffold import DEMO_DATA, InitResult, create_repository
+from commsync.store.roles import Store
+
+RecordKind = Literal["customers", "products", "memberships"]
+R = TypeVar("R", CustomerRecord, ProductRecord, MembershipRecord)
+
+
+def _unknown_references(
+    store: Store, rows: Sequence[tuple[int, MembershipRecord]]
+) -> list[tuple[int, str]]:
+    customers = store.existing_customer_ids({r.customer_id for _, r in rows})
+    return reference_problems(rows, customers, store.product_slugs())
+
+
+def _parse_file(file: Path, display: str, layout: Layout[R]) -> list[tuple[int, R]]:
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {display}: {exc.strerror}") from exc
+    rows, diags = parse_records(display, data, layout)
+    if diags:
+        raise ValidationFailed(diags)
+    return rows
+
+
+def import_records(ctx: Context, kind: RecordKind, file: Path, display: str) -> ImportCounts:
+    """Upsert a CSV/JSONL file of customers, products or memberships; all rows or none."""
+    store = ctx.store(ctx.settings().store_url)
+    if kind == "customers":
+        return store.upsert_customers([r for _, r in _parse_file(file, display, CUSTOMERS)])
+    if kind == "products":
+        return store.upsert_products([r for _, r in _parse_file(file, display, PRODUCTS)])
+    rows = _parse_file(file, display, MEMBERSHIPS)
+    problems = _unknown_references(store, rows)
+    if problems:
+        raise ValidationFailed([Diagnostic(display, line, 0, msg) for line, msg in problems])
+    return store.upsert_memberships([r for _, r in rows])
+
+
+def _one(source: str, row: Mapping[str, object], layout: Layout[R]) -> R:
+    records, problems = records_of(source, [row], layout)
+    if problems:
+        raise InvalidInput(problems)
+    return records[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Upserted:
+    key: str
+    created: bool
+
+
+def put_customer(store: Store, customer_id: str, fields: Mapping[str, object]) -> Upserted:
+    record = _one("customer", {**fields, "id": customer_id}, CUSTOMERS)
+    return Upserted(record.id, store.upsert_customers([record]).inserted == 1)
+
+
+def put_product(store: Store, slug: str, name: str) -> Upserted:
+    record = _one("product", {"slug": slug, "name": name}, PRODUCTS)
+    return Upserted(record.slug, store.upsert_products([record]).inserted == 1)
+
+
+def put_memberships(store: Store, customer_id: str, rows: Sequence[Mapping[str, object]]) -> int:
+    """The customer's memberships become exactly `rows`; returns how many there are."""
+    if store.customer(customer_id) is None:
+        raise NotFound("no such customer")
+    given = [{**row, "customer_id": customer_id} for row in rows]
+    records, problems = records_of("memberships", given, MEMBERSHIPS)
+    problems += [m for _, m in _unknown_references(store, list(enumerate(records, start=1)))]
+    if problems:
+        raise InvalidInput(problems)
+    store.replace_memberships(customer_id, records)
+    return len(records)
+
+
+@dataclass(frozen=True, slots=True)
+class InitReport:
+    result: InitResult
+    imported: tuple[tuple[str, ImportCounts], ...]
+
+
+def init_project(root: Path, *, demo: bool, env: Mapping[str, str] | None = None) -> InitReport:
+    """Scaffold a repository; with `demo`, the example repository and a store seeded with its data."""
+    result = create_repository(root, demo=demo)
+    imported: list[tuple[str, ImportCounts]] = []
+    if demo:
+        ctx = Context(Project(root, env=dict(os.environ) if env is None else env))
+        try:
+            for kind, rel in DEMO_DATA:
+                imported.append((kind, import_records(ctx, kind, root / rel, rel)))
+        finally:
+            ctx.close()
+    return InitReport(result, tuple(imported))

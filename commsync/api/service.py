@@ -1,0 +1,287 @@
+"""The service: every use case of commsync, one method each, on one object per process.
+
+The faces call it and only translate: `cli/` turns flags into arguments and results into text;
+`http/` turns requests into arguments (with the caller's credential) and results into responses.
+Methods that HTTP serves take a `Caller`; the command line's is the local operator.
+The work is done in the use-case modules beside this one; this class is their table of contents.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from commsync.api import applying, gitops, inventory, operations, planning, platform, preview
+from commsync.api.access import OPERATOR, Caller, require_admin
+from commsync.api.applying import ApplyRequest
+from commsync.api.context import Context
+from commsync.api.dashboards import CustomerFeed, DashboardService, Page, widget_script
+from commsync.api.feed import Feed
+from commsync.api.gitops import DriftItem
+from commsync.api.inventory import EmailRow, FileEdit
+from commsync.api.operations import DeliveryCounts, Health, IssuedToken, StatusReport
+from commsync.api.planning import PlanResult, ValidationReport
+from commsync.api.platform import InitReport, RecordKind, Upserted
+from commsync.api.preview import Preview
+from commsync.api.project import Project
+from commsync.apply.executor import ApplyListener, ApplyReport
+from commsync.apply.run import Confirm
+from commsync.config.settings import Settings
+from commsync.delivery.engine import DeliveryReport
+from commsync.delivery.worker import Worker
+from commsync.events.service import EventService
+from commsync.model import EventResult, ImportCounts, JsonObject
+from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder, Store
+
+# What the faces may name of the layers below: the service's own vocabulary.
+__all__ = [
+    "ApplyRequest",
+    "Caller",
+    "DeliveryReport",
+    "JournalEntry",
+    "Service",
+    "StatusReport",
+]
+
+RoundHook = Callable[[int, DeliveryReport], None]
+
+
+class Service:
+    """Opened once per process (`with Service(project) as service:`), closed at the end."""
+
+    def __init__(self, project: Project, *, pool_size: int = 5) -> None:
+        self.project = project
+        self.ctx = Context(project, pool_size)
+        self._events: EventService | None = None
+        self._dashboards: DashboardService | None = None
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the background worker (in-flight messages finish) and close the stores."""
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join()
+            self._worker = None
+        self.ctx.close()
+
+    # -- the repository ------------------------------------------------------------------------
+
+    def init_project(self, root: Path, *, demo: bool) -> InitReport:
+        """`init`: a new repository at `root`; with `demo`, the demo network and its data."""
+        return platform.init_project(root, demo=demo, env=self.project.env)
+
+    def settings(self) -> Settings:
+        """The working tree's commsync.yaml, checked (`serve` checks it before it starts)."""
+        return self.ctx.settings()
+
+    def validate(
+        self, *, ref: str | None = None, use_store: bool = True, git_paths: bool = False
+    ) -> ValidationReport:
+        """`validate`: every problem of every file; `git_paths` for annotations in CI."""
+        return planning.validate(self.ctx, ref=ref, use_store=use_store, git_paths=git_paths)
+
+    def plan(
+        self, *, ref: str | None = None, changed_since: str | None = None, out: Path | None = None
+    ) -> PlanResult:
+        """`plan`: what apply would change; saved to `out` when given."""
+        return planning.make_plan(self.ctx, ref=ref, changed_since=changed_since, out=out)
+
+    def apply(
+        self,
+        request: ApplyRequest,
+        *,
+        confirm: Confirm | None = None,
+        listener: ApplyListener | None = None,
+    ) -> ApplyReport:
+        """`apply`: a saved plan, or a plan made now and confirmed."""
+        return applying.apply(self.ctx, request, confirm=confirm, listener=listener)
+
+    def drift(self, ref: str | None = None) -> list[DriftItem]:
+        """`drift`: what changed in the store outside commsync."""
+        return gitops.drift(self.ctx, ref)
+
+    def pull(self) -> list[FileEdit]:
+        """`pull`: files for live objects no file manages."""
+        return gitops.pull(self.ctx)
+
+    def list_emails(self) -> list[EmailRow]:
+        """`emails list`: registered defaults × installed × customised × importable."""
+        return inventory.list_emails(self.ctx)
+
+    def import_emails(self, slugs: Sequence[str], every: bool) -> list[FileEdit]:
+        """`emails import`: files that install registered defaults."""
+        return inventory.import_emails(self.ctx, slugs, every)
+
+    def reset_emails(self, slugs: Sequence[str], every: bool) -> list[FileEdit]:
+        """`emails reset`: override keys removed from email files."""
+        return inventory.reset_emails(self.ctx, slugs, every)
+
+    def preview(
+        self,
+        file: str,
+        out: Path,
+        *,
+        customer: str | None = None,
+        data: JsonObject | None = None,
+    ) -> Preview:
+        """`preview`: a file's email or notice, rendered into `out`."""
+        return preview.preview(self.ctx, file, out, customer=customer, data=data)
+
+    def test_send(self, slug: str, to: str, data: JsonObject | None = None) -> str:
+        """`test-send`: one system email, sent now; returns where it went."""
+        return preview.test_send(self.ctx, slug, to, data)
+
+    # -- the store -----------------------------------------------------------------------------
+
+    def status(self) -> StatusReport:
+        """`status`: sends, notices, system emails, recent applies, the lock."""
+        return operations.status(self.ctx)
+
+    def failed_recipients(self, broadcast_id: str) -> list[FailedRecipient]:
+        """`status --failed`: the recipients of a broadcast whose delivery failed."""
+        return operations.failed_recipients(self.ctx, broadcast_id)
+
+    def unlock(self, lock_id: str) -> LockHolder:
+        """`unlock`: remove an apply lock left by an apply that is gone."""
+        return operations.unlock(self.ctx, lock_id)
+
+    def issue_token(self, customer: str, ttl: str) -> IssuedToken:
+        """`token`: a customer's feed token, valid for `ttl` (30d, 12h, 90m)."""
+        return operations.issue_token(self.ctx, customer, ttl)
+
+    def rotate_key(self) -> None:
+        """`rotate-key`: a new signing key; every customer token stops working."""
+        operations.rotate_key(self.ctx)
+
+    def import_records(self, kind: RecordKind, file: Path, display: str) -> ImportCounts:
+        """`customers|products|memberships import`: a CSV/JSONL file, all rows or none."""
+        return platform.import_records(self.ctx, kind, file, display)
+
+    # -- events and delivery -------------------------------------------------------------------
+
+    def _event_service(self) -> EventService:
+        if self._events is None:
+            loaded, settings = self.ctx.usable()
+            store = self.ctx.store(settings.store_url)
+            self._events = EventService(store, settings, loaded.catalog, loaded.layout)
+        return self._events
+
+    def fire_event(
+        self,
+        event_type: str,
+        payload: JsonObject,
+        key: str | None = None,
+        *,
+        caller: Caller = OPERATOR,
+    ) -> EventResult:
+        """`event` and `POST /v1/events`: check the payload, queue the event's system emails."""
+        require_admin(caller, self._api_key())
+        return self._event_service().fire(event_type, payload, key)
+
+    def _worker_for(self, on_round: RoundHook | None = None) -> Worker:
+        settings = self.ctx.settings()
+        store = self.ctx.store(settings.store_url)
+        return Worker(store, settings, self.project.env, on_round=on_round)
+
+    def deliver(
+        self,
+        *,
+        loop: bool,
+        stop: threading.Event | None = None,
+        poll: float = 1.0,
+        on_round: RoundHook | None = None,
+    ) -> DeliveryReport:
+        """`deliver`: send what is due now, or keep sending until `stop`."""
+        return self._worker_for(on_round).run_blocking(loop=loop, stop=stop, poll=poll)
+
+    # -- serving dashboards and the platform (commsync serve) ----------------------------------
+
+    def start_serving(self, *, deliver: bool, key_ttl: float = 10.0) -> None:
+        """Ready for requests: notices compiled, events prepared, the worker in the background."""
+        settings = self.ctx.settings()
+        self._dashboards = DashboardService(self.ctx.store(settings.store_url), settings, key_ttl)
+        self._dashboards.feed.warm()
+        self._event_service()
+        if deliver:
+            worker = self._worker_for()
+            self._worker = threading.Thread(
+                target=lambda: worker.run_blocking(loop=True, stop=self._stop),
+                name="commsync-deliver",
+            )
+            self._worker.start()
+
+    @property
+    def feed(self) -> Feed:
+        """The notices feed and its compiled notices (warmed by `start_serving`)."""
+        return self._dashboard().feed
+
+    def _dashboard(self) -> DashboardService:
+        if self._dashboards is None:
+            settings = self.ctx.settings()
+            store = self.ctx.store(settings.store_url)
+            self._dashboards = DashboardService(store, settings)
+        return self._dashboards
+
+    def _api_key(self) -> str | None:
+        return self.project.env.get("COMMSYNC_API_KEY") or None
+
+    def customer_notices(self, customer_id: str, caller: Caller) -> CustomerFeed:
+        """`GET /v1/customers/{id}/notices`: the feed's hot path."""
+        return self._dashboard().notices(customer_id, caller)
+
+    def dismiss_notice(self, customer_id: str, notice_id: str, caller: Caller) -> None:
+        """`POST …/notices/{notice}/dismiss`."""
+        self._dashboard().dismiss(customer_id, notice_id, caller)
+
+    def unsubscribe_page(self, token: str) -> Page:
+        """`GET /v1/unsubscribe/{token}`: a page that asks."""
+        return self._dashboard().unsubscribe_page(token)
+
+    def unsubscribe(self, token: str, *, one_click: bool) -> Page:
+        """`POST /v1/unsubscribe/{token}`: unsubscribe from broadcasts."""
+        return self._dashboard().unsubscribe(token, one_click)
+
+    def widget_script(self) -> str:
+        """`GET /widget.js`: the dashboard widget."""
+        return widget_script()
+
+    def put_customer(
+        self, customer_id: str, fields: Mapping[str, object], caller: Caller
+    ) -> Upserted:
+        """`PUT /v1/customers/{id}`."""
+        require_admin(caller, self._api_key())
+        return platform.put_customer(self._platform_store(), customer_id, fields)
+
+    def put_product(self, slug: str, name: str, caller: Caller) -> Upserted:
+        """`PUT /v1/products/{slug}`."""
+        require_admin(caller, self._api_key())
+        return platform.put_product(self._platform_store(), slug, name)
+
+    def put_memberships(
+        self, customer_id: str, rows: Sequence[Mapping[str, object]], caller: Caller
+    ) -> int:
+        """`PUT /v1/customers/{id}/memberships`: the customer's memberships become `rows`."""
+        require_admin(caller, self._api_key())
+        return platform.put_memberships(self._platform_store(), customer_id, rows)
+
+    def _platform_store(self) -> Store:
+        return self.ctx.store(self.ctx.settings().store_url)
+
+    def health(self) -> Health:
+        """`GET /healthz`."""
+        return operations.health(self.ctx)
+
+    def delivery_counts(self) -> DeliveryCounts:
+        """`GET /metrics`: the store's counts (events, messages, queue depth)."""
+        return operations.delivery_counts(self.ctx)

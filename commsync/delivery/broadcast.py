@@ -1,0 +1,68 @@
+"""Delivering one email broadcast send: each recipient's message built from the frozen ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from commsync.auth import unsubscribe_token
+from commsync.config.settings import Settings
+from commsync.delivery.engine import DeliveryReport, Listener, SendJob, run_send
+from commsync.delivery.ratelimit import RateLimiter
+from commsync.delivery.retry import APPLY_RETRIES, RetryPolicy
+from commsync.delivery.transports import parse_transport
+from commsync.model import BroadcastSpec, LedgerRow
+from commsync.render.emails import broadcast_factory
+from commsync.render.message import UNSUBSCRIBE, Built
+from commsync.render.values import customer_values
+from commsync.store.roles import Control, Identity, Sends
+
+
+class BroadcastStore(Identity, Sends, Control, Protocol):
+    """The store roles a broadcast send uses: its ledger and the signing key."""
+
+
+@dataclass
+class BroadcastSender:
+    """Builds each recipient's message of an email broadcast and delivers the send."""
+
+    store: BroadcastStore
+    settings: Settings
+    layout: str | None
+    env: Mapping[str, str]
+    listener: Listener | None = None
+    policy: RetryPolicy = APPLY_RETRIES
+    destination: str | None = None  # the transport, once a send ran
+
+    def __call__(self, name: str, spec: BroadcastSpec, send_id: int, total: int) -> DeliveryReport:
+        settings = self.settings
+        factory = broadcast_factory(self.store.store_id, settings, self.layout, name, spec)
+        key = self.store.signing_key()
+        mailbox = settings.unsubscribe_mailbox
+        minted: dict[str, str] = {}  # the token of each row of the current batch, made once
+
+        def tokens(rows: Sequence[LedgerRow]) -> list[tuple[str, str]]:
+            minted.clear()
+            minted.update((r.email_key, unsubscribe_token(key, r.email_key)) for r in rows)
+            return [(token, email_key) for email_key, token in minted.items()]
+
+        def build(row: LedgerRow) -> Built:
+            customer = row.customer()
+            values = customer_values(customer)
+            token = minted.get(row.email_key) or unsubscribe_token(key, row.email_key)
+            values[UNSUBSCRIBE] = settings.unsubscribe_url(token)
+            return factory.build(row.email, customer.name, values, mailbox)
+
+        mail = settings.mail
+        transport = parse_transport(mail.transport, settings.root, self.env)
+        self.destination = transport.describe()
+        ledger = self.store.ledger()
+        try:
+            job = SendJob(send_id, mail.from_address, build, tokens)
+            limiter = RateLimiter(mail.max_rate)
+            return run_send(
+                job, ledger, transport, limiter, mail.connections, total, self.listener, self.policy
+            )
+        finally:
+            ledger.close()

@@ -1,0 +1,102 @@
+"""The fixed vocabularies of the domain: every value a field can hold, named once.
+
+They are `StrEnum`s, so they compare equal to (and serialise as) the strings operators write and
+the store keeps; code that receives a plain string converts it once, at the boundary.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class BroadcastKind(StrEnum):
+    NOTICE = "notice"
+    EMAIL = "email"
+
+
+class Format(StrEnum):
+    """How a template's content is written."""
+
+    MARKDOWN = "markdown"
+    HTML = "html"
+    TEXT = "text"
+
+
+class MessageType(StrEnum):
+    """A notice's colour on the dashboard."""
+
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class BroadcastStatus(StrEnum):
+    """A live broadcast: notices are active or retracted; email broadcasts sending or sent."""
+
+    ACTIVE = "active"
+    RETRACTED = "retracted"
+    SENDING = "sending"
+    SENT = "sent"
+
+
+class EmailTarget(StrEnum):
+    """Who a system email goes to."""
+
+    CUSTOMER = "customer"
+    ADMIN = "admin"
+
+
+class Style(StrEnum):
+    """html: multipart text + HTML in the layout; plain: text only."""
+
+    HTML = "html"
+    PLAIN = "plain"
+
+
+class Imports(StrEnum):
+    """Which registered defaults are installed without a file (`imports:`)."""
+
+    NONE = "none"
+    CRITICAL = "critical"
+    ALL = "all"
+
+    def installs(self, critical: bool) -> bool:
+        """Whether a default (critical or not) is installed without a file under this policy."""
+        return self is Imports.ALL or (self is Imports.CRITICAL and critical)
+
+
+class DeliveryStatus(StrEnum):
+    """One row of the delivery ledger: one message to one recipient."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    UNCERTAIN = "uncertain"
+
+
+class SuppressionScope(StrEnum):
+    """marketing: no broadcasts (an unsubscribe); all: no email at all (a hard bounce)."""
+
+    MARKETING = "marketing"
+    ALL = "all"
+
+
+class JournalStatus(StrEnum):
+    """An apply, as the journal records it."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class PayloadType(StrEnum):
+    """The type of an event payload key."""
+
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"

@@ -1,0 +1,43 @@
+"""Template checks of YAML string values, reported at the file's own line and column."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from commsync.config.yamlpos import YamlDoc
+from commsync.diagnostics import Diagnostic
+from commsync.model import JsonValue
+from commsync.render.sandbox import check_template, trial_render
+
+
+def template_diagnostics(
+    doc: YamlDoc,
+    pointer: str,
+    source: str,
+    allowed: frozenset[str],
+    context: str,
+    sample: Mapping[str, JsonValue],
+) -> list[Diagnostic]:
+    """Diagnostics for the template at `pointer`, mapped from template lines to file lines.
+
+    A template that passes the static checks is rendered once with `sample` values, so what the
+    sandbox would refuse (or what would fail) at send time is reported now.
+    """
+    out = []
+    issues = check_template(source, allowed, context) or trial_render(
+        source, tuple(sorted(sample.items()))
+    )
+    for issue in issues:
+        mark = doc.locate(pointer, issue.line, issue.col)
+        out.append(Diagnostic(doc.path, mark.line, mark.col, issue.message, "error", pointer))
+    return out
+
+
+def subject_diagnostics(doc: YamlDoc, pointer: str, subject: str) -> list[Diagnostic]:
+    """A subject is one header line: CR or LF would let it inject headers."""
+    if "\r" in subject or "\n" in subject:
+        hint = (
+            " (a | or > block ends with one; use a quoted string)" if subject.endswith("\n") else ""
+        )
+        return [doc.diag(pointer, f"subject must be one line: it contains a CR or LF{hint}")]
+    return []

@@ -1,0 +1,73 @@
+"""How the messages of an email broadcast or a system email are built, from settings and layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email.utils import formataddr
+
+from commsync.config.settings import Settings
+from commsync.model import BroadcastSpec, Style, SystemEmailFields
+from commsync.render.message import EmailTemplate, MessageFactory
+
+
+def broadcast_factory(
+    store_id: str, settings: Settings, layout: str | None, name: str, spec: BroadcastSpec
+) -> MessageFactory:
+    """How each recipient's message of email broadcast `name` is built."""
+    mail = settings.mail
+    template = EmailTemplate(
+        subject=spec.subject,
+        content=spec.content,
+        format=spec.format,
+        style=Style.HTML,
+        sender=formataddr((mail.from_name, mail.from_address)),
+        reply_to=mail.reply_to,
+        unsubscribe=True,
+        id_key=f"{store_id}/broadcast/{name}",
+    )
+    return MessageFactory(
+        template, theme=mail.theme, static=settings.network_context, layout=layout
+    )
+
+
+def system_email_factory(
+    store_id: str, settings: Settings, layout: str | None, slug: str, fields: SystemEmailFields
+) -> MessageFactory:
+    """How each message of system email `slug` (with these fields) is built."""
+    mail = settings.mail
+    sender = (
+        formataddr((fields.sender.name or "", fields.sender.email))
+        if fields.sender
+        else formataddr((mail.from_name, mail.from_address))
+    )
+    template = EmailTemplate(
+        subject=fields.subject,
+        content=fields.content,
+        format=fields.format,
+        style=fields.style,
+        sender=sender,
+        reply_to=mail.reply_to,
+        unsubscribe=False,
+        id_key=f"{store_id}/system_email/{slug}",
+    )
+    return MessageFactory(
+        template, theme=mail.theme, static=settings.network_context, layout=layout
+    )
+
+
+@dataclass
+class SystemEmailFactories:
+    """Compiled system emails, reused across events (per email and version of its fields)."""
+
+    store_id: str
+    settings: Settings
+    layout: str | None = None
+    cache: dict[tuple[str, str], MessageFactory] = field(default_factory=dict)
+
+    def get(self, slug: str, fields: SystemEmailFields) -> MessageFactory:
+        key = (slug, fields.fields_hash())
+        factory = self.cache.get(key)
+        if factory is None:
+            factory = system_email_factory(self.store_id, self.settings, self.layout, slug, fields)
+            self.cache[key] = factory
+        return factory

@@ -1,0 +1,81 @@
+"""What git says about the working tree: its HEAD, uncommitted managed files, changed paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from commsync.errors import GitError
+from commsync.model import SourceInfo
+
+
+def git_prefix(root: Path) -> str:
+    """The project's directory inside its git work tree ("" at the top or outside git)."""
+    import git
+
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return ""
+    top = Path(repo.working_tree_dir or root).resolve()
+    rel = root.resolve().relative_to(top).as_posix()
+    return "" if rel == "." else rel + "/"
+
+
+MANAGED = ("commsync.yaml", "broadcasts", "emails", "layouts")
+
+
+def inspect_worktree(root: Path, extra: tuple[str, ...] = ()) -> tuple[SourceInfo, list[str]]:
+    """The working tree's source info (HEAD commit and author) and its uncommitted managed paths."""
+    import git
+
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+        head = repo.head.commit
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return SourceInfo("working tree (not in git)"), []
+    except ValueError:  # a repository without commits
+        return SourceInfo("working tree (no commits yet)"), ["(no commit yet)"]
+    prefix = git_prefix(root)
+    paths = [prefix + p for p in (*MANAGED, *extra)]
+    status = repo.git.status("--porcelain", "--untracked-files=all", "--", *paths)
+    dirty = [line[3:] for line in status.splitlines() if line.strip()]
+    label = f"working tree at {head.hexsha[:12]}" + (" with uncommitted changes" if dirty else "")
+    return SourceInfo(label, head.hexsha, head.author.name), dirty
+
+
+def changed_since(root: Path, since: str, ref: str | None = None) -> frozenset[str]:
+    """Project-relative paths that differ between `since` and `ref` (or the working tree).
+
+    Deleted and renamed files count under their old and new paths, so a retracted notice's file
+    is among them; in the working tree, untracked files count too.
+    """
+    import git
+
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise GitError(f"--changed-since needs a git repository, and {root} is not in one") from exc
+    for name in (since, ref):
+        if name is not None:
+            try:  # git itself, not GitPython: a shallow clone knows of parents it does not have
+                repo.git.rev_parse("--verify", "--quiet", f"{name}^{{commit}}")
+            except git.GitCommandError as exc:
+                hint = (
+                    " (a shallow checkout? fetch more history)"
+                    if "~" in name or "^" in name
+                    else ""
+                )
+                raise GitError(f"unknown git reference {name!r}{hint}") from exc
+    prefix = git_prefix(root)
+    args = ["--name-only", "--no-renames", since, *([ref] if ref else [])]
+    try:
+        paths = set(repo.git.diff(*args, "--", prefix or ".").splitlines())
+    except git.GitCommandError as exc:
+        raise GitError(f"git diff {since}: {str(exc.stderr).strip()}") from exc
+    if ref is None:
+        untracked = repo.git.ls_files("--others", "--exclude-standard", "--", prefix or ".")
+        paths |= set(untracked.splitlines())
+    top = Path(repo.working_tree_dir or root).resolve()
+    relative = root.resolve().relative_to(top).as_posix()
+    cut = "" if relative == "." else relative + "/"
+    return frozenset(p[len(cut) :] for p in paths if p and p.startswith(cut))

@@ -1,0 +1,242 @@
+"""Platform data files (customers, products, memberships) as CSV with a header row, or JSONL.
+
+Parsing is all-or-nothing: every bad row is reported as `FILE:line: error: …` and, if there is
+one, nothing of the file is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from commsync.diagnostics import Diagnostic
+from commsync.model import CustomerRecord, MembershipRecord, ProductRecord
+from commsync.model.mail import is_address
+
+R = TypeVar("R", CustomerRecord, ProductRecord, MembershipRecord)
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
+_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+_STATUS = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+class RowError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Layout(Generic[R]):
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    key: Callable[[R], tuple[str, ...]]
+    build: Callable[[Mapping[str, str]], R]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+
+def _text(row: Mapping[str, str], name: str, limit: int = 255) -> str | None:
+    value = (row.get(name) or "").strip()
+    if len(value) > limit:
+        raise RowError(f"{name} is longer than {limit} characters")
+    if any(ch in value for ch in "\r\n\x00"):
+        raise RowError(f"{name} must be one line")
+    return value or None
+
+
+def _required(row: Mapping[str, str], name: str, pattern: re.Pattern[str], what: str) -> str:
+    value = _text(row, name)
+    if value is None:
+        raise RowError(f"{name} is empty")
+    if not pattern.fullmatch(value):
+        raise RowError(f"{name} {value!r} is not a valid {what}")
+    return value
+
+
+def _customer(row: Mapping[str, str]) -> CustomerRecord:
+    email = _text(row, "email", 320)
+    if email is None or not is_address(email):
+        raise RowError(f"email {email or ''!r} is not an email address")
+    return CustomerRecord(
+        id=_required(row, "id", _ID, "customer id"),
+        email=email,
+        username=_text(row, "username"),
+        first_name=_text(row, "first_name"),
+        last_name=_text(row, "last_name"),
+        display_name=_text(row, "display_name"),
+        locale=_text(row, "locale", 35),
+    )
+
+
+def _product(row: Mapping[str, str]) -> ProductRecord:
+    slug = _required(row, "slug", _SLUG, "product slug (a-z, 0-9, '.', '_', '-')")
+    return ProductRecord(slug=slug, name=_text(row, "name") or slug)
+
+
+def _membership(row: Mapping[str, str]) -> MembershipRecord:
+    return MembershipRecord(
+        customer_id=_required(row, "customer_id", _ID, "customer id"),
+        product=_required(row, "product", _SLUG, "product slug"),
+        status=_required(row, "status", _STATUS, "status (lowercase, e.g. active)"),
+    )
+
+
+CUSTOMERS: Layout[CustomerRecord] = Layout(
+    ("id", "email"),
+    ("username", "first_name", "last_name", "display_name", "locale"),
+    lambda r: (r.id,),
+    _customer,
+)
+PRODUCTS: Layout[ProductRecord] = Layout(("slug",), ("name",), lambda r: (r.slug,), _product)
+MEMBERSHIPS: Layout[MembershipRecord] = Layout(
+    ("customer_id", "product", "status"), (), lambda r: (r.customer_id, r.product), _membership
+)
+
+
+def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, object] | None, str | None]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey="\x00extra")
+    start = 2
+    for row in reader:
+        if "\x00extra" in row or None in row.values():
+            yield start, None, "wrong number of fields for the header"
+        else:
+            yield start, {k: v for k, v in row.items() if k is not None}, None
+        start = reader.line_num + 1
+
+
+def _csv_header(path: str, text: str, layout: Layout[R]) -> list[Diagnostic]:
+    header = next(csv.reader(io.StringIO(text, newline="")), [])
+    names = [h.strip() for h in header]
+    out = []
+    missing = [c for c in layout.required if c not in names]
+    if missing:
+        out.append(Diagnostic(path, 1, 0, f"header lacks column(s) {', '.join(missing)}"))
+    unknown = [c for c in names if c not in layout.columns]
+    if unknown:
+        out.append(
+            Diagnostic(
+                path,
+                1,
+                0,
+                f"unknown column(s) {', '.join(unknown)} (expected: {', '.join(layout.columns)})",
+            )
+        )
+    return out
+
+
+def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, object] | None, str | None]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, None, f"invalid JSON: {exc.msg}"
+            continue
+        if not isinstance(value, dict):
+            yield number, None, "each line must be a JSON object"
+            continue
+        yield number, {str(k): v for k, v in value.items()}, None
+
+
+def _jsonl_fields(row: dict[str, object], layout: Layout[R]) -> dict[str, str]:
+    unknown = [k for k in row if k not in layout.columns]
+    if unknown:
+        raise RowError(
+            f"unknown key(s) {', '.join(unknown)} (expected: {', '.join(layout.columns)})"
+        )
+    out = {}
+    for key, value in row.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise RowError(f"{key} must be a string")
+        out[key] = str(value)
+    return out
+
+
+def _csv_fields(row: dict[str, object]) -> dict[str, str]:
+    return {k.strip(): str(v) for k, v in row.items()}
+
+
+def parse_records(
+    path: str, data: bytes, layout: Layout[R]
+) -> tuple[list[tuple[int, R]], list[Diagnostic]]:
+    """(line, record) of a CSV (with header) or JSONL file; JSONL when named .jsonl or .ndjson."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return [], [Diagnostic(path, 1, 0, "file is not valid UTF-8")]
+    is_jsonl = path.endswith((".jsonl", ".ndjson"))
+    diags = [] if is_jsonl else _csv_header(path, text, layout)
+    if diags:
+        return [], diags
+    rows = _jsonl_rows(text) if is_jsonl else _csv_rows(text)
+    records, diags = _build(path, rows, layout, is_jsonl)
+    if not records and not diags:
+        diags.append(Diagnostic(path, 1, 0, "no rows to import"))
+    return records, diags
+
+
+Row = tuple[int, dict[str, object] | None, str | None]  # line, fields (None: unreadable), problem
+
+
+def _build(
+    path: str, rows: Iterable[Row], layout: Layout[R], typed: bool, unit: str = "line"
+) -> tuple[list[tuple[int, R]], list[Diagnostic]]:
+    """Records of `rows`, each checked by the layout; a key seen twice is an error."""
+    records: list[tuple[int, R]] = []
+    diags: list[Diagnostic] = []
+    seen: dict[tuple[str, ...], int] = {}
+    for line, row, problem in rows:
+        try:
+            if problem or row is None:
+                raise RowError(problem or "unreadable row")
+            record = layout.build(_jsonl_fields(row, layout) if typed else _csv_fields(row))
+        except RowError as exc:
+            diags.append(Diagnostic(path, line, 0, str(exc)))
+            continue
+        key = layout.key(record)
+        if key in seen:
+            message = f"duplicate row for {', '.join(key)} (first on {unit} {seen[key]})"
+            diags.append(Diagnostic(path, line, 0, message))
+            continue
+        seen[key] = line
+        records.append((line, record))
+    return records, diags
+
+
+def records_of(
+    source: str, rows: Sequence[Mapping[str, object]], layout: Layout[R]
+) -> tuple[list[R], list[str]]:
+    """Records from already-parsed rows (an API request): the same checks as a file's rows.
+
+    Problems name `source` and the row's position (1-based).
+    """
+    numbered: list[Row] = [(i, dict(row), None) for i, row in enumerate(rows, start=1)]
+    built, diags = _build(source, numbered, layout, typed=True, unit="row")
+    problems = [
+        f"{d.path} row {d.line}: {d.message}" if len(rows) > 1 else d.message for d in diags
+    ]
+    return [r for _, r in built], problems
+
+
+def reference_problems(
+    rows: Sequence[tuple[int, MembershipRecord]],
+    known_customers: frozenset[str],
+    known_products: frozenset[str],
+) -> list[tuple[int, str]]:
+    """(line, message) for each membership naming a customer or product the store lacks."""
+    out = []
+    for line, r in rows:
+        if r.customer_id not in known_customers:
+            out.append((line, f"unknown customer {r.customer_id!r} (import customers first)"))
+        if r.product not in known_products:
+            out.append((line, f"unknown product {r.product!r} (import products first)"))
+    return out

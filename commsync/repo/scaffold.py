@@ -1,0 +1,131 @@
+"""`commsync init`: a new operator repository, optionally the demo with a seeded store."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from commsync.config.resources import data_dir
+from commsync.errors import ConfigError
+
+SETTINGS = """\
+# yaml-language-server: $schema=https://commsync.dev/schemas/1/commsync.schema.json
+version: 1
+
+network:
+  name: My Network
+  url: https://network.example
+
+# The live store: SQLite next to this file by default; set COMMSYNC_STORE for PostgreSQL.
+store: sqlite:///.commsync/store.db
+
+mail:
+  from: My Network <hello@network.example>
+  admins: []
+  # Emails are written to a local Maildir until you configure SMTP
+  # (COMMSYNC_SMTP_URL=smtp+starttls://host:587 and COMMSYNC_SMTP_USERNAME/PASSWORD).
+  transport: maildir:.commsync/outbox
+
+targeting:
+  membership_statuses: [active, trialing]
+
+imports: critical
+"""
+
+WELCOME = """\
+# yaml-language-server: $schema=https://commsync.dev/schemas/1/broadcast.schema.json
+# A dashboard notice for every customer. Change it, run `commsync plan`, open a pull request.
+kind: notice
+message_type: info
+subject: "Welcome to {{ network_name }}"
+targets:
+  all: true
+content: |
+  Hi {{ customer_first_name }}, this notice is managed as code with commsync.
+"""
+
+IMPORT_ONLY = """\
+# yaml-language-server: $schema=https://commsync.dev/schemas/1/email.schema.json
+# Installs the registered default as it ships. Add keys (subject, content, active, delay, …)
+# to override them; delete a key to put it back to the default.
+email: site_published_customer
+"""
+
+GITIGNORE = ".commsync/\n"
+DEMO_DATA: tuple[tuple[Literal["customers", "products", "memberships"], str], ...] = (
+    ("products", "data/products.csv"),
+    ("customers", "data/customers.csv"),
+    ("memberships", "data/memberships.csv"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    root: Path
+    files: tuple[str, ...]
+    commit: str | None
+    git_note: str
+
+
+def _write_scaffold(root: Path) -> list[str]:
+    files = {
+        "commsync.yaml": SETTINGS,
+        "broadcasts/welcome.yaml": WELCOME,
+        "emails/site_published_customer.yaml": IMPORT_ONLY,
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+    return list(files)
+
+
+def _copy_demo(root: Path) -> list[str]:
+    source = data_dir("examples")
+    written = []
+    for item in sorted(source.rglob("*")):
+        rel = item.relative_to(source)
+        if rel.parts[0] in ("ci", ".commsync") or "__pycache__" in rel.parts or item.is_dir():
+            continue
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(item, target)
+        written.append(rel.as_posix())
+    return written
+
+
+def _ignore_store(root: Path) -> str:
+    path = root / ".gitignore"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if ".commsync/" not in text.splitlines():
+        path.write_text(
+            text + ("" if not text or text.endswith("\n") else "\n") + GITIGNORE, encoding="utf-8"
+        )
+    return ".gitignore"
+
+
+def _commit(root: Path, files: list[str]) -> tuple[str | None, str]:
+    import git
+
+    try:
+        git.Repo(root, search_parent_directories=True)
+        return None, "inside an existing git repository: review and commit the new files yourself"
+    except git.InvalidGitRepositoryError:
+        pass
+    configured = git.Git().config("--get", "init.defaultBranch", with_exceptions=False)
+    # the operator's own default branch if they set one, else main (not git's historical master)
+    repo = git.Repo.init(root, initial_branch=configured.strip() or "main")
+    repo.index.add(files)
+    commit = repo.index.commit("Start managing customer communications with commsync")
+    return commit.hexsha, f"initialised a git repository with a first commit ({commit.hexsha[:12]})"
+
+
+def create_repository(root: Path, *, demo: bool) -> InitResult:
+    """Write the files (and commit them when `root` is not in a git repository yet)."""
+    if (root / "commsync.yaml").exists():
+        raise ConfigError(f"{root / 'commsync.yaml'} already exists; nothing was changed")
+    root.mkdir(parents=True, exist_ok=True)
+    files = sorted([*(_copy_demo(root) if demo else _write_scaffold(root)), _ignore_store(root)])
+    commit, note = _commit(root, files)
+    return InitResult(root, tuple(files), commit, note)

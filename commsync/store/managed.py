@@ -1,0 +1,205 @@
+"""The objects apply manages, in SQL: broadcasts (with send progress) and system emails.
+
+Implements the `ManagedObjects` role of `SqlStore`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+
+from commsync.model import (
+    BroadcastKind,
+    BroadcastSpec,
+    BroadcastStatus,
+    EmailStats,
+    LiveBroadcast,
+    LiveSnapshot,
+    LiveSystemEmail,
+    Provenance,
+    SendProgress,
+    SystemEmailFields,
+    Targets,
+)
+from commsync.store import tables as t
+from commsync.store.sqlutil import now
+
+
+class ManagedMixin:
+    engine: Engine
+    reader: Engine
+
+    @property
+    def store_id(self) -> str:
+        raise NotImplementedError
+
+    def system_emails(self) -> dict[str, LiveSystemEmail]:
+        with self.reader.connect() as conn:
+            return {
+                str(row.slug): _live_system_email(row)
+                for row in conn.execute(select(t.system_emails))
+            }
+
+    def snapshot(self) -> LiveSnapshot:
+        with self.engine.connect() as conn:
+            progress = _progress(conn)
+            broadcasts = {
+                str(row.id): _live_broadcast(row, progress.get(str(row.id)))
+                for row in conn.execute(select(t.broadcasts))
+            }
+            emails = {
+                str(row.slug): _live_system_email(row)
+                for row in conn.execute(select(t.system_emails))
+            }
+        return LiveSnapshot(self.store_id, broadcasts, emails)
+
+    def put_broadcast(self, live: LiveBroadcast) -> None:
+        with self.engine.begin() as conn:
+            write_broadcast(conn, live)
+
+    def release_broadcast(self, broadcast_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t.broadcasts).where(t.broadcasts.c.id == broadcast_id).values(managed=False)
+            )
+
+    def put_system_email(self, live: LiveSystemEmail) -> None:
+        stamp = now()
+        p = live.provenance
+        values = {
+            "fields": live.fields.to_json(),
+            "fields_hash": live.fields.fields_hash(),
+            "applied_hash": live.applied_hash,
+            "overrides": list(live.overrides),
+            "base_version": live.base_version,
+            "base_fields": None if live.base_fields is None else live.base_fields.to_json(),
+            "managed_path": p.path,
+            "commit": p.commit,
+            "author": p.author,
+            "applied_at": p.applied_at,
+            "updated_at": stamp,
+        }
+        c = t.system_emails.c
+        with self.engine.begin() as conn:
+            if conn.execute(select(c.slug).where(c.slug == live.slug)).first():
+                conn.execute(update(t.system_emails).where(c.slug == live.slug).values(values))
+            else:
+                conn.execute(
+                    insert(t.system_emails).values(slug=live.slug, created_at=stamp, **values)
+                )
+
+    def delete_system_email(self, slug: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.system_emails).where(t.system_emails.c.slug == slug))
+
+    def dismissal_counts(self) -> dict[str, int]:
+        query = select(t.dismissals.c.broadcast_id, func.count()).group_by(
+            t.dismissals.c.broadcast_id
+        )
+        with self.engine.connect() as conn:
+            return {str(b): int(n) for b, n in conn.execute(query)}
+
+
+def write_broadcast(conn: Connection, live: LiveBroadcast) -> None:
+    """Create or replace a broadcast and its target rows, in the caller's transaction."""
+    stamp = now()
+    p = live.provenance
+    values = {
+        "kind": str(live.spec.kind),
+        "spec": live.spec.to_json(),
+        "spec_hash": live.spec.spec_hash(),
+        "applied_hash": live.applied_hash,
+        "status": str(live.status),
+        "managed": live.managed,
+        "path": p.path,
+        "commit": p.commit,
+        "author": p.author,
+        "applied_at": p.applied_at,
+        "updated_at": stamp,
+    }
+    found = conn.execute(select(t.broadcasts.c.id).where(t.broadcasts.c.id == live.id)).first()
+    if found:
+        conn.execute(update(t.broadcasts).where(t.broadcasts.c.id == live.id).values(values))
+    else:
+        conn.execute(insert(t.broadcasts).values(id=live.id, created_at=stamp, **values))
+    conn.execute(delete(t.broadcast_targets).where(t.broadcast_targets.c.broadcast_id == live.id))
+    rows = _target_rows(live.id, live.spec.targets)
+    if rows:
+        conn.execute(insert(t.broadcast_targets), rows)
+
+
+def _target_rows(broadcast_id: str, targets: Targets) -> list[dict[str, str]]:
+    rows = (
+        [{"broadcast_id": broadcast_id, "target_type": "all", "value": "*"}] if targets.all else []
+    )
+    rows += [
+        {"broadcast_id": broadcast_id, "target_type": "product", "value": p}
+        for p in targets.products
+    ]
+    rows += [
+        {"broadcast_id": broadcast_id, "target_type": "customer", "value": c}
+        for c in targets.customers
+    ]
+    return rows
+
+
+def _progress(conn: Connection) -> dict[str, SendProgress]:
+    """Counts by status of every broadcast send: kept ones for finished sends, counted for the rest."""
+    counts: dict[str, dict[str, int]] = {}
+    open_sends = []
+    for send_id, broadcast_id, status, kept in conn.execute(
+        select(t.sends.c.id, t.sends.c.broadcast_id, t.sends.c.status, t.sends.c.counts).where(
+            t.sends.c.broadcast_id.is_not(None)
+        )
+    ):
+        if status == BroadcastStatus.SENT and isinstance(kept, dict):
+            counts[str(broadcast_id)] = {str(k): int(v) for k, v in kept.items()}
+        else:
+            open_sends.append(int(send_id))
+            counts[str(broadcast_id)] = {}
+    if open_sends:
+        query = (
+            select(t.sends.c.broadcast_id, t.deliveries.c.status, func.count())
+            .join(t.deliveries, t.deliveries.c.send_id == t.sends.c.id)
+            .where(t.sends.c.id.in_(open_sends))
+            .group_by(t.sends.c.broadcast_id, t.deliveries.c.status)
+        )
+        for broadcast_id, status, n in conn.execute(query):
+            counts[str(broadcast_id)][str(status)] = int(n)
+    return {bid: SendProgress(total=sum(c.values()), **c) for bid, c in counts.items()}
+
+
+def _provenance(row: Any, path: str | None) -> Provenance:
+    return Provenance(path=path, commit=row.commit, author=row.author, applied_at=row.applied_at)
+
+
+def _live_broadcast(row: Any, progress: SendProgress | None) -> LiveBroadcast:
+    spec = BroadcastSpec.from_json(row.spec)
+    is_email = spec.kind == BroadcastKind.EMAIL
+    if is_email and progress is None:
+        progress = SendProgress()
+    return LiveBroadcast(
+        id=str(row.id),
+        spec=spec,
+        status=BroadcastStatus(row.status),
+        applied_hash=str(row.applied_hash),
+        managed=bool(row.managed),
+        provenance=_provenance(row, row.path),
+        progress=progress if is_email else None,
+    )
+
+
+def _live_system_email(row: Any) -> LiveSystemEmail:
+    return LiveSystemEmail(
+        slug=str(row.slug),
+        fields=SystemEmailFields.from_json(row.fields),
+        applied_hash=str(row.applied_hash),
+        overrides=tuple(sorted(row.overrides)),
+        base_version=row.base_version,
+        base_fields=None
+        if row.base_fields is None
+        else SystemEmailFields.from_json(row.base_fields),
+        stats=EmailStats(int(row.sent_count), int(row.failed_count), row.last_sent_at),
+        provenance=_provenance(row, row.managed_path),
+    )

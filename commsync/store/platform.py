@@ -1,0 +1,138 @@
+"""Platform data in SQL: customers, products, memberships, and audiences over them.
+
+Implements the `PlatformData` role of `SqlStore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, Table, delete, func, insert, select, tuple_
+
+from commsync.model import (
+    Audience,
+    CustomerRecord,
+    ImportCounts,
+    MembershipRecord,
+    ProductRecord,
+    Targets,
+)
+from commsync.store import tables as t
+from commsync.store.audience import count_audiences
+from commsync.store.sqlutil import chunks, now, upsert
+
+
+class PlatformMixin:
+    engine: Engine
+    reader: Engine  # the engine, in autocommit mode on PostgreSQL: reads of one statement
+
+    def product_slugs(self) -> frozenset[str]:
+        with self.engine.connect() as conn:
+            return frozenset(str(s) for s in conn.execute(select(t.products.c.slug)).scalars())
+
+    def match_customers(self, refs: Collection[str]) -> Mapping[str, tuple[str, ...]]:
+        found: dict[str, set[str]] = {ref: set() for ref in refs}
+        c = t.customers.c
+        with self.engine.connect() as conn:
+            for chunk in chunks(sorted(found)):
+                lowered = [r.lower() for r in chunk]
+                query = select(c.id, c.email_key, c.username).where(
+                    c.id.in_(chunk) | c.email_key.in_(lowered) | c.username.in_(chunk)
+                )
+                for cid, email_key, username in conn.execute(query):
+                    for ref in chunk:
+                        if ref in (cid, username) or ref.lower() == email_key:
+                            found[ref].add(str(cid))
+        return {ref: tuple(sorted(ids)) for ref, ids in found.items()}
+
+    def existing_customer_ids(self, ids: Collection[str]) -> frozenset[str]:
+        out: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in chunks(sorted(set(ids))):
+                query = select(t.customers.c.id).where(t.customers.c.id.in_(chunk))
+                out.update(conn.execute(query).scalars())
+        return frozenset(out)
+
+    def customer(self, customer_id: str) -> CustomerRecord | None:
+        c = t.customers.c
+        query = select(
+            c.id, c.email, c.username, c.first_name, c.last_name, c.display_name, c.locale
+        ).where(c.id == customer_id)
+        with self.reader.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else CustomerRecord(*row)
+
+    def count_audiences(
+        self, targets: Collection[Targets], statuses: Sequence[str]
+    ) -> Mapping[Targets, Audience]:
+        with self.engine.connect() as conn:
+            return count_audiences(conn, targets, statuses)
+
+    def _upsert_counted(
+        self, table: Table, rows: list[dict[str, Any]], keys: Sequence[str]
+    ) -> ImportCounts:
+        key_cols = [table.c[k] for k in keys]
+        wanted = {tuple(r[k] for k in keys) for r in rows}
+        existing = 0
+        with self.engine.begin() as conn:
+            for chunk in chunks(sorted(wanted)):
+                if len(keys) == 1:
+                    cond = key_cols[0].in_([k[0] for k in chunk])
+                else:
+                    cond = tuple_(*key_cols).in_(list(chunk))
+                existing += int(
+                    conn.execute(select(func.count()).select_from(table).where(cond)).scalar_one()
+                )
+            if rows:
+                upsert(conn, table, rows, keys)
+        return ImportCounts(inserted=len(wanted) - existing, updated=existing)
+
+    def upsert_customers(self, rows: Sequence[CustomerRecord]) -> ImportCounts:
+        stamp = now()
+        values = [
+            {
+                "id": r.id,
+                "email": r.email,
+                "email_key": r.email.lower(),
+                "username": r.username,
+                "first_name": r.first_name,
+                "last_name": r.last_name,
+                "display_name": r.display_name,
+                "locale": r.locale,
+                "updated_at": stamp,
+            }
+            for r in rows
+        ]
+        return self._upsert_counted(t.customers, values, ["id"])
+
+    def upsert_products(self, rows: Sequence[ProductRecord]) -> ImportCounts:
+        stamp = now()
+        values = [{"slug": r.slug, "name": r.name, "updated_at": stamp} for r in rows]
+        return self._upsert_counted(t.products, values, ["slug"])
+
+    def upsert_memberships(self, rows: Sequence[MembershipRecord]) -> ImportCounts:
+        return self._upsert_counted(
+            t.memberships, _membership_rows(rows), ["customer_id", "product_slug"]
+        )
+
+    def replace_memberships(self, customer_id: str, rows: Sequence[MembershipRecord]) -> None:
+        m = t.memberships
+        values = _membership_rows(rows)
+        with self.engine.begin() as conn:
+            conn.execute(delete(m).where(m.c.customer_id == customer_id))
+            if values:
+                conn.execute(insert(m).values(values))
+
+
+def _membership_rows(rows: Sequence[MembershipRecord]) -> list[dict[str, Any]]:
+    stamp = now()
+    return [
+        {
+            "customer_id": r.customer_id,
+            "product_slug": r.product,
+            "status": r.status,
+            "updated_at": stamp,
+        }
+        for r in rows
+    ]

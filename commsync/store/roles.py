@@ -1,0 +1,322 @@
+"""What the rest of commsync needs from the live store, one role at a time.
+
+Each use case depends on the roles it uses (the feed on `Dashboards`, delivery on `Ledger`, …);
+`Store` is all of them, as `SqlStore` implements them on SQLite and PostgreSQL. One contract test
+suite runs against every implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from commsync.model import (
+    Audience,
+    BroadcastSpec,
+    CustomerRecord,
+    DeliveryStatus,
+    EventResult,
+    ImportCounts,
+    JournalStatus,
+    JsonObject,
+    LedgerRow,
+    LiveBroadcast,
+    LiveSnapshot,
+    LiveSystemEmail,
+    MembershipRecord,
+    ProductRecord,
+    QueuedEmail,
+    Record,
+    SuppressionScope,
+    Targets,
+)
+
+# -- values the roles exchange ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """Who holds the apply lock."""
+
+    lock_id: str
+    holder: str
+    host: str
+    pid: int
+    started_at: datetime
+
+    def describe(self) -> str:
+        return f"{self.holder} on {self.host} (pid {self.pid}) since {self.started_at:%Y-%m-%d %H:%M:%S} UTC, lock {self.lock_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    id: int
+    plan_id: str | None
+    commit: str | None
+    author: str | None
+    host: str | None
+    pid: int | None
+    status: JournalStatus
+    summary: JsonObject | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenSend:
+    """An email broadcast's audience, frozen into the ledger."""
+
+    send_id: int
+    recipients: int
+    suppressed: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRecipient:
+    email: str
+    error: str | None
+    attempts: int
+
+
+# -- the roles --------------------------------------------------------------------------------
+
+
+class Identity(Protocol):
+    @property
+    def store_id(self) -> str:
+        """A random id fixed when the store was created; plans name the store they were made for."""
+        ...
+
+    @property
+    def display_url(self) -> str:
+        """The store URL with any password hidden."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class PlatformData(Protocol):
+    """Customers, products and memberships, as the platform reports them; audiences over them."""
+
+    def product_slugs(self) -> frozenset[str]: ...
+
+    def match_customers(self, refs: Collection[str]) -> Mapping[str, tuple[str, ...]]:
+        """For each ref, the ids of customers whose id, email (any case) or username it equals."""
+        ...
+
+    def existing_customer_ids(self, ids: Collection[str]) -> frozenset[str]: ...
+
+    def customer(self, customer_id: str) -> CustomerRecord | None: ...
+
+    def count_audiences(
+        self, targets: Collection[Targets], statuses: Sequence[str]
+    ) -> Mapping[Targets, Audience]:
+        """Distinct customers each target selection reaches, counted in SQL."""
+        ...
+
+    def upsert_customers(self, rows: Sequence[CustomerRecord]) -> ImportCounts: ...
+
+    def upsert_products(self, rows: Sequence[ProductRecord]) -> ImportCounts: ...
+
+    def upsert_memberships(self, rows: Sequence[MembershipRecord]) -> ImportCounts: ...
+
+    def replace_memberships(self, customer_id: str, rows: Sequence[MembershipRecord]) -> None:
+        """The customer's memberships become exactly `rows`, in one transaction."""
+        ...
+
+
+class ManagedObjects(Protocol):
+    """The broadcasts and system emails apply manages."""
+
+    def snapshot(self) -> LiveSnapshot:
+        """Managed broadcasts and installed system emails, with progress and stats."""
+        ...
+
+    def system_emails(self) -> dict[str, LiveSystemEmail]:
+        """Installed system emails (the part of the snapshot events need)."""
+        ...
+
+    def put_broadcast(self, live: LiveBroadcast) -> None:
+        """Create or replace a managed broadcast (spec, status, provenance, targets)."""
+        ...
+
+    def release_broadcast(self, broadcast_id: str) -> None:
+        """No longer managed (its file was removed after it was sent)."""
+        ...
+
+    def put_system_email(self, live: LiveSystemEmail) -> None:
+        """Create or replace an installed system email; its stats are kept."""
+        ...
+
+    def delete_system_email(self, slug: str) -> None: ...
+
+    def dismissal_counts(self) -> dict[str, int]: ...
+
+
+class Ledger(Protocol):
+    """The delivery ledger's per-message hot path, on a connection of its own."""
+
+    def transitions(
+        self, batch: Sequence[tuple[Sequence[Record], int | None]], claimer: str | None = None
+    ) -> list[bool]:
+        """Record finished rows and mark next rows `sending`, all in one commit.
+
+        For each (done, start): False when `start` could not be marked (its address was
+        suppressed meanwhile), else True. With `claimer`, rows are claimed system-email rows.
+        """
+        ...
+
+    def transition(
+        self, done: Sequence[Record], start: int | None, claimer: str | None = None
+    ) -> bool: ...
+
+    def next_batch(self, send_id: int, after_id: int, limit: int) -> list[LedgerRow]: ...
+
+    def claim_due(
+        self, claimer: str, now: datetime, limit: int, stale_before: datetime
+    ) -> list[LedgerRow]:
+        """Claim up to `limit` due system-email rows; concurrent workers never claim the same row."""
+        ...
+
+    def release(self, claimer: str) -> int:
+        """Give back claimed rows not yet sent (a worker stopping)."""
+        ...
+
+    def recover_stale(self, before: datetime) -> int:
+        """System-email rows a vanished worker left `sending` since `before`: uncertain."""
+        ...
+
+    def suppressed(self, email_keys: Sequence[str]) -> set[str]: ...
+
+    def save_tokens(self, tokens: Sequence[tuple[str, str]]) -> None:
+        """Remember unsubscribe tokens (token, email_key) so the unsubscribe page finds them."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Sends(Protocol):
+    """Email broadcast sends: their frozen audiences and how they went."""
+
+    def record_send(self, live: LiveBroadcast, statuses: Sequence[str]) -> FrozenSend:
+        """The broadcast, its send and its frozen audience, in one transaction."""
+        ...
+
+    def send_id_for(self, broadcast_id: str) -> int | None: ...
+
+    def ledger(self) -> Ledger:
+        """The hot-path ledger, on a connection of its own."""
+        ...
+
+    def crashed_to_uncertain(self) -> int:
+        """Broadcast rows left `sending` by a crashed apply become `uncertain`."""
+        ...
+
+    def requeue(self, statuses: Sequence[DeliveryStatus]) -> int:
+        """Broadcast rows in `statuses` go back to `queued`."""
+        ...
+
+    def finish_send(self, broadcast_id: str) -> bool:
+        """Mark the broadcast `sent` when no row is left to send; True if it is."""
+        ...
+
+    def failed_recipients(self, broadcast_id: str) -> list[FailedRecipient]: ...
+
+
+class Dashboards(Protocol):
+    """The notices feed, dismissals and unsubscribes: what customers themselves do."""
+
+    def feed_rows(
+        self, customer_id: str, statuses: Sequence[str]
+    ) -> tuple[CustomerRecord | None, list[tuple[str, str]]]:
+        """The customer (None: unknown) and (id, spec hash) of their visible notices, together."""
+        ...
+
+    def notices_for(self, customer_id: str, statuses: Sequence[str]) -> list[tuple[str, str]]:
+        """(id, spec hash) of active notices targeted at the customer and not dismissed by them."""
+        ...
+
+    def notice_specs(self, ids: Sequence[str]) -> dict[str, BroadcastSpec]: ...
+
+    def active_notices(self) -> list[tuple[str, BroadcastSpec]]:
+        """Every active notice, to compile them before the first request."""
+        ...
+
+    def dismiss(self, notice_id: str, customer_id: str, now: datetime) -> None:
+        """Idempotent: dismissing twice is dismissing once."""
+        ...
+
+    def dismissed(self, notice_id: str, customer_id: str) -> bool: ...
+
+    def address_for_token(self, token: str) -> str | None: ...
+
+    def suppress(
+        self, email_key: str, scope: SuppressionScope, reason: str, source: str, now: datetime
+    ) -> None:
+        """Record a suppression; an existing one for the address is kept."""
+        ...
+
+
+class Events(Protocol):
+    """Events received and the system emails they queued."""
+
+    def event_for_key(self, key: str) -> EventResult | None:
+        """The first result of the event with this idempotency key (marked duplicate)."""
+        ...
+
+    def suppressed_for_all(self, email_keys: Iterable[str]) -> set[str]:
+        """Addresses that must get no email at all (hard bounces), not only no marketing."""
+        ...
+
+    def record_event(
+        self,
+        event_type: str,
+        payload: JsonObject,
+        key: str | None,
+        emails: Sequence[QueuedEmail],
+        result: EventResult,
+        now: datetime,
+    ) -> EventResult:
+        """The event and everything it queues, in one transaction; a repeated key changes nothing
+        and returns the first result."""
+        ...
+
+    def queue_depth(self, now: datetime) -> int: ...
+
+    def events_received(self) -> dict[str, int]: ...
+
+
+class Control(Protocol):
+    """One apply at a time, the journal of applies, and the signing key."""
+
+    def current_lock(self) -> LockHolder | None: ...
+
+    def acquire_lock(self, holder: LockHolder) -> None:
+        """Take the apply lock, or raise LockHeld naming its holder (a dead local holder's is taken over)."""
+        ...
+
+    def release_lock(self, lock_id: str) -> None: ...
+
+    def unlock(self, lock_id: str) -> LockHolder | None: ...
+
+    def start_journal(
+        self, plan_id: str, commit: str | None, author: str | None, host: str, pid: int
+    ) -> int: ...
+
+    def finish_journal(
+        self, journal_id: int, status: JournalStatus, summary: JsonObject
+    ) -> None: ...
+
+    def journal_for_plan(self, plan_id: str) -> JournalEntry | None: ...
+
+    def recent_applies(self, limit: int = 10) -> list[JournalEntry]: ...
+
+    def signing_key(self) -> bytes: ...
+
+    def rotate_signing_key(self) -> None: ...
+
+
+class Store(Identity, PlatformData, ManagedObjects, Sends, Dashboards, Events, Control, Protocol):
+    """The live store: every role."""

@@ -1,0 +1,50 @@
+"""Small SQL helpers shared by the store's modules: one spelling of each dialect difference."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+CHUNK = 500
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def insert_for(dialect_name: str, table: Table) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL)."""
+    return (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
+
+
+def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
+    for chunk in chunks(rows, 2000):
+        stmt = insert_for(conn.dialect.name, table).values(list(chunk))
+        changing = {c: stmt.excluded[c] for c in chunk[0] if c not in keys}
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=changing))
+
+
+# -- plain SQL on the DB-API connection (the hot paths) --------------------------------------
+# Written with `?` placeholders; psycopg wants `%s`. Timestamps: PostgreSQL takes datetimes,
+# SQLite stores UTC text in the format SQLAlchemy's DateTime type writes and reads.
+
+SQLITE_STAMP = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def driver_sql(text: str, pg: bool) -> str:
+    """`text` with the driver's placeholder style."""
+    return text.replace("?", "%s") if pg else text
+
+
+def driver_stamp(when: datetime, pg: bool) -> Any:
+    """A timestamp as the driver passes it for a UTCDateTime column."""
+    return when if pg else when.astimezone(UTC).strftime(SQLITE_STAMP)
