@@ -48,11 +48,10 @@ class BroadcastSender:
             return [(token, email_key) for email_key, token in minted.items()]
 
         def build(row: LedgerRow) -> Built:
-            customer = row.customer()
-            values = customer_values(customer)
+            values = customer_values(row.customer())
             token = minted.get(row.email_key) or unsubscribe_token(key, row.email_key)
             values[UNSUBSCRIBE] = settings.unsubscribe_url(token)
-            return factory.build(row.email, customer.name, values, mailbox)
+            return factory.build(row.email, values["customer_name"], values, mailbox)
 
         mail = settings.mail
         transport = parse_transport(mail.transport, settings.root, self.env)

@@ -79,12 +79,14 @@ class FeedOut(BaseModel):
     notices: list[NoticeOut]
 
 
-def _service(request: Request) -> Service:
+# Dependencies are coroutines: FastAPI runs a plain function in its thread pool, and two such
+# hand-offs per request cost the feed more than its own work (docs/benchmarks.md).
+async def _service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
 
-def _caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
+async def _caller(authorization: Annotated[str | None, Header()] = None) -> Caller:
     return Caller.http(authorization)
 
 

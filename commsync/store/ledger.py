@@ -27,9 +27,14 @@ class _Shared:
         self.pg = engine.dialect.name == "postgresql"
         self.closed = False
         self._second, self._text = -1, ""
+        self._sql: dict[str, str] = {}
 
     def sql(self, text: str) -> str:
-        return driver_sql(text, self.pg)
+        """`text` in the driver's placeholder style (converted once per statement)."""
+        converted = self._sql.get(text)
+        if converted is None:
+            converted = self._sql[text] = driver_sql(text, self.pg)
+        return converted
 
     def stamp(self, when: datetime) -> Any:
         return driver_stamp(when, self.pg)
