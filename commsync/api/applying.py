@@ -71,7 +71,7 @@ def apply(
         loaded = _current(ctx, request)
         assert loaded.settings is not None
         settings, layout = loaded.settings, loaded.layout
-    store = ctx.store(settings.store_url)
+    store = ctx.store(settings)
 
     def plan_now() -> Plan:  # called under the apply lock
         return plan_against(loaded, store, when).plan

@@ -72,8 +72,10 @@ class Context:
             raise ValidationFailed(diags)
         return build_settings(doc, p.root, p.env, p.store_url)
 
-    def store(self, url: str) -> Store:
-        """The store at `url`, opened (and migrated) on first use."""
+    def store(self, settings: Settings | None = None) -> Store:
+        """The store `settings` name (default: the working tree's), opened and migrated on
+        first use and kept until `close`."""
+        url = (settings or self.settings()).store_url
         store = self.stores.get(url)
         if store is None:
             store = self.stores[url] = open_store(url, pool_size=self.pool_size)

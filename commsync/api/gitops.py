@@ -70,7 +70,7 @@ def drift(ctx: Context, ref: str | None = None) -> list[DriftItem]:
     """What changed in the store outside commsync, against the repository at `ref`."""
     loaded = ctx.valid(ref)
     assert loaded.settings is not None
-    store = ctx.store(loaded.settings.store_url)
+    store = ctx.store(loaded.settings)
     result = plan_against(loaded, store, datetime.now(UTC))
     live = store.snapshot()
     changed = DriftKind.CHANGED
@@ -114,7 +114,7 @@ def pull(ctx: Context) -> list[FileEdit]:
     """
     loaded = ctx.valid(message="fix the repository first (commsync validate)")
     assert loaded.settings is not None
-    live = ctx.store(loaded.settings.store_url).snapshot()
+    live = ctx.store(loaded.settings).snapshot()
     known_broadcasts = {b.id for b in loaded.broadcasts}
     known_emails = {e.slug for e in loaded.emails}
     planned: list[tuple[str, str, str, str]] = []  # slug/id, path, text, detail

@@ -71,7 +71,7 @@ def _state(default: DefaultEmail | None, live: LiveSystemEmail | None, wanted: b
 def list_emails(ctx: Context) -> list[EmailRow]:
     """Registered defaults × installed × customised × importable, with delivery stats."""
     loaded, settings = ctx.usable()
-    live = ctx.store(settings.store_url).system_emails()
+    live = ctx.store(settings).system_emails()
     imports = Imports(settings.imports)
     files = {e.slug: e for e in loaded.emails}
     rows = []
@@ -131,7 +131,7 @@ class FileEdit:
 def _editable(ctx: Context) -> tuple[LoadedRepository, Mapping[str, LiveSystemEmail]]:
     loaded = ctx.valid(message="fix the repository first (commsync validate)")
     assert loaded.settings is not None
-    return loaded, ctx.store(loaded.settings.store_url).system_emails()
+    return loaded, ctx.store(loaded.settings).system_emails()
 
 
 def _unknown(slugs: Iterable[str], known: Iterable[str], what: str) -> None:

@@ -33,7 +33,7 @@ class StatusReport:
 
 
 def status(ctx: Context, applies: int = 10) -> StatusReport:
-    store = ctx.store(ctx.settings().store_url)
+    store = ctx.store()
     live = store.snapshot()
     dismissals = store.dismissal_counts()
     recent = store.recent_applies(applies)
@@ -50,14 +50,14 @@ def status(ctx: Context, applies: int = 10) -> StatusReport:
 
 
 def failed_recipients(ctx: Context, broadcast_id: str) -> list[FailedRecipient]:
-    store = ctx.store(ctx.settings().store_url)
+    store = ctx.store()
     if store.send_id_for(broadcast_id) is None:
         raise CommsyncError(f"no email broadcast {broadcast_id!r} has been sent from this store")
     return store.failed_recipients(broadcast_id)
 
 
 def unlock(ctx: Context, lock_id: str) -> LockHolder:
-    store = ctx.store(ctx.settings().store_url)
+    store = ctx.store()
     removed = store.unlock(lock_id)
     if removed is None:
         current = store.current_lock()
@@ -76,7 +76,7 @@ class IssuedToken:
 def issue_token(ctx: Context, ref: str, ttl: str) -> IssuedToken:
     """A token for one customer's notices feed and dismissals (`commsync token`)."""
     lifetime = parse_ttl(ttl)
-    store = ctx.store(ctx.settings().store_url)
+    store = ctx.store()
     found = store.match_customers([ref]).get(ref, ())
     if len(found) != 1:
         problem = (
@@ -92,7 +92,7 @@ def issue_token(ctx: Context, ref: str, ttl: str) -> IssuedToken:
 
 def rotate_key(ctx: Context) -> None:
     """`commsync rotate-key`: every customer token issued so far stops working."""
-    ctx.store(ctx.settings().store_url).rotate_signing_key()
+    ctx.store().rotate_signing_key()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +104,7 @@ class Health:
 def health(ctx: Context) -> Health:
     """Whether the store answers (a health check reports; it does not raise)."""
     try:
-        ctx.store(ctx.settings().store_url).product_slugs()
+        ctx.store().product_slugs()
     except Exception as exc:
         return Health(False, str(exc)[:200])
     return Health(True)
@@ -121,7 +121,7 @@ class DeliveryCounts:
 
 
 def delivery_counts(ctx: Context) -> DeliveryCounts:
-    store = ctx.store(ctx.settings().store_url)
+    store = ctx.store()
     broadcasts = [
         b.progress for b in store.snapshot().broadcasts.values() if b.progress is not None
     ]

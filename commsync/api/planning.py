@@ -41,7 +41,7 @@ def validate(
     diags = list(loaded.diagnostics)
     checked = False
     if use_store and loaded.settings is not None:
-        _, problems = resolve_desired(loaded, ctx.store(loaded.settings.store_url))
+        _, problems = resolve_desired(loaded, ctx.store(loaded.settings))
         diags += problems
         checked = True
     prefix = git_prefix(ctx.project.root) if git_paths else ""
@@ -131,7 +131,7 @@ def make_plan(
     changed = _changed_files(ctx, changed_since, ref) if changed_since is not None else None
     loaded = ctx.valid(ref)
     assert loaded.settings is not None
-    result = plan_against(loaded, ctx.store(loaded.settings.store_url), now or datetime.now(UTC))
+    result = plan_against(loaded, ctx.store(loaded.settings), now or datetime.now(UTC))
     if out is not None:
         save_plan(result.plan, out)
     return replace(result, changed=changed)

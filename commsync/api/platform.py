@@ -50,7 +50,7 @@ def _parse_file(file: Path, display: str, layout: Layout[R]) -> list[tuple[int, 
 
 def import_records(ctx: Context, kind: RecordKind, file: Path, display: str) -> ImportCounts:
     """Upsert a CSV/JSONL file of customers, products or memberships; all rows or none."""
-    store = ctx.store(ctx.settings().store_url)
+    store = ctx.store()
     if kind == "customers":
         return store.upsert_customers([r for _, r in _parse_file(file, display, CUSTOMERS)])
     if kind == "products":

@@ -131,7 +131,7 @@ def preview(
         raise CommsyncError("--customer is for broadcasts; a system email takes --data")
     stem = Path(rel).stem
     out.mkdir(parents=True, exist_ok=True)
-    store = ctx.store(settings.store_url)
+    store = ctx.store(settings)
     if broadcast is not None:
         values: dict[str, object] = dict(SAMPLE_CUSTOMER)
         recipient = "sample customer (Ada Lovelace)"
@@ -171,7 +171,7 @@ def test_send(ctx: Context, slug: str, to: str, data: JsonObject | None) -> str:
     if not is_address(to):
         raise CommsyncError(f"{to!r} is not an email address")
     loaded, settings = ctx.usable()
-    store = ctx.store(settings.store_url)
+    store = ctx.store(settings)
     fields = effective_fields(loaded, store, slug)
     payload = {**_payload(loaded, fields, data), "customer_user_email": to}
     factory = system_email_factory(store.store_id, settings, loaded.layout, slug, fields)

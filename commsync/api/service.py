@@ -33,7 +33,7 @@ from commsync.delivery.engine import DeliveryReport
 from commsync.delivery.worker import Worker
 from commsync.events.service import EventService
 from commsync.model import EventResult, ImportCounts, JsonObject
-from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder, Store
+from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder
 
 # What the faces may name of the layers below: the service's own vocabulary.
 __all__ = [
@@ -173,8 +173,9 @@ class Service:
     def _event_service(self) -> EventService:
         if self._events is None:
             loaded, settings = self.ctx.usable()
-            store = self.ctx.store(settings.store_url)
-            self._events = EventService(store, settings, loaded.catalog, loaded.layout)
+            self._events = EventService(
+                self.ctx.store(settings), settings, loaded.catalog, loaded.layout
+            )
         return self._events
 
     def fire_event(
@@ -190,9 +191,7 @@ class Service:
         return self._event_service().fire(event_type, payload, key)
 
     def _worker_for(self, on_round: RoundHook | None = None) -> Worker:
-        settings = self.ctx.settings()
-        store = self.ctx.store(settings.store_url)
-        return Worker(store, settings, self.project.env, on_round=on_round)
+        return Worker(self.ctx.store(), self.ctx.settings(), self.project.env, on_round=on_round)
 
     def deliver(
         self,
@@ -209,8 +208,7 @@ class Service:
 
     def start_serving(self, *, deliver: bool, key_ttl: float = 10.0) -> None:
         """Ready for requests: notices compiled, events prepared, the worker in the background."""
-        settings = self.ctx.settings()
-        self._dashboards = DashboardService(self.ctx.store(settings.store_url), settings, key_ttl)
+        self._dashboards = DashboardService(self.ctx.store(), self.ctx.settings(), key_ttl)
         self._dashboards.feed.warm()
         self._event_service()
         if deliver:
@@ -228,9 +226,7 @@ class Service:
 
     def _dashboard(self) -> DashboardService:
         if self._dashboards is None:
-            settings = self.ctx.settings()
-            store = self.ctx.store(settings.store_url)
-            self._dashboards = DashboardService(store, settings)
+            self._dashboards = DashboardService(self.ctx.store(), self.ctx.settings())
         return self._dashboards
 
     def _api_key(self) -> str | None:
@@ -261,22 +257,19 @@ class Service:
     ) -> Upserted:
         """`PUT /v1/customers/{id}`."""
         require_admin(caller, self._api_key())
-        return platform.put_customer(self._platform_store(), customer_id, fields)
+        return platform.put_customer(self.ctx.store(), customer_id, fields)
 
     def put_product(self, slug: str, name: str, caller: Caller) -> Upserted:
         """`PUT /v1/products/{slug}`."""
         require_admin(caller, self._api_key())
-        return platform.put_product(self._platform_store(), slug, name)
+        return platform.put_product(self.ctx.store(), slug, name)
 
     def put_memberships(
         self, customer_id: str, rows: Sequence[Mapping[str, object]], caller: Caller
     ) -> int:
         """`PUT /v1/customers/{id}/memberships`: the customer's memberships become `rows`."""
         require_admin(caller, self._api_key())
-        return platform.put_memberships(self._platform_store(), customer_id, rows)
-
-    def _platform_store(self) -> Store:
-        return self.ctx.store(self.ctx.settings().store_url)
+        return platform.put_memberships(self.ctx.store(), customer_id, rows)
 
     def health(self) -> Health:
         """`GET /healthz`."""
