@@ -30,7 +30,7 @@ def _view(live: LiveSnapshot) -> dict[str, object]:
 def _apply_and_compare(repo: Repo, now: datetime) -> None:
     ctx = Context(Project(repo.root))
     try:
-        store = ctx.store(ctx.settings().store_url)
+        store = ctx.store()
         before = store.snapshot()
         report = apply(ctx, ApplyRequest(yes=True), now=now)
         assert report.ok and report.plan.has_changes, [r.detail for r in report.results]
