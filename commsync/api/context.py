@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from commsync.api.project import Project
-from commsync.config.files import DirectoryTree, FileTree, GitTree
+from commsync.config.files import DirectoryTree, FileTree, GitTree, read_checked
 from commsync.config.settings import Settings, build_settings, settings_diagnostics
 from commsync.config.yamlpos import load_yaml
 from commsync.diagnostics import has_errors
@@ -60,7 +60,9 @@ class Context:
 
     def _read_settings(self) -> Settings:
         p = self.project
-        data = DirectoryTree(p.root).read(SETTINGS_FILE)
+        data, problems = read_checked(DirectoryTree(p.root), SETTINGS_FILE)
+        if problems:
+            raise ValidationFailed(problems)
         if data is None:
             raise ConfigError(
                 f"no {SETTINGS_FILE} in {p.root}; run `commsync init` to create a repository"

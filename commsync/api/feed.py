@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from datetime import datetime
 from threading import Lock
@@ -14,6 +15,7 @@ from commsync.render.values import customer_values
 from commsync.store.roles import Dashboards
 
 _CACHE_SIZE = 10_000
+log = logging.getLogger(__name__)
 
 
 class NoticeJson(TypedDict):
@@ -51,7 +53,7 @@ class Feed:
             hashes = dict(wanted)
             with self.lock:
                 for notice_id, spec in specs.items():
-                    compiled = CompiledNotice(spec)
+                    compiled = CompiledNotice(spec, self.settings.limits)
                     self.cache[(notice_id, hashes[notice_id])] = compiled
                     found[notice_id] = compiled
                 while len(self.cache) > _CACHE_SIZE:
@@ -61,7 +63,8 @@ class Feed:
     def warm(self) -> int:
         """Compile every active notice now, so the first dashboards after a start do not wait."""
         active = self.store.active_notices()[:_CACHE_SIZE]
-        compiled = {(i, spec.spec_hash()): CompiledNotice(spec) for i, spec in active}
+        limits = self.settings.limits
+        compiled = {(i, spec.spec_hash()): CompiledNotice(spec, limits) for i, spec in active}
         with self.lock:
             self.cache.update(compiled)
         return len(compiled)
@@ -95,7 +98,13 @@ class Feed:
                 spec.expires_at and spec.expires_at <= now
             ):
                 continue
-            rendered = notice.render(values)
+            try:
+                rendered = notice.render(values)
+            except Exception:  # this customer's values break the template: the others still show
+                log.exception(
+                    "notice %s cannot be rendered for customer %s", notice_id, customer.id
+                )
+                continue
             out.append(
                 {
                     "id": notice_id,

@@ -106,7 +106,8 @@ def _sample_subject(action: Action, catalog: Catalog, settings: Settings) -> str
         subject = fields.subject
         values = {**(event.mock_payload() if event else {}), **_PLAN_SAMPLE}
     try:
-        return environment().from_string(subject).render({**values, **settings.network_context})
+        template = environment(False, settings.limits).from_string(subject)
+        return template.render({**values, **settings.network_context})
     except Exception:  # the plan still shows everything else; validate reports template errors
         return None
 

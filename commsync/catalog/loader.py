@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from commsync.config.files import DirectoryTree, FileTree
+from commsync.config.files import DirectoryTree, FileTree, check_listed, read_checked
 from commsync.config.schema import schema_diagnostics
 from commsync.config.yamlpos import YamlDoc, as_list, load_yaml
 from commsync.diagnostics import Diagnostic
@@ -55,8 +55,13 @@ def _docs(cat: CatalogDir, sub: str, schema: str, diags: list[Diagnostic]) -> li
     out = []
     for path in cat.tree.files(cat.path(sub), recursive=False):
         if not path.endswith(".yaml"):
+            diags.extend(check_listed(cat.tree, path))
             continue
-        doc, problems = load_yaml(path, cat.tree.read(path) or b"")
+        data, problems = read_checked(cat.tree, path)
+        if data is None:
+            diags.extend(problems)
+            continue
+        doc, problems = load_yaml(path, data)
         diags.extend(problems)
         if doc is None or problems:
             continue

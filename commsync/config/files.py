@@ -1,16 +1,32 @@
-"""Where files are read from: a directory on disk, or a commit of a git repository (`--ref`)."""
+"""Where files are read from: a directory on disk, or a commit of a git repository (`--ref`).
+
+Both trees accept and refuse the same things. A symbolic link is followed when it names a
+regular file inside the tree's root; a link that leaves the root, loops, dangles or names a
+directory, and a FIFO, socket or device, is listed (so the caller can report it, naming the
+link) but never read. A file larger than the caller's limit is refused before it is read.
+"""
 
 from __future__ import annotations
 
 import os
+import posixpath
+import stat
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
+from commsync.diagnostics import Diagnostic
 from commsync.errors import GitError
 from commsync.model import SourceInfo
+from commsync.model.limits import DEFAULT_LIMITS
 
 if TYPE_CHECKING:
     import git
+
+_MAX_HOPS = 16  # links followed in a row before a chain counts as a loop
+
+
+class UnreadableFile(Exception):
+    """A listed path that is not read: the message says why, naming the path."""
 
 
 class FileTree(Protocol):
@@ -19,16 +35,52 @@ class FileTree(Protocol):
     info: SourceInfo
 
     def files(self, directory: str, *, recursive: bool = True) -> list[str]:
-        """Paths of the regular files under `directory` (sorted, hidden names skipped)."""
+        """Paths of the files under `directory` (sorted, hidden names skipped), including links
+        and special files that `read` refuses."""
         ...
 
-    def read(self, path: str) -> bytes | None:
-        """The file's bytes, or None when it does not exist."""
+    def read(self, path: str, max_bytes: int = DEFAULT_LIMITS.file_bytes) -> bytes | None:
+        """The file's bytes; None when it does not exist; UnreadableFile when it must not be
+        read (a link out of the tree, a loop, a special file, more than `max_bytes`)."""
+        ...
+
+    def check(self, path: str) -> None:
+        """UnreadableFile when `read` would refuse the listed `path` (nothing is read)."""
         ...
 
 
 def _visible(path: str) -> bool:
     return not any(part.startswith(".") for part in PurePosixPath(path).parts)
+
+
+_LEAVES = "a symbolic link that leaves the repository; commsync does not follow it"
+_LOOPS = "a symbolic link that loops or leads nowhere"
+_TO_DIRECTORY = "a symbolic link to a directory; commsync follows links to files only"
+
+
+def _too_big(size: int, max_bytes: int) -> UnreadableFile:
+    return UnreadableFile(
+        f"the file is {size:,} bytes, more than the limit of {max_bytes:,} (limits.file_bytes)"
+    )
+
+
+def read_checked(
+    tree: FileTree, path: str, max_bytes: int = DEFAULT_LIMITS.file_bytes
+) -> tuple[bytes | None, list[Diagnostic]]:
+    """`tree.read`, with a refusal turned into a diagnostic at the path."""
+    try:
+        return tree.read(path, max_bytes), []
+    except UnreadableFile as exc:
+        return None, [Diagnostic(path, 1, 1, str(exc))]
+
+
+def check_listed(tree: FileTree, path: str) -> list[Diagnostic]:
+    """A diagnostic when a listed path must not be read (nothing is read)."""
+    try:
+        tree.check(path)
+    except UnreadableFile as exc:
+        return [Diagnostic(path, 1, 1, str(exc))]
+    return []
 
 
 class DirectoryTree:
@@ -40,18 +92,66 @@ class DirectoryTree:
 
     def files(self, directory: str, *, recursive: bool = True) -> list[str]:
         base = self.root / directory
-        if not base.is_dir():
+        if base.is_symlink() or not base.is_dir():
+            return []
+        if not base.resolve().is_relative_to(self.root.resolve()):
             return []
         found: list[str] = []
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
-            found.extend(f"{rel_dir}/{name}" for name in filenames if _visible(name))
-        return sorted(p for p in found if (self.root / p).is_file())
+            linked = [d for d in dirnames if Path(dirpath, d).is_symlink()]  # listed, not walked
+            dirnames[:] = (
+                sorted(d for d in dirnames if not d.startswith(".") and d not in linked)
+                if recursive
+                else []
+            )
+            names = [*filenames, *linked]
+            found.extend(f"{rel_dir}/{name}" for name in names if _visible(name))
+        return sorted(found)
 
-    def read(self, path: str) -> bytes | None:
-        target = self.root / path
-        return target.read_bytes() if target.is_file() else None
+    def _target(self, path: str) -> Path:
+        """The regular file `path` names, inside the root, or UnreadableFile saying why not."""
+        where = self.root / path
+        if not where.is_symlink():
+            if not stat.S_ISREG(where.lstat().st_mode):
+                raise UnreadableFile(
+                    "not a regular file (a FIFO, socket or device); commsync does not read it"
+                )
+            return where
+        try:
+            target = where.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:  # a loop, or a link to nothing
+            raise UnreadableFile("a symbolic link that loops or leads nowhere") from exc
+        if not target.is_relative_to(self.root.resolve()):
+            raise UnreadableFile(_LEAVES)
+        if target.is_dir():
+            raise UnreadableFile(_TO_DIRECTORY)
+        if not stat.S_ISREG(target.stat().st_mode):
+            raise UnreadableFile(
+                "not a regular file (a FIFO, socket or device); commsync does not read it"
+            )
+        return target
+
+    def check(self, path: str) -> None:
+        self._target(path)
+
+    def read(self, path: str, max_bytes: int = DEFAULT_LIMITS.file_bytes) -> bytes | None:
+        where = self.root / path
+        if not where.is_symlink() and (not where.exists() or where.is_dir()):
+            return None  # nothing there, or a directory: not a file
+        target = self._target(path)
+        size = target.stat().st_size
+        if size > max_bytes:
+            raise _too_big(size, max_bytes)
+        with target.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+        if len(data) > max_bytes:  # grew since stat
+            raise _too_big(len(data), max_bytes)
+        return data
+
+
+_REGULAR = (0o100644, 0o100755, 0o100664)
+_LINK = 0o120000
 
 
 class GitTree:
@@ -85,7 +185,7 @@ class GitTree:
     def _node(self, path: str) -> Any:
         try:
             return self._tree / path if path else self._tree
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: a blob on the way, not a tree
             return None
 
     def files(self, directory: str, *, recursive: bool = True) -> list[str]:
@@ -93,17 +193,44 @@ class GitTree:
         if node is None or node.type != "tree":
             return []
         found = []
-        items = node.traverse() if recursive else node.blobs
-        for item in items:
-            if item.type == "blob" and item.mode & 0o170000 == 0o100000:
-                rel = item.path[len(self._prefix) :] if self._prefix else item.path
-                if _visible(rel):
-                    found.append(rel)
+        for item in node.traverse() if recursive else node:
+            if item.type != "blob":  # directories, submodules
+                continue
+            rel = item.path[len(self._prefix) :] if self._prefix else item.path
+            if _visible(rel):
+                found.append(rel)
         return sorted(found)
 
-    def read(self, path: str) -> bytes | None:
-        node = self._node(path)
-        if node is None or node.type != "blob":
+    def _resolve(self, path: str) -> Any:
+        """The blob of the regular file `path` names (following links inside the tree)."""
+        current, hops = path, 0
+        while True:
+            node = self._node(current)
+            if node is None or node.type == "tree":
+                if hops == 0:  # nothing there, or a directory: not a file
+                    return None
+                raise UnreadableFile(_LOOPS if node is None else _TO_DIRECTORY)
+            if node.type != "blob" or (node.mode not in _REGULAR and node.mode != _LINK):
+                raise UnreadableFile("not a regular file; commsync does not read it")
+            if node.mode in _REGULAR:
+                return node
+            hops += 1
+            if hops > _MAX_HOPS:
+                raise UnreadableFile(_LOOPS)
+            target = node.data_stream.read(4096).decode("utf-8", "replace")
+            joined = posixpath.normpath(posixpath.join(posixpath.dirname(current), target))
+            if target.startswith("/") or joined == ".." or joined.startswith("../"):
+                raise UnreadableFile(_LEAVES)
+            current = joined
+
+    def check(self, path: str) -> None:
+        self._resolve(path)
+
+    def read(self, path: str, max_bytes: int = DEFAULT_LIMITS.file_bytes) -> bytes | None:
+        blob = self._resolve(path)
+        if blob is None:
             return None
-        data: bytes = node.data_stream.read()
+        if blob.size > max_bytes:
+            raise _too_big(blob.size, max_bytes)
+        data: bytes = blob.data_stream.read()
         return data

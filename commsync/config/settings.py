@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from commsync.config.schema import schema_diagnostics
-from commsync.config.yamlpos import YamlDoc, as_list
+from commsync.config.yamlpos import Json, YamlDoc, as_list
 from commsync.diagnostics import Diagnostic
 from commsync.model import Imports, Theme
+from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.model.mail import parse_mailbox
 
 DEFAULT_STORE = "sqlite:///.commsync/store.db"
@@ -43,6 +44,16 @@ class Settings:
     imports: Imports = Imports.CRITICAL
     prune: bool = False
     catalogs: tuple[str, ...] = ()
+    limits: Limits = DEFAULT_LIMITS
+    allowed_origins: tuple[str, ...] = ()  # CORS for the feed, dismiss and the widget
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        """`serve.allowed_origins`, else the origin of the network's URL."""
+        if self.allowed_origins:
+            return self.allowed_origins
+        parts = urlsplit(self.network_url)
+        return (f"{parts.scheme}://{parts.netloc}",)
 
     @property
     def network_context(self) -> dict[str, str]:
@@ -95,11 +106,33 @@ def settings_diagnostics(doc: YamlDoc) -> list[Diagnostic]:
     mail = value.get("mail")
     if isinstance(mail, dict):
         out.extend(_mail_diagnostics(doc, mail))
+    catalogs = value.get("catalogs")
+    for i, directory in enumerate(catalogs if isinstance(catalogs, list) else []):
+        if isinstance(directory, str) and not inside(directory):
+            msg = (
+                f"catalog directory {directory!r} is outside the repository; catalogs: lie inside "
+                "it (an add-on installed as a package registers its catalog with the "
+                "commsync.catalog entry point)"
+            )
+            out.append(doc.diag(f"/catalogs/{i}", msg))
     store = value.get("store")
     if isinstance(store, str) and store.startswith("postgresql"):
         hint = "use PGPASSWORD, a .pgpass file or COMMSYNC_STORE instead"
         out.extend(_check_url_credentials(doc, "/store", store, hint))
     return out
+
+
+def inside(relative: str) -> bool:
+    """Whether a path written in commsync.yaml stays inside the repository."""
+    path = PurePosixPath(relative)
+    if path.is_absolute() or "\\" in relative:
+        return False
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return False
+    return True
 
 
 def resolve_store_url(url: str, root: Path) -> str:
@@ -159,7 +192,21 @@ def build_settings(
         imports=Imports(str(value.get("imports", Imports.CRITICAL))),
         prune=bool(value.get("prune", False)),
         catalogs=tuple(str(c) for c in as_list(value.get("catalogs"))),
+        limits=_limits(value.get("limits")),
+        allowed_origins=tuple(
+            str(o) for o in as_list(_mapping(value, "serve").get("allowed_origins"))
+        ),
     )
+
+
+def _mapping(value: Mapping[str, object], key: str) -> Mapping[str, Json]:
+    found = value.get(key)
+    return found if isinstance(found, dict) else {}
+
+
+def _limits(value: object) -> Limits:
+    given = value if isinstance(value, dict) else {}
+    return Limits(**{k: int(v) for k, v in given.items() if k in Limits.names()})
 
 
 def _address(value: object) -> str | None:

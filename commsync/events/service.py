@@ -105,7 +105,11 @@ class EventService:
         self, email: LiveSystemEmail, to: Sequence[Recipient], payload: JsonObject, uid: str
     ) -> tuple[QueuedMessage, ...]:
         blocked = self.store.suppressed_for_all(r.address.lower() for r in to)
-        factory = self.factories.get(email.slug, email.fields)
+        try:
+            factory = self.factories.get(email.slug, email.fields)
+        except RenderError as exc:  # the email cannot be compiled: every message fails, said why
+            failed = DeliveryStatus.FAILED
+            return tuple(QueuedMessage(r.address, r.customer_id, failed, error=str(exc)) for r in to)
         out = []
         for r in to:
             if r.address.lower() in blocked:

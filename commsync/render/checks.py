@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from commsync.config.yamlpos import YamlDoc
 from commsync.diagnostics import Diagnostic
 from commsync.model import JsonValue
+from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.render.sandbox import check_template, trial_render
 
 
@@ -17,15 +18,18 @@ def template_diagnostics(
     allowed: frozenset[str],
     context: str,
     sample: Mapping[str, JsonValue],
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Diagnostic]:
     """Diagnostics for the template at `pointer`, mapped from template lines to file lines.
 
     A template that passes the static checks is rendered once with `sample` values, so what the
-    sandbox would refuse (or what would fail) at send time is reported now.
+    sandbox would refuse (or what would fail, or go past its limits) at send time is reported
+    now. A subject (`/subject`) must also fit `limits.subject_chars`.
     """
     out = []
+    max_chars = limits.subject_chars if pointer == "/subject" else None
     issues = check_template(source, allowed, context) or trial_render(
-        source, tuple(sorted(sample.items()))
+        source, tuple(sorted(sample.items())), limits, max_chars
     )
     for issue in issues:
         mark = doc.locate(pointer, issue.line, issue.col)
@@ -33,8 +37,16 @@ def template_diagnostics(
     return out
 
 
-def subject_diagnostics(doc: YamlDoc, pointer: str, subject: str) -> list[Diagnostic]:
+def subject_diagnostics(
+    doc: YamlDoc, pointer: str, subject: str, limits: Limits = DEFAULT_LIMITS
+) -> list[Diagnostic]:
     """A subject is one header line: CR or LF would let it inject headers."""
+    if len(subject) > limits.subject_chars:
+        message = (
+            f"subject is {len(subject):,} characters, more than the limit of "
+            f"{limits.subject_chars:,} (limits.subject_chars)"
+        )
+        return [doc.diag(pointer, message)]
     if "\r" in subject or "\n" in subject:
         hint = (
             " (a | or > block ends with one; use a quoted string)" if subject.endswith("\n") else ""

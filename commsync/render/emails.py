@@ -26,7 +26,11 @@ def broadcast_factory(
         id_key=f"{store_id}/broadcast/{name}",
     )
     return MessageFactory(
-        template, theme=mail.theme, static=settings.network_context, layout=layout
+        template,
+        theme=mail.theme,
+        static=settings.network_context,
+        layout=layout,
+        limits=settings.limits,
     )
 
 
@@ -51,7 +55,11 @@ def system_email_factory(
         id_key=f"{store_id}/system_email/{slug}",
     )
     return MessageFactory(
-        template, theme=mail.theme, static=settings.network_context, layout=layout
+        template,
+        theme=mail.theme,
+        static=settings.network_context,
+        layout=layout,
+        limits=settings.limits,
     )
 
 

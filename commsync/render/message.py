@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import html
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from jinja2 import Template
 from markupsafe import Markup
 
 from commsync.model import Format, Style, Theme
+from commsync.model.limits import DEFAULT_LIMITS, Limits
+from commsync.model.mail import is_address
 from commsync.render import pieces
 from commsync.render.markup import escape_markdown, markdown_to_html, to_html, to_text
 from commsync.render.sandbox import environment, simple_placeholders
@@ -43,7 +46,26 @@ LAYOUT_NAMES = frozenset(
         "company_address",
     }
 )
+# What the layout is tried with when it is checked (repo/loader.py): one sample of each name.
+LAYOUT_SAMPLE: tuple[tuple[str, object], ...] = tuple(
+    sorted(
+        {
+            "subject": "A sample subject",
+            "content": Markup("<p>Sample content.</p>"),
+            "theme": Theme(footer="A footer", company_address="1 Sample Street"),
+            "network_name": "Acme Sites",
+            "network_url": "https://acme.example",
+            UNSUBSCRIBE: "https://acme.example/unsubscribe/sample",
+            "footer": Markup("<p>A footer</p>"),
+            "company_address": "1 Sample Street",
+        }.items()
+    )
+)
 _INLINER = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
+# Line breaks and other control characters (tab aside) never reach a header: they would end it.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# A subject written as it is: printable ASCII, no edge spaces, nothing a reader would decode.
+_PLAIN = re.compile(r"[!-~](?:[ -~]{0,897}[!-~])?")
 
 
 class RenderError(Exception):
@@ -128,8 +150,15 @@ def encoded_words(text: str) -> str:
     return "\r\n ".join(f"=?utf-8?b?{e}?=" for e in encoded)
 
 
+def header_value(value: str, what: str) -> str:
+    """The one guard of every header value: a line break would let it add headers."""
+    if _CONTROL.search(value):
+        raise RenderError(f"{what} contains a line break or a control character")
+    return value
+
+
 def _subject_header(subject: str) -> str:
-    if subject.isascii() and len(subject) < 900:
+    if _PLAIN.fullmatch(subject) and "=?" not in subject:
         return subject
     return encoded_words(subject)
 
@@ -152,18 +181,25 @@ class MessageFactory:
         theme: Theme,
         static: Mapping[str, str],
         layout: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.template = template
         self.theme = theme
         self.static = dict(static)
-        self.layout = environment(autoescape=True).from_string(layout or default_layout())
+        self.limits = limits
+        self.layout = environment(True, limits).from_string(layout or default_layout())
         self.domain = template.sender.rsplit("@", 1)[-1].rstrip(">").strip()
         self.dates = _Dates()
         self.boundary = "=_commsync_" + hashlib.sha256(template.id_key.encode()).hexdigest()[:24]
         simple = all(
             simple_placeholders(s) is not None for s in (template.subject, template.content)
         )
-        self._compile_fast() if simple else self._compile_slow()
+        try:
+            self._compile_fast() if simple else self._compile_slow()
+        except RenderError:
+            raise
+        except Exception as exc:  # the layout or a template failing as it is compiled
+            raise RenderError(f"template failed: {type(exc).__name__}: {exc}") from exc
 
     # -- compiling --------------------------------------------------------------------------
 
@@ -215,10 +251,10 @@ class MessageFactory:
 
     def _compile_slow(self) -> None:
         t = self.template
-        env = environment()
+        env = environment(False, self.limits)
         self.subject_tmpl: Template = env.from_string(t.subject)
         self.content_tmpl: Template = (
-            environment(autoescape=True) if t.format == Format.HTML else env
+            environment(True, self.limits) if t.format == Format.HTML else env
         ).from_string(t.content)
         self.fast = False
 
@@ -285,13 +321,20 @@ class MessageFactory:
         """
         merged = {**self.static, **values}
         subject, text, body = self._render(merged)
-        if "\r" in subject or "\n" in subject:
-            raise RenderError("the rendered subject contains a line break")
-        if not address.isascii():
-            raise RenderError("the address is not ASCII (SMTPUTF8 is not supported)")
+        header_value(subject, "the rendered subject")
+        if len(subject) > self.limits.subject_chars:
+            raise RenderError(
+                f"the rendered subject is {len(subject):,} characters, more than the limit of "
+                f"{self.limits.subject_chars:,} (limits.subject_chars)"
+            )
+        if not address.isascii() or not is_address(address):
+            raise RenderError(
+                "the address is not a plain ASCII address (SMTPUTF8 is not supported)"
+            )
+        header_value(name, "the recipient's name")
         message_id = self.message_id(address.lower(), key)
         headers = [
-            f"From: {self.template.sender}",
+            f"From: {header_value(self.template.sender, 'the sender')}",
             f"To: {_mailbox(name, address)}",
             f"Subject: {_subject_header(subject)}",
             *([f"Date: {self.dates.now()}"] if dated else []),
@@ -299,13 +342,14 @@ class MessageFactory:
             "MIME-Version: 1.0",
         ]
         if self.template.reply_to:
-            headers.append(f"Reply-To: {self.template.reply_to}")
+            headers.append(f"Reply-To: {header_value(self.template.reply_to, 'Reply-To')}")
         unsubscribe = merged.get(UNSUBSCRIBE)
         if self.template.unsubscribe and isinstance(unsubscribe, str):
             mailto = (
                 f"mailto:{unsubscribe_mailto}?subject=unsubscribe" if unsubscribe_mailto else None
             )
             targets = f"<{unsubscribe}>" + (f", <{mailto}>" if mailto else "")
+            header_value(targets, "the unsubscribe link")
             headers += [
                 f"List-Unsubscribe: {targets}",
                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import nh3
 
 from commsync.model import BroadcastSpec, Format, MessageType
+from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.render import pieces
 from commsync.render.markup import escape_markdown, to_html
 from commsync.render.sandbox import environment, simple_placeholders
@@ -44,13 +45,15 @@ def sanitise(markup: str) -> str:
     )
 
 
-def render_notice(spec: BroadcastSpec, values: Mapping[str, str]) -> RenderedNotice:
+def render_notice(
+    spec: BroadcastSpec, values: Mapping[str, str], limits: Limits = DEFAULT_LIMITS
+) -> RenderedNotice:
     """The notice for one customer. Values are literal (no markdown or HTML from customer data)."""
-    env = environment(autoescape=spec.format == Format.HTML)
+    env = environment(spec.format == Format.HTML, limits)
     heading = env.from_string(spec.subject).render(values) if "{" in spec.subject else spec.subject
     if spec.format == Format.MARKDOWN:
         source = (
-            environment()
+            environment(False, limits)
             .from_string(spec.content)
             .render({k: escape_markdown(v) for k, v in values.items()})
         )
@@ -70,8 +73,9 @@ class CompiledNotice:
     and sanitised in full.
     """
 
-    def __init__(self, spec: BroadcastSpec) -> None:
+    def __init__(self, spec: BroadcastSpec, limits: Limits = DEFAULT_LIMITS) -> None:
         self.spec = spec
+        self.limits = limits
         self.fast = False
         sources = (spec.subject, spec.content)
         if all(simple_placeholders(s) is not None for s in sources):
@@ -87,7 +91,7 @@ class CompiledNotice:
 
     def render(self, values: Mapping[str, str]) -> RenderedNotice:
         if not self.fast:
-            return render_notice(self.spec, values)
+            return render_notice(self.spec, values, self.limits)
         raw = [values.get(name, "") for name in self.names]
         escaped = [html.escape(v, quote=True) for v in raw]
         return RenderedNotice(

@@ -1,7 +1,8 @@
 """The Jinja2 sandbox every template runs in, and a static check of templates before they run.
 
 Templates see only their placeholders: the sandbox is immutable, undefined names raise
-(StrictUndefined) and the environment has no globals, loaders or extensions.
+(StrictUndefined) and the environment has no globals, loaders or extensions. Every rendering
+runs within the budgets of `limits:` (render/budget.py).
 """
 
 from __future__ import annotations
@@ -11,22 +12,83 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import Any
 
-from jinja2 import StrictUndefined, TemplateAssertionError, TemplateSyntaxError, meta, nodes
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateAssertionError,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+)
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from commsync.model.limits import DEFAULT_LIMITS, Limits
+from commsync.render import budget as budgets
+from commsync.render.budget import Budget, BudgetExceeded, Instrument
 
 _JINJA_MARKERS = ("{{", "{%", "{#")
 _SIMPLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
+class _CountedTemplate(Template):
+    """A template whose every rendering is counted against the environment's budget."""
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        token = budgets.begin()
+        try:
+            return super().render(*args, **kwargs)
+        finally:
+            budgets.end(token)
+
+
+class SandboxEnvironment(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with every growth of a value and every loop within `limits`."""
+
+    intercepted_binops = frozenset({"*", "+", "**", "%"})
+    template_class = _CountedTemplate
+
+    def __init__(self, limits: Limits, autoescape: bool) -> None:
+        super().__init__(
+            undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True
+        )
+        self.globals.clear()
+        self.budget = Budget(limits)
+        self.filters = {
+            name: budgets.guard_filter(self.budget, name, f) for name, f in self.filters.items()
+        }
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        instrumented: nodes.Template = Instrument().visit(tree)
+        return instrumented
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        self.budget.binop(operator, left, right)
+        return self.budget.result(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        __self.budget.call(__obj, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        return __self.budget.result(result, "the result of a call")
+
+    # Called by instrumented templates (render/budget.py `Instrument`).
+    def budget_loop(self, iterable: Any) -> Any:
+        return self.budget.loop(iterable)
+
+    def budget_output(self, value: Any) -> Any:
+        return self.budget.output(value)
+
+    def budget_result(self, value: Any) -> Any:
+        return self.budget.result(value, "a concatenation")
+
+
 @cache
-def environment(autoescape: bool = False) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=autoescape, keep_trailing_newline=True
-    )
-    env.globals.clear()
-    return env
+def environment(autoescape: bool = False, limits: Limits = DEFAULT_LIMITS) -> SandboxEnvironment:
+    return SandboxEnvironment(limits, autoescape)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +211,8 @@ def _parsed_issues(source: str, allowed: frozenset[str], context: str) -> tuple[
         ast = environment().parse(source)
     except TemplateSyntaxError as exc:
         return (TemplateIssue(exc.lineno or 1, 1, f"template syntax error: {exc.message}"),)
+    except (ValueError, RecursionError) as exc:  # a number too long for int(), nesting too deep
+        return (TemplateIssue(1, 1, f"template syntax error: {type(exc).__name__}: {exc}"),)
     lines = source.splitlines()
     issues = [*_node_issues(ast, lines), *_placeholder_issues(ast, lines, allowed, context)]
     return tuple(sorted(issues, key=lambda i: (i.line, i.col, i.message)))
@@ -175,20 +239,36 @@ def _template_line(exc: BaseException) -> int:
 
 
 @lru_cache(maxsize=1024)
-def trial_render(source: str, sample: tuple[tuple[str, object], ...]) -> tuple[TemplateIssue, ...]:
+def trial_render(
+    source: str,
+    sample: tuple[tuple[str, object], ...],
+    limits: Limits = DEFAULT_LIMITS,
+    max_chars: int | None = None,
+) -> tuple[TemplateIssue, ...]:
     """Render once in the sandbox with sample values: what would fail at send time fails here.
 
-    For templates beyond plain `{{ name }}` substitution (those cannot fail at run time).
+    For templates beyond plain `{{ name }}` substitution (those cannot fail at run time, and
+    their size is the size of their values). With `max_chars`, a longer result is an issue
+    (a subject).
     """
     if simple_placeholders(source) is not None:
         return ()
     try:
-        environment().from_string(source).render(dict(sample))
+        rendered = environment(False, limits).from_string(source).render(dict(sample))
     except SecurityError as exc:
         return (TemplateIssue(_template_line(exc), 1, f"the template sandbox refuses this: {exc}"),)
+    except BudgetExceeded as exc:
+        message = f"this template goes past its limits with sample values: {exc}"
+        return (TemplateIssue(_template_line(exc), 1, message),)
     except Exception as exc:
         message = (
             f"this template fails when rendered with sample values: {type(exc).__name__}: {exc}"
         )
         return (TemplateIssue(_template_line(exc), 1, message),)
+    if max_chars is not None and len(rendered) > max_chars:
+        message = (
+            f"rendered with sample values it is {len(rendered):,} characters, more than the "
+            f"limit of {max_chars:,} (limits.subject_chars)"
+        )
+        return (TemplateIssue(1, 1, message),)
     return ()

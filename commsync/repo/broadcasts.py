@@ -23,6 +23,7 @@ from commsync.model import (
     Targets,
     parse_datetime,
 )
+from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.render.checks import subject_diagnostics, template_diagnostics
 
 BROADCASTS_DIR = "broadcasts"
@@ -118,7 +119,7 @@ def _pos(doc: YamlDoc, pointer: str) -> tuple[int, int]:
     return mark.line, mark.col
 
 
-def _check(doc: YamlDoc, value: Mapping[str, object]) -> list[Diagnostic]:
+def _check(doc: YamlDoc, value: Mapping[str, object], limits: Limits) -> list[Diagnostic]:
     """Checks beyond the schema, on the keys that passed it (so one run reports everything)."""
     kind = value.get("kind")
     notice = kind == BroadcastKind.NOTICE
@@ -126,11 +127,11 @@ def _check(doc: YamlDoc, value: Mapping[str, object]) -> list[Diagnostic]:
     context = "notices" if notice else "email broadcasts"
     out: list[Diagnostic] = []
     if isinstance(value.get("subject"), str):
-        out += subject_diagnostics(doc, "/subject", str(value["subject"]))
+        out += subject_diagnostics(doc, "/subject", str(value["subject"]), limits)
     for name in ("subject", "content"):
         if isinstance(value.get(name), str):
             out += template_diagnostics(
-                doc, f"/{name}", str(value[name]), allowed, context, SAMPLE_CUSTOMER
+                doc, f"/{name}", str(value[name]), allowed, context, SAMPLE_CUSTOMER, limits
             )
     targets = value.get("targets")
     if isinstance(targets, dict):
@@ -148,7 +149,9 @@ def _refs(targets: object, key: str) -> tuple[tuple[str, str], ...]:
     )
 
 
-def parse_broadcast(path: str, data: bytes) -> tuple[ParsedBroadcast | None, list[Diagnostic]]:
+def parse_broadcast(
+    path: str, data: bytes, limits: Limits = DEFAULT_LIMITS
+) -> tuple[ParsedBroadcast | None, list[Diagnostic]]:
     """Parse and check one broadcast file. The result is `valid` only when it has no errors;
     an invalid one is still returned when its targets can be checked against the store."""
     doc, diags = load_yaml(path, data)
@@ -163,7 +166,7 @@ def parse_broadcast(path: str, data: bytes) -> tuple[ParsedBroadcast | None, lis
     if "id" not in doc.value and not _ID.fullmatch(bid):
         message = f"the file path gives the id {bid!r}, which is not a valid id; rename the file or set id:"
         diags.append(doc.diag("", message))
-    problems = _check(doc, value)
+    problems = _check(doc, value, limits)
     diags += problems
     targets = value.get("targets")
     mark = doc.mark("/id", key=True) if "id" in value else doc.mark("")

@@ -21,6 +21,7 @@ from commsync.model import (
     SystemEmailFields,
 )
 from commsync.model.durations import canonical
+from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.model.mail import is_address
 from commsync.render.checks import subject_diagnostics, template_diagnostics
 from commsync.render.sandbox import placeholders
@@ -36,6 +37,7 @@ class EmailContext:
 
     catalog: Catalog
     has_admins: bool
+    limits: Limits = DEFAULT_LIMITS
 
 
 def _normalise(value: Mapping[str, JsonValue]) -> dict[str, JsonValue]:
@@ -79,7 +81,7 @@ def _event_diagnostics(
         if name in value:
             sample = {**event.mock_payload(), **SAMPLE_NETWORK}
             out += template_diagnostics(
-                doc, f"/{name}", text, allowed, f"event {event.slug}", sample
+                doc, f"/{name}", text, allowed, f"event {event.slug}", sample, ctx.limits
             )
             continue
         missing = sorted(placeholders(text) - allowed)
@@ -147,7 +149,7 @@ def parse_system_email(
     if fields is None:
         return None, diags + problems
     if "subject" in value:
-        problems += subject_diagnostics(doc, "/subject", fields.subject)
+        problems += subject_diagnostics(doc, "/subject", fields.subject, ctx.limits)
     problems += _event_diagnostics(doc, value, fields, ctx)
     problems += _sender_diagnostics(doc, value.get("sender"))
     if not ctx.has_admins:

@@ -12,14 +12,15 @@ from commsync.catalog.loader import (
     core_catalog_dir,
     project_catalog_dirs,
 )
-from commsync.config.files import FileTree
-from commsync.config.settings import Settings, build_settings, settings_diagnostics
+from commsync.config.files import FileTree, check_listed, read_checked
+from commsync.config.settings import Settings, build_settings, inside, settings_diagnostics
 from commsync.config.yamlpos import YamlDoc, load_yaml
 from commsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from commsync.errors import ConfigError
 from commsync.model import Catalog, DesiredState, DesiredSystemEmail, Imports, SourceInfo
-from commsync.render.message import LAYOUT_NAMES
-from commsync.render.sandbox import check_template, placeholders
+from commsync.model.limits import DEFAULT_LIMITS, Limits
+from commsync.render.message import LAYOUT_NAMES, LAYOUT_SAMPLE
+from commsync.render.sandbox import check_template, placeholders, trial_render
 from commsync.repo.broadcasts import (
     BROADCASTS_DIR,
     ParsedBroadcast,
@@ -55,7 +56,9 @@ class LoadedRepository:
 def _load_settings(
     tree: FileTree, root: Path, env: Mapping[str, str], store: str | None
 ) -> tuple[YamlDoc | None, Settings | None, list[Diagnostic]]:
-    data = tree.read(SETTINGS_FILE)
+    data, diags = read_checked(tree, SETTINGS_FILE)
+    if diags:
+        return None, None, diags
     if data is None:
         where = f"{root} ({tree.info.label})"
         raise ConfigError(
@@ -73,7 +76,7 @@ def _catalogs_setting(doc: YamlDoc | None, settings: Settings | None) -> list[st
     if settings is not None:
         return list(settings.catalogs)
     raw = doc.value.get("catalogs") if doc is not None and isinstance(doc.value, dict) else None
-    return [c for c in raw if isinstance(c, str)] if isinstance(raw, list) else []
+    return [c for c in raw if isinstance(c, str) and inside(c)] if isinstance(raw, list) else []
 
 
 def _load_catalog(
@@ -95,26 +98,33 @@ def _load_catalog(
 def _yaml_files(
     tree: FileTree, directory: str, recursive: bool
 ) -> tuple[list[str], list[Diagnostic]]:
+    """The YAML files of `directory`; anything there that must not be read is an error."""
     paths, diags = [], []
     for path in tree.files(directory, recursive=recursive):
         if path.endswith(".yaml"):
             paths.append(path)
-        elif path.endswith(".yml"):
+            continue
+        diags += check_listed(tree, path)
+        if path.endswith(".yml"):
             msg = "ignored: commsync reads .yaml files; rename it to .yaml"
             diags.append(Diagnostic(path, 1, 1, msg, "warning"))
     return paths, diags
 
 
-def load_layout(tree: FileTree) -> tuple[str | None, list[Diagnostic]]:
+def load_layout(
+    tree: FileTree, limits: Limits = DEFAULT_LIMITS
+) -> tuple[str | None, list[Diagnostic]]:
     """layouts/email.html, checked: a sandboxed template that places {{ content }}."""
-    data = tree.read(LAYOUT_FILE)
-    if data is None:
-        return None, []
+    data, problems = read_checked(tree, LAYOUT_FILE, limits.file_bytes)
+    if problems or data is None:
+        return None, problems
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return None, [Diagnostic(LAYOUT_FILE, 1, 1, "file is not valid UTF-8")]
-    issues = check_template(text, LAYOUT_NAMES, "the email layout")
+    issues = check_template(text, LAYOUT_NAMES, "the email layout") or trial_render(
+        text, LAYOUT_SAMPLE, limits
+    )
     diags = [Diagnostic(LAYOUT_FILE, i.line, i.col, i.message) for i in issues]
     if not issues and "content" not in placeholders(text):
         diags.append(
@@ -132,24 +142,30 @@ def load_repository(
     diags += problems
     broadcast_paths, problems = _yaml_files(tree, BROADCASTS_DIR, recursive=True)
     diags += problems
+    limits = settings.limits if settings is not None else DEFAULT_LIMITS
     broadcasts = []
     for path in broadcast_paths:
-        parsed, problems = parse_broadcast(path, tree.read(path) or b"")
+        data, problems = read_checked(tree, path, limits.file_bytes)
+        if data is not None:
+            parsed, problems = parse_broadcast(path, data, limits)
+            if parsed is not None:
+                broadcasts.append(parsed)
         diags += problems
-        if parsed is not None:
-            broadcasts.append(parsed)
     diags += duplicate_diagnostics(((b.id, b.origin) for b in broadcasts), "broadcast id")
     email_paths, problems = _yaml_files(tree, EMAILS_DIR, recursive=False)
     diags += problems
-    ctx = EmailContext(catalog, has_admins=settings is None or bool(settings.mail.admins))
+    has_admins = settings is None or bool(settings.mail.admins)
+    ctx = EmailContext(catalog, has_admins=has_admins, limits=limits)
     emails = []
     for path in email_paths:
-        email, problems = parse_system_email(path, tree.read(path) or b"", ctx)
+        data, problems = read_checked(tree, path, limits.file_bytes)
+        if data is not None:
+            email, problems = parse_system_email(path, data, ctx)
+            if email is not None:
+                emails.append(email)
         diags += problems
-        if email is not None:
-            emails.append(email)
     diags += duplicate_diagnostics(((e.slug, e.origin) for e in emails), "system email")
-    layout, problems = load_layout(tree)
+    layout, problems = load_layout(tree, limits)
     diags += problems
     return LoadedRepository(
         settings,
