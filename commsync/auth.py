@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from commsync.errors import CommsyncError, Unauthorized
 from commsync.model.durations import parse_minutes
 
+MAX_LIFETIME = timedelta(days=3660)  # no token is valid for longer: ten years
+
 
 class TokenError(Unauthorized):
     """Missing, malformed, forged or expired."""
@@ -38,10 +40,9 @@ def parse_ttl(text: str) -> timedelta:
     minutes = parse_minutes(text)
     if minutes is None:
         raise CommsyncError(f"invalid --ttl {text!r}: write it like 30d, 12h or 90m")
-    ttl = timedelta(minutes=minutes)
-    if not ttl or ttl > timedelta(days=3660):
+    if not 0 < minutes <= MAX_LIFETIME // timedelta(minutes=1):
         raise CommsyncError(f"invalid --ttl {text!r}: between one minute and ten years")
-    return ttl
+    return timedelta(minutes=minutes)
 
 
 def issue_token(key: bytes, customer_id: str, expires: datetime) -> str:
@@ -55,11 +56,13 @@ def issue_token(key: bytes, customer_id: str, expires: datetime) -> str:
 
 def verify_token(key: bytes, token: str, now: datetime) -> str:
     """The customer id the token was issued for; raises TokenError otherwise."""
+    if not token.isascii() or len(token) > 4096:
+        raise TokenError("malformed token")
     version, _, rest = token.partition(".")
     payload, _, signature = rest.partition(".")
     if version != "v1" or not payload or not signature:
         raise TokenError("malformed token")
-    if not hmac.compare_digest(signature, _sign(key, payload)):
+    if not hmac.compare_digest(signature.encode(), _sign(key, payload).encode()):
         raise TokenError("invalid token")
     try:
         claims = json.loads(_unb64(payload))
@@ -68,6 +71,8 @@ def verify_token(key: bytes, token: str, now: datetime) -> str:
         raise TokenError("malformed token") from exc
     if expiry <= int(now.timestamp()):
         raise TokenError("expired token")
+    if expiry > int((now + MAX_LIFETIME).timestamp()):
+        raise TokenError("token valid for longer than the longest lifetime")
     return customer
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from commsync.api.project import Project
 from commsync.diagnostics import Diagnostic
 from commsync.errors import ConfigError, InvalidInput, NotFound, ValidationFailed
 from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
+from commsync.model.limits import Limits
 from commsync.repo.records import (
     CUSTOMERS,
     MEMBERSHIPS,
@@ -37,12 +39,15 @@ def _unknown_references(
     return reference_problems(rows, customers, store.product_slugs())
 
 
-def _parse_file(file: Path, display: str, layout: Layout[R]) -> list[tuple[int, R]]:
+def _parse_file(file: Path, display: str, layout: Layout[R], limits: Limits) -> list[tuple[int, R]]:
+    """Every row of a data file, read a line at a time; any bad row refuses the whole file."""
     try:
-        data = file.read_bytes()
+        with file.open("rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise ConfigError(f"cannot read {display}: not a regular file")
+            rows, diags = parse_records(display, stream, layout, limits)
     except OSError as exc:
-        raise ConfigError(f"cannot read {display}: {exc.strerror}") from exc
-    rows, diags = parse_records(display, data, layout)
+        raise ConfigError(f"cannot read {display}: {exc.strerror or exc}") from exc
     if diags:
         raise ValidationFailed(diags)
     return rows
@@ -50,12 +55,15 @@ def _parse_file(file: Path, display: str, layout: Layout[R]) -> list[tuple[int, 
 
 def import_records(ctx: Context, kind: RecordKind, file: Path, display: str) -> ImportCounts:
     """Upsert a CSV/JSONL file of customers, products or memberships; all rows or none."""
-    store = ctx.store()
+    settings = ctx.settings()
+    store, limits = ctx.store(settings), settings.limits
     if kind == "customers":
-        return store.upsert_customers([r for _, r in _parse_file(file, display, CUSTOMERS)])
+        customers = _parse_file(file, display, CUSTOMERS, limits)
+        return store.upsert_customers([r for _, r in customers])
     if kind == "products":
-        return store.upsert_products([r for _, r in _parse_file(file, display, PRODUCTS)])
-    rows = _parse_file(file, display, MEMBERSHIPS)
+        products = _parse_file(file, display, PRODUCTS, limits)
+        return store.upsert_products([r for _, r in products])
+    rows = _parse_file(file, display, MEMBERSHIPS, limits)
     problems = _unknown_references(store, rows)
     if problems:
         raise ValidationFailed([Diagnostic(display, line, 0, msg) for line, msg in problems])

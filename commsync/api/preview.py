@@ -130,7 +130,10 @@ def preview(
     if email is not None and customer is not None:
         raise CommsyncError("--customer is for broadcasts; a system email takes --data")
     stem = Path(rel).stem
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommsyncError(f"cannot write into {out}: {exc.strerror or exc}") from exc
     store = ctx.store(settings)
     if broadcast is not None:
         values: dict[str, object] = dict(SAMPLE_CUSTOMER)
@@ -141,7 +144,7 @@ def preview(
         if spec.kind == BroadcastKind.NOTICE:
             rendered = render_notice(spec, {k: str(v) for k, v in values.items()})
             target = out / f"{stem}.html"
-            target.write_text(_page(rendered.heading, notice_fragment(rendered)), "utf-8")
+            _write(target, _page(rendered.heading, notice_fragment(rendered)).encode())
             return Preview(rel, recipient, (str(target),))
         factory = broadcast_factory(store.store_id, settings, loaded.layout, broadcast.id, spec)
         address, name = str(values["customer_user_email"]), str(values["customer_name"])
@@ -157,10 +160,17 @@ def preview(
     except RenderError as exc:
         raise CommsyncError(f"{file}: {exc}") from exc
     files = (out / f"{stem}.html", out / f"{stem}.txt", out / f"{stem}.eml")
-    files[0].write_text(html, encoding="utf-8")
-    files[1].write_text(f"Subject: {subject}\n\n{text}", encoding="utf-8")
-    files[2].write_bytes(built.data)
+    _write(files[0], html.encode())
+    _write(files[1], f"Subject: {subject}\n\n{text}".encode())
+    _write(files[2], built.data)
     return Preview(rel, draft.recipient, tuple(str(f) for f in files))
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise CommsyncError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def test_send(ctx: Context, slug: str, to: str, data: JsonObject | None) -> str:

@@ -22,6 +22,7 @@ from commsync.api.feed import Feed
 from commsync.api.gitops import DriftItem
 from commsync.api.inventory import EmailRow, FileEdit
 from commsync.api.operations import DeliveryCounts, Health, IssuedToken, StatusReport
+from commsync.api.payloads import Payload, payload_of
 from commsync.api.planning import PlanResult, ValidationReport
 from commsync.api.platform import InitReport, RecordKind, Upserted
 from commsync.api.preview import Preview
@@ -133,14 +134,17 @@ class Service:
         out: Path,
         *,
         customer: str | None = None,
-        data: JsonObject | None = None,
+        data: Payload | None = None,
     ) -> Preview:
         """`preview`: a file's email or notice, rendered into `out`."""
-        return preview.preview(self.ctx, file, out, customer=customer, data=data)
+        return preview.preview(self.ctx, file, out, customer=customer, data=self._payload(data))
 
-    def test_send(self, slug: str, to: str, data: JsonObject | None = None) -> str:
+    def test_send(self, slug: str, to: str, data: Payload | None = None) -> str:
         """`test-send`: one system email, sent now; returns where it went."""
-        return preview.test_send(self.ctx, slug, to, data)
+        return preview.test_send(self.ctx, slug, to, self._payload(data))
+
+    def _payload(self, data: Payload | None) -> JsonObject | None:
+        return None if data is None else payload_of(data, self.ctx.settings().limits)
 
     # -- the store -----------------------------------------------------------------------------
 
@@ -181,14 +185,15 @@ class Service:
     def fire_event(
         self,
         event_type: str,
-        payload: JsonObject,
+        payload: Payload,
         key: str | None = None,
         *,
         caller: Caller = OPERATOR,
     ) -> EventResult:
         """`event` and `POST /v1/events`: check the payload, queue the event's system emails."""
         require_admin(caller, self._api_key())
-        return self._event_service().fire(event_type, payload, key)
+        data = payload_of(payload, self.ctx.settings().limits)
+        return self._event_service().fire(event_type, data, key)
 
     def _worker_for(self, on_round: RoundHook | None = None) -> Worker:
         return Worker(self.ctx.store(), self.ctx.settings(), self.project.env, on_round=on_round)

@@ -21,8 +21,11 @@ from commsync.apply.effects import (
     Step,
 )
 from commsync.delivery.engine import DeliveryReport, Listener
+from commsync.errors import CommsyncError
 from commsync.model import BroadcastSpec
 from commsync.plan.model import Action, Plan, Verb
+from commsync.render.message import RenderError
+from commsync.store.failures import STORE_ERRORS
 from commsync.store.roles import ManagedObjects, Sends
 
 
@@ -128,8 +131,8 @@ class Executor:
             self.listener.action_started(action)
         try:
             ok, detail, delivery = self.persist(step.effect)
-        except Exception as exc:  # one action's failure must not stop the others, and is reported
-            ok, detail, delivery = False, f"failed: {type(exc).__name__}: {exc}", None
+        except EXPECTED as exc:  # one action's failure must not stop the others; a bug does
+            ok, detail, delivery = False, f"failed: {_reason(exc)}", None
         if ok and delivery is None:
             detail = _DONE.get(action.action, "updated")
         result = ActionResult(action.address, action.action, ok, detail, delivery)
@@ -145,6 +148,15 @@ class Executor:
             else:
                 results.append(self._run(step))
         return results
+
+
+# What an action can fail of without a bug: the store, the settings (a transport URL), a
+# template that cannot be compiled, the file system.
+EXPECTED: tuple[type[Exception], ...] = (CommsyncError, RenderError, OSError, *STORE_ERRORS)
+
+
+def _reason(exc: Exception) -> str:
+    return exc.message if isinstance(exc, CommsyncError) else f"{type(exc).__name__}: {exc}"
 
 
 def _delivery_summary(r: DeliveryReport, finished: bool) -> str:

@@ -61,9 +61,19 @@ def _report(report: ApplyReport) -> None:
     verdict = "Apply complete" if not failed else f"Apply finished with {len(failed)} problem(s)"
     done = Counter(r.action for r in report.results if r.ok)
     parts = [f"{n} {_PAST.get(action, action)}" for action, n in sorted(done.items())]
+    waiting = [r for r in failed if r.delivery is not None and r.delivery.deferred]
+    if waiting:
+        parts.append(f"{len(waiting)} send(s) recorded but not all delivered")
     click.echo(f"{verdict}: {', '.join(parts) or 'nothing changed'}.")
     if report.destination and report.messages():
         click.echo(f"{report.messages():,} messages went to {report.destination}")
+    for r in waiting:
+        assert r.delivery is not None
+        click.echo(
+            f"  {r.address}: the send is recorded and {r.delivery.deferred:,} recipient(s) wait "
+            "in the ledger: run `commsync apply` again once the mail server answers "
+            "(nobody gets it twice)"
+        )
     if failed:
         click.echo(
             "Not done: "

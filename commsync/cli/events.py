@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,37 +18,29 @@ from typing import TYPE_CHECKING
 import click
 
 from commsync.cli.common import format_option, options, service
-from commsync.diagnostics import Diagnostic
-from commsync.errors import EXIT_ERROR, EXIT_OK, CommsyncError, InvalidInput, ValidationFailed
-from commsync.model import JsonObject
+from commsync.errors import EXIT_ERROR, EXIT_OK, CommsyncError, InvalidInput
+from commsync.model.jsontext import MAX_READ, PayloadText
 
 if TYPE_CHECKING:
     from commsync.api.service import DeliveryReport
     from commsync.model import EventResult
 
 
-def read_payload(source: str, root: Path) -> JsonObject:
-    """The payload: a JSON object from FILE or from standard input (`-`)."""
+def read_payload(source: str, root: Path) -> PayloadText:
+    """The payload's bytes, from FILE or from standard input (`-`); the service parses them.
+
+    Never more is read than any payload limit allows.
+    """
     if source == "-":
-        name, text = "<stdin>", sys.stdin.read()
-    else:
-        path = Path(source) if Path(source).is_absolute() else root / source
-        name = source
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommsyncError(f"{name}: cannot read: {exc.strerror or exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise CommsyncError(f"{name}: not UTF-8 text") from exc
+        return PayloadText("<stdin>", sys.stdin.buffer.read(MAX_READ + 1))
+    path = Path(source) if Path(source).is_absolute() else root / source
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        problem = Diagnostic(name, exc.lineno, exc.colno, f"not valid JSON: {exc.msg}")
-        raise ValidationFailed([problem], "the payload is not valid JSON") from exc
-    if not isinstance(data, dict):
-        problem = Diagnostic(name, 1, 1, "the payload must be a JSON object of the event's keys")
-        raise ValidationFailed([problem], "the payload is not a JSON object")
-    return data
+        with path.open("rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise CommsyncError(f"{source}: cannot read: not a regular file")
+            return PayloadText(source, handle.read(MAX_READ + 1))
+    except OSError as exc:
+        raise CommsyncError(f"{source}: cannot read: {exc.strerror or exc}") from exc
 
 
 def _when(due: datetime, now: datetime) -> str:

@@ -12,7 +12,8 @@ from commsync.cli.common import REF_OPTION, format_option, options, service
 from commsync.cli.emails import edits_output
 from commsync.cli.events import read_payload
 from commsync.errors import EXIT_CHANGES, EXIT_OK, CommsyncError
-from commsync.model import JsonObject
+from commsync.model import JsonObject, jsontext
+from commsync.model.limits import DEFAULT_LIMITS
 
 if TYPE_CHECKING:
     from commsync.api.gitops import DriftItem
@@ -127,9 +128,10 @@ def preview_command(
 def _inline(text: str) -> JsonObject:
     """--data given as inline JSON."""
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommsyncError(f"--data is not valid JSON: {exc.msg} at column {exc.colno}") from exc
+        value = jsontext.loads(text, DEFAULT_LIMITS.json_depth)
+    except jsontext.JsonTextError as exc:
+        problem = exc.message.removeprefix("not valid JSON: ")
+        raise CommsyncError(f"--data is not valid JSON: {problem} at column {exc.col}") from exc
     if not isinstance(value, dict):
         raise CommsyncError("--data must be a JSON object of the event's keys")
     return value

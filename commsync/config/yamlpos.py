@@ -24,6 +24,7 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 Json = None | bool | int | float | str | list["Json"] | dict[str, "Json"]
 
 _MAX_NODES = 100_000
+_MAX_DIGITS = 64  # no setting is a number that long; int() would refuse past 4,300 digits
 _INT = re.compile(r"[-+]?[0-9]+")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _TRUE = {"true", "True", "TRUE"}
@@ -176,6 +177,9 @@ class _Converter:
         if tag == "bool" and (value in _TRUE or value in _FALSE):
             return value in _TRUE
         if tag == "int" and _INT.fullmatch(value):
+            if len(value.lstrip("+-")) > _MAX_DIGITS:
+                self.error(node, f"a number of more than {_MAX_DIGITS} digits", pointer)
+                return value
             return int(value)
         if tag == "float" and _FLOAT.fullmatch(value):
             return float(value)

@@ -14,6 +14,14 @@ _COUNTER = itertools.count()
 _LOCK = threading.Lock()
 
 
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class MaildirSession:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -26,14 +34,18 @@ class MaildirSession:
         return f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{n}.{self.host}"
 
     async def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
-        """Written to tmp/, then renamed into new/: a reader never sees half a message."""
+        """Written to tmp/ and flushed to disk, then renamed into new/ and the rename flushed:
+        a reader never sees half a message, and a crash never leaves an empty one."""
         name = self._name()
         tmp = self.root / "tmp" / name
         try:
             with tmp.open("wb") as f:
                 f.write(f"Return-Path: <{sender}>\r\nDelivered-To: {recipient}\r\n".encode())
                 f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
             tmp.rename(self.root / "new" / name)
+            _fsync_directory(self.root / "new")
         except OSError as exc:
             return Outcome(
                 OutcomeKind.TRANSIENT, f"cannot write to the Maildir: {exc.strerror}", Cause.LOCAL

@@ -57,6 +57,8 @@ class SmtpSession:
             line = await self.reader.readline()
             if not line.endswith(b"\n"):
                 raise ConnectionError("connection closed by the server")
+            if not line[:3].isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
+                raise ConnectionError(f"malformed reply from the server: {line[:40]!r}")
             lines.append(line[4:].strip().decode("utf-8", "replace"))
             if line[3:4] != b"-":
                 return int(line[:3]), "\n".join(lines)

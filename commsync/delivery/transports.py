@@ -19,6 +19,7 @@ _SECURITY: dict[str, Literal["none", "starttls", "tls"]] = {
     "smtps": "tls",
 }
 _PORTS = {"none": 25, "starttls": 587, "tls": 465}
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def parse_transport(url: str, root: Path, env: Mapping[str, str]) -> Transport:
@@ -40,13 +41,27 @@ def parse_transport(url: str, root: Path, env: Mapping[str, str]) -> Transport:
             "the mail transport URL holds a password; use COMMSYNC_SMTP_USERNAME / COMMSYNC_SMTP_PASSWORD"
         )
     query = parse_qs(parts.query)
+    username = env.get("COMMSYNC_SMTP_USERNAME") or None
+    password = env.get("COMMSYNC_SMTP_PASSWORD") or None
+    insecure = query.get("insecure_auth", ["false"])[0].lower() == "true"
+    plain = security == "none" and parts.hostname not in _LOOPBACK
+    if username and password and plain and not insecure:
+        raise ConfigError(
+            f"refusing to send the SMTP credentials unencrypted to {parts.hostname}: use "
+            "smtp+starttls:// or smtps://, or add ?insecure_auth=true to the URL if you must"
+        )
+    try:
+        timeout = float(query.get("timeout", ["30"])[0])
+        port = parts.port or _PORTS[security]
+    except ValueError as exc:
+        raise ConfigError(f"invalid mail transport {url!r}: {exc}") from exc
     config = SmtpConfig(
         host=parts.hostname,
-        port=parts.port or _PORTS[security],
+        port=port,
         security=security,
-        username=env.get("COMMSYNC_SMTP_USERNAME") or None,
-        password=env.get("COMMSYNC_SMTP_PASSWORD") or None,
-        timeout=float(query.get("timeout", ["30"])[0]),
+        username=username,
+        password=password,
+        timeout=timeout,
         helo=query.get("helo", [None])[0],
     )
     return SmtpTransport(config)

@@ -88,6 +88,12 @@ def recipients(settings: Settings, email: LiveSystemEmail, payload: JsonObject) 
     return list(unique.values())
 
 
+def _failed(recipient: Recipient, error: str) -> QueuedMessage:
+    return QueuedMessage(
+        recipient.address, recipient.customer_id, DeliveryStatus.FAILED, error=error
+    )
+
+
 @dataclass
 class EventService:
     """Everything firing an event needs; long-lived in `serve`, so compiled templates are reused."""
@@ -108,8 +114,7 @@ class EventService:
         try:
             factory = self.factories.get(email.slug, email.fields)
         except RenderError as exc:  # the email cannot be compiled: every message fails, said why
-            failed = DeliveryStatus.FAILED
-            return tuple(QueuedMessage(r.address, r.customer_id, failed, error=str(exc)) for r in to)
+            return tuple(_failed(r, str(exc)) for r in to)
         out = []
         for r in to:
             if r.address.lower() in blocked:
@@ -121,10 +126,7 @@ class EventService:
             try:
                 built = factory.build(r.address, r.name, payload, key=uid, dated=False)
             except RenderError as exc:
-                failed = QueuedMessage(
-                    r.address, r.customer_id, DeliveryStatus.FAILED, error=str(exc)
-                )
-                out.append(failed)
+                out.append(_failed(r, str(exc)))
                 continue
             queued = DeliveryStatus.QUEUED
             out.append(

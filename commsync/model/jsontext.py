@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from commsync.model.values import JsonValue
 
@@ -47,4 +48,33 @@ def loads(text: str, max_depth: int) -> JsonValue:
         raise JsonTextError(f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from exc
     except ValueError as exc:  # a number beyond the digit limit of int()
         raise JsonTextError(f"not valid JSON: {exc}", 1, 1) from exc
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadText:
+    """A payload as given (a file or standard input), parsed by the service under its limits."""
+
+    source: str  # how to name it in a diagnostic: the file, or <stdin>
+    data: bytes
+
+
+MAX_READ = 16 * 1024 * 1024  # the most any payload limit allows; more is never read
+
+
+def parse_object(text: PayloadText, max_bytes: int, max_depth: int) -> dict[str, JsonValue]:
+    """The JSON object `text` holds; JsonTextError for anything else (the position included)."""
+    if len(text.data) > max_bytes:
+        message = (
+            f"the payload is {len(text.data):,} bytes or more, more than the limit of "
+            f"{max_bytes:,} (limits.payload_bytes)"
+        )
+        raise JsonTextError(message, 1, 1)
+    try:
+        decoded = text.data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise JsonTextError("not UTF-8 text", 1, 1) from exc
+    value = loads(decoded, max_depth)
+    if not isinstance(value, dict):
+        raise JsonTextError("the payload must be a JSON object of the event's keys", 1, 1)
     return value

@@ -7,15 +7,14 @@ one, nothing of the file is written.
 from __future__ import annotations
 
 import csv
-import io
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import BinaryIO, Generic, TypeVar
 
 from commsync.diagnostics import Diagnostic
-from commsync.model import CustomerRecord, MembershipRecord, ProductRecord
+from commsync.model import CustomerRecord, MembershipRecord, ProductRecord, jsontext
+from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.model.mail import is_address
 
 R = TypeVar("R", CustomerRecord, ProductRecord, MembershipRecord)
@@ -99,45 +98,69 @@ MEMBERSHIPS: Layout[MembershipRecord] = Layout(
 )
 
 
-def _csv_rows(text: str) -> Iterator[tuple[int, dict[str, object] | None, str | None]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""), restkey="\x00extra")
-    start = 2
-    for row in reader:
-        if "\x00extra" in row or None in row.values():
-            yield start, None, "wrong number of fields for the header"
-        else:
-            yield start, {k: v for k, v in row.items() if k is not None}, None
-        start = reader.line_num + 1
+Row = tuple[int, dict[str, object] | None, str | None]  # line, fields (None: unreadable), problem
 
 
-def _csv_header(path: str, text: str, layout: Layout[R]) -> list[Diagnostic]:
-    header = next(csv.reader(io.StringIO(text, newline="")), [])
-    names = [h.strip() for h in header]
+class _Stop(Exception):
+    """A problem that ends the reading of the file (a line too long, bytes not UTF-8)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+def _lines(stream: BinaryIO, max_bytes: int) -> Iterator[str]:
+    """The file's lines, each at most `max_bytes`: a file is never read whole."""
+    number = 0
+    while raw := stream.readline(max_bytes + 1):
+        number += 1
+        if len(raw) > max_bytes:
+            raise _Stop(number, f"a line longer than {max_bytes:,} bytes (limits.row_bytes)")
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise _Stop(number, "file is not valid UTF-8") from None
+
+
+def _header_problems(names: list[str], layout: Layout[R]) -> list[str]:
     out = []
     missing = [c for c in layout.required if c not in names]
     if missing:
-        out.append(Diagnostic(path, 1, 0, f"header lacks column(s) {', '.join(missing)}"))
+        out.append(f"header lacks column(s) {', '.join(missing)}")
     unknown = [c for c in names if c not in layout.columns]
     if unknown:
         out.append(
-            Diagnostic(
-                path,
-                1,
-                0,
-                f"unknown column(s) {', '.join(unknown)} (expected: {', '.join(layout.columns)})",
-            )
+            f"unknown column(s) {', '.join(unknown)} (expected: {', '.join(layout.columns)})"
         )
     return out
 
 
-def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, object] | None, str | None]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+def _csv_rows(lines: Iterator[str], header: list[str]) -> Iterator[Row]:
+    reader = csv.reader(lines)
+    start = 2
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field beyond the csv module's limit, a NUL byte
+            raise _Stop(start, f"unreadable CSV: {exc}") from None
+        if len(fields) != len(header):
+            yield start, None, "wrong number of fields for the header"
+        else:
+            yield start, dict(zip(header, fields, strict=True)), None
+        start = reader.line_num + 2
+
+
+def _jsonl_rows(lines: Iterator[str], max_depth: int) -> Iterator[Row]:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, None, f"invalid JSON: {exc.msg}"
+            value = jsontext.loads(line, max_depth)
+        except jsontext.JsonTextError as exc:
+            problem = exc.message.removeprefix("not valid JSON: ")
+            yield number, None, f"invalid JSON: {problem}"
             continue
         if not isinstance(value, dict):
             yield number, None, "each line must be a JSON object"
@@ -166,25 +189,37 @@ def _csv_fields(row: dict[str, object]) -> dict[str, str]:
 
 
 def parse_records(
-    path: str, data: bytes, layout: Layout[R]
+    path: str, stream: BinaryIO, layout: Layout[R], limits: Limits = DEFAULT_LIMITS
 ) -> tuple[list[tuple[int, R]], list[Diagnostic]]:
-    """(line, record) of a CSV (with header) or JSONL file; JSONL when named .jsonl or .ndjson."""
+    """(line, record) of a CSV (with header) or JSONL file; JSONL when named .jsonl or .ndjson.
+
+    The file is read a line at a time, each line at most `limits.row_bytes`.
+    """
+    lines = _lines(stream, limits.row_bytes)
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return [], [Diagnostic(path, 1, 0, "file is not valid UTF-8")]
-    is_jsonl = path.endswith((".jsonl", ".ndjson"))
-    diags = [] if is_jsonl else _csv_header(path, text, layout)
-    if diags:
-        return [], diags
-    rows = _jsonl_rows(text) if is_jsonl else _csv_rows(text)
-    records, diags = _build(path, rows, layout, is_jsonl)
+        if path.endswith((".jsonl", ".ndjson")):
+            records, diags = _build(path, _jsonl_rows(lines, limits.json_depth), layout, True)
+        else:
+            records, diags = _csv_records(path, lines, layout)
+    except _Stop as exc:
+        return [], [Diagnostic(path, exc.line, 0, exc.message)]
     if not records and not diags:
         diags.append(Diagnostic(path, 1, 0, "no rows to import"))
     return records, diags
 
 
-Row = tuple[int, dict[str, object] | None, str | None]  # line, fields (None: unreadable), problem
+def _csv_records(
+    path: str, lines: Iterator[str], layout: Layout[R]
+) -> tuple[list[tuple[int, R]], list[Diagnostic]]:
+    first = next(lines, "")
+    try:
+        header = [h.strip() for h in next(csv.reader([first]), [])]
+    except csv.Error as exc:
+        raise _Stop(1, f"unreadable CSV: {exc}") from None
+    problems = _header_problems(header, layout)
+    if problems:
+        return [], [Diagnostic(path, 1, 0, p) for p in problems]
+    return _build(path, _csv_rows(lines, header), layout, False)
 
 
 def _build(

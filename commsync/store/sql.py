@@ -13,7 +13,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError
 from sqlalchemy.pool import StaticPool
 
 from commsync.errors import ConfigError, StoreError
@@ -108,7 +108,8 @@ class SqlStore(PlatformMixin, ManagedMixin, SendsMixin, DashboardsMixin, EventsM
                 value = conn.execute(
                     select(t.meta.c.value).where(t.meta.c.key == "store_id")
                 ).scalar_one()
-        except OperationalError as exc:
+        except DatabaseError as exc:  # unreachable, not a database, not readable
+            engine.dispose()
             raise StoreError(f"cannot open the store {display_url}: {exc.orig}") from exc
         self._store_id = str(value)
 
