@@ -140,7 +140,14 @@ def test_the_widget_shows_notices_in_their_colours_and_dismisses_for_good(
     token = repo.cli("token", "1").stdout.strip().splitlines()[-1]
     site = tmp_path / "site"
     site.mkdir()
-    with Served(repo.root) as served, Dashboard(site) as dashboard:
+    with Dashboard(site) as dashboard:
+        settings = (repo.root / "commsync.yaml").read_text(encoding="utf-8")
+        repo.write("commsync.yaml", settings + f"serve:\n  allowed_origins: [{dashboard.url}]\n")
+        _browse(browser, repo, site, dashboard, token)
+
+
+def _browse(browser: Browser, repo: Repo, site: Path, dashboard: Dashboard, token: str) -> None:
+    with Served(repo.root) as served:
         (site / "index.html").write_text(
             DASHBOARD.format(api=served.url, customer="1", token=token)
         )
@@ -182,6 +189,13 @@ def test_the_widget_shows_notices_in_their_colours_and_dismisses_for_good(
             DASHBOARD.format(api=served.url, customer="2", token=token)
         )
         page.goto(f"{dashboard.url}/wrong.html")
+        assert _boxes(page) == {}
+        assert page.locator("h1").text_content() == "Dashboard"
+
+        # the same page served from an origin not in serve.allowed_origins: the browser keeps
+        # the feed from it (no CORS), and the page still works
+        elsewhere = dashboard.url.replace("127.0.0.1", "localhost")
+        page.goto(f"{elsewhere}/index.html")
         assert _boxes(page) == {}
         assert page.locator("h1").text_content() == "Dashboard"
         page.close()

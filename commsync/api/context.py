@@ -21,6 +21,7 @@ from commsync.store.sql import open_store
 class Context:
     project: Project
     pool_size: int = 5  # connections each store keeps open (`serve` asks for more)
+    read_timeout: float | None = None  # serve: reads on the event loop give up after this
     stores: dict[str, Store] = field(default_factory=dict)
     _settings: Settings | None = None
 
@@ -80,7 +81,7 @@ class Context:
         url = (settings or self.settings()).store_url
         store = self.stores.get(url)
         if store is None:
-            store = self.stores[url] = open_store(url, pool_size=self.pool_size)
+            store = self.stores[url] = open_store(url, self.pool_size, self.read_timeout)
         return store
 
     def close(self) -> None:

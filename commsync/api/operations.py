@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from commsync.api.context import Context
 from commsync.auth import issue_token as issue_customer_token
 from commsync.auth import parse_ttl
+from commsync.delivery.worker import WorkerHealth
 from commsync.errors import CommsyncError
 from commsync.model import (
     BroadcastKind,
@@ -95,32 +96,54 @@ def rotate_key(ctx: Context) -> None:
     ctx.store().rotate_signing_key()
 
 
+PROBE_TIMEOUT = 2.0  # seconds the store may take to accept a write before it counts as down
+
+
 @dataclass(frozen=True, slots=True)
 class Health:
     ok: bool
-    detail: str = ""
+    store: str = "ok"
+    worker: str = "off"  # ok | failing | stalled | stopped | off (not running here)
 
 
-def health(ctx: Context) -> Health:
-    """Whether the store answers (a health check reports; it does not raise)."""
+def health(ctx: Context, worker: WorkerHealth | None) -> Health:
+    """Whether the store takes a write and the delivery worker (if any) keeps up.
+
+    A health check reports; it does not raise.
+    """
+    store = "ok"
     try:
-        ctx.store().product_slugs()
-    except Exception as exc:
-        return Health(False, str(exc)[:200])
-    return Health(True)
+        ctx.store().probe(PROBE_TIMEOUT)
+    except Exception as exc:  # whatever the store does wrong is what this reports
+        store = f"unavailable: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}"
+    state = "off" if worker is None else _worker_state(worker)
+    return Health(store == "ok" and state in ("ok", "off"), store, state)
+
+
+def _worker_state(worker: WorkerHealth) -> str:
+    now = datetime.now(UTC)
+    if not worker.running:
+        return "stopped"
+    if worker.failing_since is not None:
+        return f"failing since {worker.failing_since:%H:%M:%S}: {worker.last_error}"
+    return "ok" if worker.healthy(now) else "stalled"
 
 
 @dataclass(frozen=True, slots=True)
 class DeliveryCounts:
-    """Counts that matter across processes, read from the store when `/metrics` is scraped."""
+    """Counts that matter across processes, read from the store when `/metrics` is scraped,
+    and this process's delivery worker."""
 
     events_received: dict[str, int]
     sent: dict[str, int]  # by kind: broadcast, system_email
     failed: dict[str, int]
     queue_depth: int
+    worker_up: bool | None = None  # None: no worker in this process
+    worker_last_round: datetime | None = None
+    worker_reconnects: int = 0
 
 
-def delivery_counts(ctx: Context) -> DeliveryCounts:
+def delivery_counts(ctx: Context, worker: WorkerHealth | None) -> DeliveryCounts:
     store = ctx.store()
     broadcasts = [
         b.progress for b in store.snapshot().broadcasts.values() if b.progress is not None
@@ -137,4 +160,7 @@ def delivery_counts(ctx: Context) -> DeliveryCounts:
             "system_email": sum(e.stats.failed for e in system),
         },
         queue_depth=store.queue_depth(datetime.now(UTC)),
+        worker_up=None if worker is None else worker.healthy(datetime.now(UTC)),
+        worker_last_round=None if worker is None else worker.last_round_at,
+        worker_reconnects=0 if worker is None else worker.reconnects,
     )

@@ -52,13 +52,16 @@ RoundHook = Callable[[int, DeliveryReport], None]
 class Service:
     """Opened once per process (`with Service(project) as service:`), closed at the end."""
 
-    def __init__(self, project: Project, *, pool_size: int = 5) -> None:
+    def __init__(
+        self, project: Project, *, pool_size: int = 5, read_timeout: float | None = None
+    ) -> None:
         self.project = project
-        self.ctx = Context(project, pool_size)
+        self.ctx = Context(project, pool_size, read_timeout)
         self._events: EventService | None = None
         self._dashboards: DashboardService | None = None
         self._stop = threading.Event()
-        self._worker: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
+        self._worker: Worker | None = None  # serve's background worker, when it runs one
 
     def __enter__(self) -> Service:
         return self
@@ -71,9 +74,9 @@ class Service:
     def close(self) -> None:
         """Stop the background worker (in-flight messages finish) and close the stores."""
         self._stop.set()
-        if self._worker is not None:
-            self._worker.join()
-            self._worker = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
         self.ctx.close()
 
     # -- the repository ------------------------------------------------------------------------
@@ -217,12 +220,12 @@ class Service:
         self._dashboards.feed.warm()
         self._event_service()
         if deliver:
-            worker = self._worker_for()
-            self._worker = threading.Thread(
+            worker = self._worker = self._worker_for()
+            self._thread = threading.Thread(
                 target=lambda: worker.run_blocking(loop=True, stop=self._stop),
                 name="commsync-deliver",
             )
-            self._worker.start()
+            self._thread.start()
 
     @property
     def feed(self) -> Feed:
@@ -277,9 +280,9 @@ class Service:
         return platform.put_memberships(self.ctx.store(), customer_id, rows)
 
     def health(self) -> Health:
-        """`GET /healthz`."""
-        return operations.health(self.ctx)
+        """`GET /healthz`: the store takes writes, the background worker keeps up."""
+        return operations.health(self.ctx, self._worker.health if self._worker else None)
 
     def delivery_counts(self) -> DeliveryCounts:
         """`GET /metrics`: the store's counts (events, messages, queue depth)."""
-        return operations.delivery_counts(self.ctx)
+        return operations.delivery_counts(self.ctx, self._worker.health if self._worker else None)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from commsync import __version__
+from commsync import __version__, logs
 from commsync.cli.common import GlobalOptions, echo_diagnostics
 from commsync.errors import (
     EXIT_ERROR,
@@ -90,12 +90,22 @@ class CommsyncGroup(click.Group):
     "--store", "store", metavar="URL", help="Store URL; overrides COMMSYNC_STORE and commsync.yaml."
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.option(
+    "--log-level",
+    type=click.Choice(logs.LEVELS),
+    default="warning",
+    show_default=True,
+    help="What commsync logs to standard error (COMMSYNC_LOG_FORMAT=json: one JSON object a line).",
+)
 @click.pass_context
-def cli(ctx: click.Context, directory: Path, store: str | None, debug: bool) -> None:
+def cli(
+    ctx: click.Context, directory: Path, store: str | None, debug: bool, log_level: str
+) -> None:
     """Customer communications as code: notices, email broadcasts and system emails.
 
     Exit status: 0 ok, 1 error, 2 changes (plan --detailed-exitcode), 64 usage, 130 interrupted.
     """
+    logs.configure(log_level)
     ctx.obj = GlobalOptions(root=directory.resolve(), store=store, debug=debug)
 
 

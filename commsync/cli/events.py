@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from commsync import logs
 from commsync.cli.common import format_option, options, service
 from commsync.errors import EXIT_ERROR, EXIT_OK, CommsyncError, InvalidInput
 from commsync.model.jsontext import MAX_READ, PayloadText
@@ -295,10 +296,10 @@ def rotate_key_command(ctx: click.Context, yes: bool) -> int:
 )
 @click.option(
     "--log-level",
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    type=click.Choice(logs.LEVELS),
     default="info",
     show_default=True,
-    help="uvicorn's log level (access lines at info).",
+    help="What serve logs (access lines at info); COMMSYNC_LOG_FORMAT=json for JSON lines.",
 )
 @click.pass_context
 def serve_command(
@@ -315,23 +316,28 @@ def serve_command(
     opts = options(ctx)
     with service(ctx) as s:
         s.settings()  # fail here, with diagnostics, not inside a worker
+    logs.configure(log_level)  # uvicorn is told to keep this configuration (log_config=None)
     if workers == 1:
         from commsync.http.app import create_app
 
         app = create_app(opts.project(), deliver=deliver)
-        uvicorn.run(app, host=host, port=port, log_level=log_level, proxy_headers=True)
+        uvicorn.run(
+            app, host=host, port=port, log_level=log_level, log_config=None, proxy_headers=True
+        )
     else:
         os.environ["COMMSYNC_SERVE_ROOT"] = str(opts.root)
         os.environ["COMMSYNC_SERVE_DELIVER"] = "1" if deliver else "0"
+        os.environ["COMMSYNC_SERVE_LOG_LEVEL"] = log_level
         if opts.store:
             os.environ["COMMSYNC_SERVE_STORE"] = opts.store
         uvicorn.run(
             "commsync.http.app:factory",
             factory=True,
+            workers=workers,
             host=host,
             port=port,
-            workers=workers,
             log_level=log_level,
+            log_config=None,
             proxy_headers=True,
         )
     return EXIT_OK

@@ -301,8 +301,11 @@ class DueRunner:
         stop: Callable[[], bool],
         policy: RetryPolicy,
         listener: Listener | None = None,
+        report: DeliveryReport | None = None,
     ) -> None:
         self.run = _Run(job, ledger, transport, limiter, connections, 0, listener, policy, stop)
+        if report is not None:  # counts kept across runners (a worker that reconnected)
+            self.run.report = report
 
     @property
     def report(self) -> DeliveryReport:

@@ -10,6 +10,8 @@ every message is either sent or still queued.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import threading
 import uuid
@@ -24,12 +26,17 @@ from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.retry import WORKER_RETRIES, RetryPolicy
 from commsync.delivery.transport import hostname
 from commsync.delivery.transports import parse_transport
+from commsync.errors import StoreError
 from commsync.model import LedgerRow
 from commsync.render.message import Built, RenderError, date_header
-from commsync.store.roles import Sends
+from commsync.store.failures import STORE_ERRORS
+from commsync.store.roles import Ledger, Sends
 
 Clock = Callable[[], datetime]
 RECOVER_EVERY = timedelta(minutes=1)
+MAX_BACKOFF = 30  # seconds between reconnection attempts, at most
+STALL = timedelta(seconds=60)  # a worker that has not reached the store for this long is unwell
+log = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
@@ -48,8 +55,44 @@ class WorkerStore(Sends, Protocol):
 
 
 @dataclass
+class WorkerHealth:
+    """How the worker is doing, for `/healthz` and `/metrics`."""
+
+    running: bool = False
+    last_round_at: datetime | None = None  # the last round (or batch) that reached the store
+    failing_since: datetime | None = None
+    last_error: str | None = None
+    reconnects: int = 0
+
+    def beat(self, now: datetime) -> None:
+        self.last_round_at, self.failing_since, self.last_error = now, None, None
+
+    def failed(self, now: datetime, error: str) -> None:
+        self.failing_since = self.failing_since or now
+        self.last_error = error
+
+    def healthy(self, now: datetime, stall: timedelta = STALL) -> bool:
+        """Running, reaching the store, and not stuck in one round for `stall`."""
+        recent = self.last_round_at is not None and now - self.last_round_at <= stall
+        return self.running and self.failing_since is None and recent
+
+
+class _Beat:
+    """A listener that marks progress on the health, then passes progress on."""
+
+    def __init__(self, health: WorkerHealth, clock: Clock, inner: Listener | None) -> None:
+        self.health, self.clock, self.inner = health, clock, inner
+
+    def progress(self, done: int, total: int) -> None:
+        self.health.beat(self.clock())
+        if self.inner is not None:
+            self.inner.progress(done, total)
+
+
+@dataclass
 class Worker:
-    """A delivery worker on one store."""
+    """A delivery worker on one store. In a loop it survives the store going away: it backs
+    off, reconnects (a new connection, never a new store) and resumes."""
 
     store: WorkerStore
     settings: Settings
@@ -59,50 +102,105 @@ class Worker:
     on_round: Callable[[int, DeliveryReport], None] | None = None
     policy: RetryPolicy = WORKER_RETRIES
     claimer: str = field(init=False)
+    health: WorkerHealth = field(default_factory=WorkerHealth)
 
     def __post_init__(self) -> None:
         self.claimer = f"{hostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def run(self, *, loop: bool, stop: threading.Event, poll: float = 1.0) -> DeliveryReport:
+        report = DeliveryReport()
+        self.health.running = True
+        backoff = 0
+        try:
+            while not stop.is_set():
+                try:
+                    await self._connected(report, loop=loop, stop=stop, poll=poll)
+                    return report
+                except STORE_ERRORS as exc:
+                    self.health.failed(self.clock(), _describe(exc))
+                    if not loop:
+                        raise StoreError(f"the store failed: {_describe(exc)}") from exc
+                    backoff = min(backoff * 2 or 1, MAX_BACKOFF)
+                    log.warning(
+                        "delivery worker: the store failed (%s); reconnecting in %d s",
+                        _describe(exc),
+                        backoff,
+                    )
+                    await _idle(backoff, stop)
+                    self.health.reconnects += 1
+            return report
+        finally:
+            self.health.running = False
+
+    async def _connected(
+        self, report: DeliveryReport, *, loop: bool, stop: threading.Event, poll: float
+    ) -> None:
+        """Rounds on one connection to the store, until stopped (or one round, without loop)."""
         mail = self.settings.mail
         transport = parse_transport(mail.transport, self.settings.root, self.env)
         ledger = self.store.ledger()
+        if self.health.reconnects:  # what the last connection left half done
+            released, uncertain = ledger.abandon(self.claimer)
+            log.warning(
+                "delivery worker reconnected: %d claimed messages given back, %d uncertain",
+                released,
+                uncertain,
+            )
         job = SendJob(None, mail.from_address, _stored, claimer=self.claimer, clock=self.clock)
+        beat = _Beat(self.health, self.clock, self.listener)
+        limiter = RateLimiter(mail.max_rate)
         runner = DueRunner(
             job,
             ledger,
             transport,
-            RateLimiter(mail.max_rate),
+            limiter,
             mail.connections,
             stop.is_set,
             self.policy,
-            self.listener,
+            beat,
+            report,
         )
-        recovered_at: datetime | None = None
         try:
-            while not stop.is_set():
-                now = self.clock()
-                if recovered_at is None or now - recovered_at >= RECOVER_EVERY:
-                    # messages a vanished worker was sending: uncertain, never sent twice
-                    ledger.recover_stale(now - STALE_CLAIM)
-                    recovered_at = now
-                claimed = await runner.round(now)
-                if claimed and self.on_round is not None:
-                    self.on_round(claimed, runner.report)
-                if not loop:
-                    break
-                if not claimed:
-                    await _idle(poll, stop)
+            await self._rounds(runner, ledger, loop=loop, stop=stop, poll=poll)
+            ledger.release(self.claimer)  # stopping: what was claimed and not sent goes back
         finally:
             await runner.close()
-            ledger.release(self.claimer)
-            ledger.close()
-        return runner.report
+            _quietly(ledger.close)
+
+    async def _rounds(
+        self, runner: DueRunner, ledger: Ledger, *, loop: bool, stop: threading.Event, poll: float
+    ) -> None:
+        recovered_at: datetime | None = None
+        while not stop.is_set():
+            now = self.clock()
+            if recovered_at is None or now - recovered_at >= RECOVER_EVERY:
+                # messages a vanished worker was sending: uncertain, never sent twice
+                ledger.recover_stale(now - STALE_CLAIM)
+                recovered_at = now
+            claimed = await runner.round(now)
+            self.health.beat(self.clock())
+            if claimed and self.on_round is not None:
+                self.on_round(claimed, runner.report)
+            if not loop:
+                return
+            if not claimed:
+                await _idle(poll, stop)
 
     def run_blocking(
         self, *, loop: bool, stop: threading.Event | None = None, poll: float = 1.0
     ) -> DeliveryReport:
         return asyncio.run(self.run(loop=loop, stop=stop or threading.Event(), poll=poll))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _quietly(action: Callable[..., object], *args: object) -> None:
+    """Clean-up on a connection that may be broken: a failure here changes nothing."""
+    with contextlib.suppress(*STORE_ERRORS):
+        action(*args)
 
 
 async def _idle(seconds: float, stop: threading.Event) -> None:

@@ -18,11 +18,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from commsync import __version__
+from commsync import __version__, logs
 from commsync.api.access import Caller
 from commsync.api.project import Project
 from commsync.api.service import Service
@@ -34,9 +33,11 @@ from commsync.errors import (
     NotFound,
     Unauthorized,
 )
+from commsync.http.guards import RequestLimits, ScopedCors, SecurityHeaders
 from commsync.http.metrics import Metrics
 
 KEY_TTL = 10.0  # seconds a serve process trusts its copy of the signing key
+READ_TIMEOUT = 2.0  # seconds a read on the event loop (the feed) may wait for the store
 
 
 class EventIn(BaseModel):
@@ -97,10 +98,15 @@ router = APIRouter()
 
 @router.get("/healthz", tags=["operations"])
 def healthz(service: Svc) -> JSONResponse:
+    """200 while the store takes writes and the delivery worker (if any) keeps up; else 503."""
     health = service.health()
-    if not health.ok:
-        return JSONResponse({"status": "unavailable", "store": health.detail}, status_code=503)
-    return JSONResponse({"status": "ok", "version": __version__})
+    body = {
+        "status": "ok" if health.ok else "unavailable",
+        "store": health.store,
+        "worker": health.worker,
+        "version": __version__,
+    }
+    return JSONResponse(body, status_code=200 if health.ok else 503)
 
 
 @router.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
@@ -213,22 +219,31 @@ def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = Service(project, pool_size=16)
+        service = Service(project, pool_size=16, read_timeout=READ_TIMEOUT)
         try:
             service.start_serving(deliver=deliver, key_ttl=KEY_TTL)
+            settings = service.settings()
+            app.state.limits, app.state.cors_origins = settings.limits, settings.cors_origins
             app.state.service = service
             yield
         finally:
             service.close()  # in-flight messages finish; claimed but unsent ones go back
 
-    app = FastAPI(title="commsync", version=__version__, lifespan=lifespan, description=__doc__)
-    app.state.metrics = Metrics()
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=["*"],
-        allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type"],
+    # No /docs or /redoc: those pages load their scripts from a CDN, which the policy every HTML
+    # response carries forbids. /openapi.json is the document; open it in any OpenAPI viewer.
+    app = FastAPI(
+        title="commsync",
+        version=__version__,
+        lifespan=lifespan,
+        description=__doc__,
+        docs_url=None,
+        redoc_url=None,
     )
+    app.state.metrics = Metrics()
+    # Outermost last: security headers on everything, CORS where browsers call, then limits.
+    app.add_middleware(RequestLimits)
+    app.add_middleware(ScopedCors)
+    app.add_middleware(SecurityHeaders)
     app.include_router(router)
     for error in (Unauthorized, Forbidden, NotFound, Conflict, InvalidInput):
         app.add_exception_handler(error, _refused)
@@ -237,6 +252,7 @@ def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
 
 def factory() -> FastAPI:
     """For `uvicorn --factory` (several workers): the project comes from COMMSYNC_SERVE_ROOT."""
+    logs.configure(os.environ.get("COMMSYNC_SERVE_LOG_LEVEL", "info"))
     root = Path(os.environ.get("COMMSYNC_SERVE_ROOT", ".")).resolve()
     project = Project(root, os.environ.get("COMMSYNC_SERVE_STORE") or None, dict(os.environ))
     return create_app(project, deliver=os.environ.get("COMMSYNC_SERVE_DELIVER", "1") != "0")

@@ -55,6 +55,24 @@ class _Counts(Collector):
         yield GaugeMetricFamily(
             "commsync_queue_depth", "Messages queued and due now.", value=counts.queue_depth
         )
+        if counts.worker_up is None:
+            return
+        yield GaugeMetricFamily(
+            "commsync_worker_up",
+            "1 while this process's delivery worker reaches the store and keeps up.",
+            value=1 if counts.worker_up else 0,
+        )
+        last = counts.worker_last_round
+        yield GaugeMetricFamily(
+            "commsync_worker_last_round_timestamp_seconds",
+            "When this process's delivery worker last completed a round (Unix time).",
+            value=last.timestamp() if last else 0,
+        )
+        yield CounterMetricFamily(
+            "commsync_worker_reconnects",
+            "Times this process's delivery worker reconnected to the store.",
+            value=counts.worker_reconnects,
+        )
 
 
 class Metrics:

@@ -31,6 +31,18 @@ def _position(text: str, offset: int) -> tuple[int, int]:
 
 def loads(text: str, max_depth: int) -> JsonValue:
     """The JSON value of `text`; JsonTextError for invalid JSON or nesting past `max_depth`."""
+    check_depth(text, max_depth)
+    try:
+        value: JsonValue = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JsonTextError(f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from exc
+    except ValueError as exc:  # a number beyond the digit limit of int()
+        raise JsonTextError(f"not valid JSON: {exc}", 1, 1) from exc
+    return value
+
+
+def check_depth(text: str, max_depth: int) -> None:
+    """JsonTextError when the arrays and objects of `text` nest deeper than `max_depth`."""
     depth = 0
     for match in _TOKENS.finditer(text):
         token = match.group(0)
@@ -42,13 +54,6 @@ def loads(text: str, max_depth: int) -> JsonValue:
                 raise JsonTextError(message, line, col)
         elif token in "]}":
             depth -= 1
-    try:
-        value: JsonValue = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise JsonTextError(f"not valid JSON: {exc.msg}", exc.lineno, exc.colno) from exc
-    except ValueError as exc:  # a number beyond the digit limit of int()
-        raise JsonTextError(f"not valid JSON: {exc}", 1, 1) from exc
-    return value
 
 
 @dataclass(frozen=True, slots=True)

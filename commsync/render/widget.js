@@ -87,6 +87,7 @@
   style();
   call("GET", api + "/v1/customers/" + encodeURIComponent(customer) + "/notices")
     .then(function (response) { return response.ok ? response.json() : { notices: [] }; })
+    .then(null, function () { return { notices: [] }; }) /* unreachable, or an origin not allowed */
     .then(function (data) {
       var box = target();
       box.setAttribute("data-commsync-loaded", "true");

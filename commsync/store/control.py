@@ -17,6 +17,7 @@ from commsync.errors import CommsyncError
 from commsync.model import JournalStatus, JsonObject
 from commsync.store import tables as t
 from commsync.store.roles import JournalEntry, LockHolder
+from commsync.store.sqlutil import BUSY_TIMEOUT_MS
 
 LOCK_NAME = "apply"
 
@@ -161,6 +162,35 @@ class ControlMixin:
         query = select(t.apply_journal).order_by(t.apply_journal.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [_entry(row) for row in conn.execute(query)]
+
+    # -- health -------------------------------------------------------------------------------
+
+    def probe(self, timeout: float) -> None:
+        """Raise unless the store takes a write within `timeout` seconds (`/healthz`).
+
+        On SQLite that is its write lock (readers never wait for it in WAL mode, so a read
+        would not notice another process holding it); on PostgreSQL a read of one of its tables.
+        """
+        if self.engine.dialect.name != "sqlite" or self.engine.url.database in (
+            None,
+            "",
+            ":memory:",
+        ):
+            with self.engine.connect() as conn:  # a table of ours: its schema must be there
+                conn.execute(select(t.meta.c.value).where(t.meta.c.key == "store_id")).one()
+            return
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute("ROLLBACK")
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                cursor.close()
+        finally:
+            raw.close()
 
     # -- the signing key --------------------------------------------------------------------
 

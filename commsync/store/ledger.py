@@ -237,6 +237,16 @@ class SqlLedger:
         sql = "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ? AND status = 'queued'"
         return int(self._run([(sql, (claimer,))]) or 0)
 
+    def abandon(self, claimer: str) -> tuple[int, int]:
+        """Give back this claimer's queued rows; its `sending` rows become uncertain."""
+        uncertain = (
+            "UPDATE deliveries SET status = 'uncertain', claimed_by = NULL,"
+            " last_error = 'the store was unreachable when its outcome was to be recorded'"
+            " WHERE claimed_by = ? AND status = 'sending'"
+        )
+        unsure = int(self._run([(uncertain, (claimer,))]) or 0)
+        return self.release(claimer), unsure
+
     def recover_stale(self, before: datetime) -> int:
         """System-email rows a vanished worker left `sending` since `before`: uncertain.
 

@@ -188,6 +188,11 @@ class Ledger(Protocol):
         """System-email rows a vanished worker left `sending` since `before`: uncertain."""
         ...
 
+    def abandon(self, claimer: str) -> tuple[int, int]:
+        """After the store failed under a worker: its claims given back, and the rows it had
+        `sending` (their outcome could not be recorded) made `uncertain`. (released, uncertain)"""
+        ...
+
     def suppressed(self, email_keys: Sequence[str]) -> set[str]: ...
 
     def save_tokens(self, tokens: Sequence[tuple[str, str]]) -> None:
@@ -316,6 +321,10 @@ class Control(Protocol):
     def signing_key(self) -> bytes: ...
 
     def rotate_signing_key(self) -> None: ...
+
+    def probe(self, timeout: float) -> None:
+        """Raise unless the store takes a write within `timeout` seconds."""
+        ...
 
 
 class Store(Identity, PlatformData, ManagedObjects, Sends, Dashboards, Events, Control, Protocol):

@@ -25,6 +25,9 @@ from commsync.store.managed import ManagedMixin
 from commsync.store.migrate import ensure_schema
 from commsync.store.platform import PlatformMixin
 from commsync.store.sends import SendsMixin
+from commsync.store.sqlutil import BUSY_TIMEOUT_MS
+
+CONNECT_TIMEOUT = 10  # seconds to reach PostgreSQL before a connection counts as failed
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -33,7 +36,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -65,7 +68,11 @@ def create_store_engine(url: str, pool_size: int = 5) -> Engine:
                 "a PostgreSQL store needs `pip install 'commsync[postgres]'`"
             ) from exc
         return create_engine(
-            parsed, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2
+            parsed,
+            pool_pre_ping=True,
+            pool_size=pool_size,
+            max_overflow=pool_size * 2,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT},
         )
     if parsed.drivername != "sqlite":
         raise ConfigError(f"unsupported store URL {url!r}: use sqlite:/// or postgresql://")
@@ -92,15 +99,19 @@ class SqlStore(PlatformMixin, ManagedMixin, SendsMixin, DashboardsMixin, EventsM
     Migrates the schema on first use.
     """
 
-    def __init__(self, engine: Engine, display_url: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        display_url: str,
+        read_timeout: float | None = None,
+        pool_size: int = 5,
+    ) -> None:
         self.engine = engine
         # Single-statement reads (the feed's hot path) need no transaction: on PostgreSQL that
         # saves the BEGIN and ROLLBACK round trips, more than half of a feed request's time.
-        self.reader = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if engine.dialect.name == "postgresql"
-            else engine
-        )
+        # With `read_timeout` (serve, whose feed reads on its event loop) they run on their own
+        # connections, which give up after that many seconds instead of waiting on the store.
+        self.reader = _reader(engine, read_timeout, pool_size)
         self._display_url = display_url
         try:
             ensure_schema(engine, display_url)
@@ -122,13 +133,47 @@ class SqlStore(PlatformMixin, ManagedMixin, SendsMixin, DashboardsMixin, EventsM
         return self._display_url
 
     def close(self) -> None:
+        self.reader.dispose()  # the engine's own pool, or the reader's (disposing twice is fine)
         self.engine.dispose()
 
 
-def open_store(url: str, pool_size: int = 5) -> SqlStore:
+def _reader(engine: Engine, timeout: float | None, pool_size: int) -> Engine:
+    pg = engine.dialect.name == "postgresql"
+    if timeout is None or (not pg and engine.url.database in (None, "", ":memory:")):
+        return engine.execution_options(isolation_level="AUTOCOMMIT") if pg else engine
+    millis = int(timeout * 1000)
+    if pg:
+        reader = create_engine(
+            engine.url,
+            pool_pre_ping=True,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"connect_timeout": max(1, int(timeout))},
+        )
+
+        def limit(dbapi_conn: Any, _record: Any) -> None:
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {millis}")
+            dbapi_conn.commit()
+
+        event.listen(reader, "connect", limit)
+        return reader
+    reader = create_engine(engine.url, pool_size=pool_size, max_overflow=pool_size)
+
+    def pragmas(dbapi_conn: Any, record: Any) -> None:
+        _sqlite_pragmas(dbapi_conn, record)
+        dbapi_conn.execute(f"PRAGMA busy_timeout={millis}")
+
+    event.listen(reader, "connect", pragmas)
+    event.listen(reader, "begin", _sqlite_begin)
+    return reader
+
+
+def open_store(url: str, pool_size: int = 5, read_timeout: float | None = None) -> SqlStore:
     """Open (and migrate on first use) the store at `url`."""
     try:
         display = make_url(url).render_as_string(hide_password=True)
     except ArgumentError as exc:
         raise ConfigError(f"invalid store URL {url!r}: {exc}") from exc
-    return SqlStore(create_store_engine(url, pool_size), display)
+    return SqlStore(create_store_engine(url, pool_size), display, read_timeout, pool_size)

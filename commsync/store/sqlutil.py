@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 CHUNK = 500
+BUSY_TIMEOUT_MS = 30_000  # how long a SQLite connection waits for another's write lock
 
 
 def now() -> datetime:
