@@ -132,6 +132,7 @@ def demo_repo(tmp_path: Path) -> Repo:
 # were written. Everyday work: `python -m pytest -m "not slow"`; CI runs everything.
 SLOW_MODULES = {
     "test_crash.py",
+    "test_hostile_inputs.py",
     "test_deliver_workers.py",
     "test_packaging.py",
     "test_recipes.py",

@@ -69,6 +69,9 @@ class SendRunner(Protocol):
 
     destination: str | None  # where messages went, once a send ran
 
+    def check(self) -> None:
+        """Raise a ConfigError when no message could be delivered (an unusable transport)."""
+
     def __call__(
         self, name: str, spec: BroadcastSpec, send_id: int, total: int
     ) -> DeliveryReport: ...

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from commsync.apply.effects import effects
+from commsync.apply.effects import ResumeSend, StartSend, effects
 from commsync.apply.executor import ApplyListener, ApplyReport, Executor, ExecutorStore, SendRunner
 from commsync.delivery.transport import hostname
 from commsync.errors import CommsyncError
@@ -130,11 +130,13 @@ def run_apply(
             plan = run.plan()
             _confirmed(plan, run.yes, confirm)
         report = ApplyReport(plan, recovered_uncertain=recovered, requeued=requeued)
+        steps = effects(plan, store.snapshot(), run.now)
+        if any(isinstance(step.effect, StartSend | ResumeSend) for step in steps):
+            sender.check()  # before anything is recorded: a send with no way out is refused
         source = plan.source
         journal = store.start_journal(
             plan.plan_id, source.commit, source.author, holder.host, holder.pid
         )
-        steps = effects(plan, store.snapshot(), run.now)
         report.results = Executor(store, run.statuses, sender, listener).execute(steps)
         report.destination = sender.destination
         status = JournalStatus.SUCCEEDED if report.ok else JournalStatus.FAILED

@@ -92,7 +92,13 @@ def _register(
 def _payload_keys(raw: object) -> list[PayloadKey]:
     assert isinstance(raw, dict)
     return [
-        PayloadKey(name, PayloadType(spec["type"]), str(spec["description"]), spec["example"])
+        PayloadKey(
+            name,
+            PayloadType(spec["type"]),
+            str(spec["description"]),
+            spec["example"],
+            spec.get("format"),
+        )
         for name, spec in raw.items()
     ]
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from commsync.model import EventDef, JsonValue
+from commsync.model.mail import is_address
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -24,6 +26,17 @@ def _type_name(value: JsonValue) -> str:
     )
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _format_problem(fmt: str | None, value: str) -> str | None:
+    if fmt == "email" and not is_address(value):
+        return "must be one email address"
+    if fmt == "line" and _CONTROL.search(value):
+        return "must be one line (no line breaks or control characters)"
+    return None
+
+
 def payload_problems(
     event: EventDef, payload: Mapping[str, JsonValue], required: Iterable[str]
 ) -> list[str]:
@@ -40,6 +53,8 @@ def payload_problems(
         allowed = _TYPES[key.type]
         if not isinstance(value, allowed) or (key.type != "boolean" and isinstance(value, bool)):
             problems.append(f"{name} must be {key.type}, got {_type_name(value)}")
+        elif isinstance(value, str) and (problem := _format_problem(key.format, value)):
+            problems.append(f"{name} {problem}")
     for name in sorted(set(required)):
         if payload.get(name) is None:
             problems.append(f"{name} is missing, and an active email of {event.slug} uses it")

@@ -152,7 +152,8 @@ def _message(root: dict[str, Any], error: jsonschema.ValidationError) -> str:
     if v == "minLength":
         return "must not be empty" if value == 1 else f"must be at least {value} characters"
     if v == "maxLength":
-        return f"too long: at most {value} characters"
+        length = len(inst) if isinstance(inst, str) else 0
+        return f"too long: {length:,} characters, at most {value:,}"
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         op = {"minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤", "exclusiveMaximum": "<"}[v]
         return f"must be {op} {value}, got {_short(inst)}"

@@ -35,6 +35,10 @@ class BroadcastSender:
     policy: RetryPolicy = APPLY_RETRIES
     destination: str | None = None  # the transport, once a send ran
 
+    def check(self) -> None:
+        """The transport can be built from the settings and the environment (else ConfigError)."""
+        parse_transport(self.settings.mail.transport, self.settings.root, self.env)
+
     def __call__(self, name: str, spec: BroadcastSpec, send_id: int, total: int) -> DeliveryReport:
         settings = self.settings
         factory = broadcast_factory(self.store.store_id, settings, self.layout, name, spec)

@@ -15,6 +15,7 @@ class PayloadKey:
     type: PayloadType
     description: str
     example: JsonValue
+    format: str | None = None  # "email" or "line": what a string value must be
 
 
 @dataclass(frozen=True, slots=True)

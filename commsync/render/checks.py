@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from commsync.config.yamlpos import YamlDoc
@@ -9,6 +10,8 @@ from commsync.diagnostics import Diagnostic
 from commsync.model import JsonValue
 from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.render.sandbox import check_template, trial_render
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, CR and LF aside
 
 
 def template_diagnostics(
@@ -47,6 +50,8 @@ def subject_diagnostics(
             f"{limits.subject_chars:,} (limits.subject_chars)"
         )
         return [doc.diag(pointer, message)]
+    if "\r" not in subject and "\n" not in subject and _CONTROL.search(subject):
+        return [doc.diag(pointer, "subject must be plain text: it contains a control character")]
     if "\r" in subject or "\n" in subject:
         hint = (
             " (a | or > block ends with one; use a quoted string)" if subject.endswith("\n") else ""

@@ -27,7 +27,7 @@ from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.render.checks import subject_diagnostics, template_diagnostics
 
 BROADCASTS_DIR = "broadcasts"
-_ID = re.compile(r"[a-z0-9][a-z0-9._/-]{0,127}")
+_ID = re.compile(r"(?=.{1,128}$)[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*")
 _DATES = ("starts_at", "expires_at", "send_at")
 
 
