@@ -14,6 +14,7 @@ import json
 from datetime import datetime, timedelta
 
 from commsync.errors import CommsyncError, Unauthorized
+from commsync.model import jsontext
 from commsync.model.durations import parse_minutes
 
 MAX_LIFETIME = timedelta(days=3660)  # no token is valid for longer: ten years
@@ -65,9 +66,9 @@ def verify_token(key: bytes, token: str, now: datetime) -> str:
     if not hmac.compare_digest(signature.encode(), _sign(key, payload).encode()):
         raise TokenError("invalid token")
     try:
-        claims = json.loads(_unb64(payload))
+        claims = jsontext.loads(_unb64(payload).decode("utf-8"), max_depth=2)
         customer, expiry = str(claims["c"]), int(claims["x"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:  # JsonTextError, UnicodeDecodeError too
         raise TokenError("malformed token") from exc
     if expiry <= int(now.timestamp()):
         raise TokenError("expired token")

@@ -56,6 +56,16 @@ async def _answer(send: Send, status: int, detail: str, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
+def _json_body(content_type: bytes | None) -> bool:
+    """Whether the app parses the body as JSON: FastAPI does without a content type, too."""
+    if not content_type:
+        return True
+    kind = content_type.split(b";")[0].strip().lower()
+    return kind == b"application/json" or (
+        kind.startswith(b"application/") and kind.endswith(b"+json")
+    )
+
+
 class RequestLimits:
     """413 for a body over `limits.request_bytes`; 422 for JSON nested past `limits.json_depth`."""
 
@@ -88,8 +98,7 @@ class RequestLimits:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        content_type = (_header(scope, b"content-type") or b"").split(b";")[0].strip()
-        if body and content_type == b"application/json":
+        if body and _json_body(_header(scope, b"content-type")):
             try:
                 jsontext.check_depth(body.decode("utf-8", "replace"), limits.json_depth)
             except jsontext.JsonTextError as exc:
