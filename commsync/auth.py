@@ -67,9 +67,15 @@ def verify_token(key: bytes, token: str, now: datetime) -> str:
         raise TokenError("invalid token")
     try:
         claims = jsontext.loads(_unb64(payload).decode("utf-8"), max_depth=2)
-        customer, expiry = str(claims["c"]), int(claims["x"])
-    except (ValueError, KeyError, TypeError) as exc:  # JsonTextError, UnicodeDecodeError too
+    except ValueError as exc:  # JsonTextError, UnicodeDecodeError, bad base64 (binascii.Error)
         raise TokenError("malformed token") from exc
+    customer = claims.get("c") if isinstance(claims, dict) else None
+    expiry = claims.get("x") if isinstance(claims, dict) else None
+    if not isinstance(customer, str | int) or isinstance(customer, bool):
+        raise TokenError("malformed token")
+    if not isinstance(expiry, int) or isinstance(expiry, bool):
+        raise TokenError("malformed token")
+    customer = str(customer)
     if expiry <= int(now.timestamp()):
         raise TokenError("expired token")
     if expiry > int((now + MAX_LIFETIME).timestamp()):
