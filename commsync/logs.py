@@ -46,8 +46,24 @@ class MaskTokens(logging.Filter):
         return True
 
 
+class BrokenConnections(logging.Filter):
+    """SQLAlchemy's pool logs a traceback each time it discards a connection the store broke
+    (an outage, a restart): expected then, and the failure itself is logged where it mattered.
+    Such a record becomes one warning line naming the cause."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("sqlalchemy.pool") and record.exc_info:
+            exc = record.exc_info[1]
+            cause = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else ""
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {cause}"
+            record.args, record.exc_info, record.exc_text = None, None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure(level: str = "warning", fmt: str | None = None) -> None:
-    """Log commsync's records (and uvicorn's) at `level` to standard error, as text or JSON."""
+    """Log commsync's records (and uvicorn's) at `level` to standard error, as text or JSON;
+    other libraries' warnings and errors go the same way."""
     handler = logging.StreamHandler()
     chosen = fmt if fmt is not None else os.environ.get("COMMSYNC_LOG_FORMAT", "text")
     if chosen == "json":
@@ -55,6 +71,10 @@ def configure(level: str = "warning", fmt: str | None = None) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(MaskTokens())
+    handler.addFilter(BrokenConnections())
+    root = logging.getLogger()  # libraries' warnings, in the same format
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
     for name in ("commsync", "uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]

@@ -133,6 +133,8 @@ def demo_repo(tmp_path: Path) -> Repo:
 SLOW_MODULES = {
     "test_crash.py",
     "test_hostile_inputs.py",
+    "test_log_secrets.py",
+    "test_store_outages.py",
     "test_deliver_workers.py",
     "test_packaging.py",
     "test_recipes.py",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,13 +20,15 @@ from commsync.api import Project
 from commsync.api.context import Context
 from commsync.catalog.loader import build_catalog, core_catalog_dir
 from commsync.config.settings import Settings
+from commsync.delivery.smtp import SmtpSession
+from commsync.delivery.transport import Outcome
 from commsync.delivery.worker import Worker
 from commsync.events.service import EventRejected, EventService
 from commsync.model import JsonObject
 from commsync.store.roles import Store
 from commsync.store.sql import create_store_engine, open_store
 from tests.helpers import SETTINGS, Repo, dump_store, settings_for
-from tests.smtp_server import SmtpServer
+from tests.smtp_server import SmtpServer, wait_for
 
 CATALOG, _ = build_catalog([core_catalog_dir()])
 PAYMENT = CATALOG.events["payment_received"]
@@ -469,6 +475,59 @@ def test_a_vanished_workers_claims_are_taken_over_and_its_sending_rows_become_un
     )
     assert statuses == ["sent", "uncertain"]
     assert len(smtp_server.recorder.messages) == 1
+
+
+def test_a_worker_outlives_a_defect_and_its_other_connections_finish_first(
+    service: tuple[EventService, Settings, Store],
+    smtp_server: SmtpServer,
+    repo: Repo,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A defect (not a store failure) in one connection: the connections still in an SMTP
+    transaction finish it and record it before the sessions close, the defect is logged in
+    full, and the worker starts again instead of dying with its thread."""
+    events, settings, store = service
+    t0 = datetime.now(UTC)
+    for who in ("ada", "bob", "cy"):
+        events.fire("payment_received", payment(customer_user_email=f"{who}@example.com"), now=t0)
+    smtp_server.recorder.delay = 0.4  # the other connections are inside DATA when bob's fails
+    original = SmtpSession.send
+    broke: list[str] = []
+
+    async def defective(self: SmtpSession, sender: str, recipient: str, data: bytes) -> Outcome:
+        if recipient == "bob@example.com" and not broke:
+            broke.append(recipient)
+            await asyncio.sleep(0.1)
+            raise RuntimeError("a defect in the transport")
+        return await original(self, sender, recipient, data)
+
+    monkeypatch.setattr(SmtpSession, "send", defective)
+    stop = threading.Event()
+    worker = Worker(store, settings, {}, clock=lambda: datetime.now(UTC))
+    thread = threading.Thread(
+        target=worker.run_blocking, kwargs={"loop": True, "stop": stop, "poll": 0.1}
+    )
+    caplog.set_level(logging.WARNING, logger="commsync")
+    thread.start()
+    try:
+        wait_for(lambda: len(smtp_server.recorder.messages) >= 5, timeout=60)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert worker.health.reconnects >= 1
+    assert any(
+        "delivery worker failed; restarting" in r.getMessage() and r.exc_info
+        for r in caplog.records
+    ), caplog.text
+    assert "readuntil" not in caplog.text, caplog.text
+    received = Counter(m.parsed()["Message-ID"] for m in smtp_server.recorder.messages)
+    assert set(received.values()) == {1}  # nothing twice
+    bob = sorted(status for _, email, status in _deliveries(repo) if email == "bob@example.com")
+    assert bob in (["sent", "uncertain"], ["sent", "sent"]), bob  # the broken one: uncertain
+    others = [status for _, email, status in _deliveries(repo) if email != "bob@example.com"]
+    assert others.count("sent") == 4, others
 
 
 def test_system_emails_on_events_use_the_repository_layout(

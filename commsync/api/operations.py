@@ -18,6 +18,7 @@ from commsync.model import (
     LiveSystemEmail,
     SendProgress,
 )
+from commsync.store.failures import describe
 from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder
 
 
@@ -115,7 +116,7 @@ def health(ctx: Context, worker: WorkerHealth | None) -> Health:
     try:
         ctx.store().probe(PROBE_TIMEOUT)
     except Exception as exc:  # whatever the store does wrong is what this reports
-        store = f"unavailable: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}"
+        store = f"unavailable: {describe(exc)}"
     state = "off" if worker is None else _worker_state(worker)
     return Health(store == "ok" and state in ("ok", "off"), store, state)
 

@@ -34,17 +34,24 @@ from commsync.delivery.engine import DeliveryReport
 from commsync.delivery.worker import Worker
 from commsync.events.service import EventService
 from commsync.model import EventResult, ImportCounts, JsonObject
+from commsync.store.failures import STORE_ERRORS, describe
 from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder
 
 # What the faces may name of the layers below: the service's own vocabulary.
 __all__ = [
+    "UNAVAILABLE",
     "ApplyRequest",
     "Caller",
     "DeliveryReport",
     "JournalEntry",
     "Service",
     "StatusReport",
+    "describe_unavailable",
 ]
+
+# What a call raises when the store fails rather than the caller (serve answers 503 for these).
+UNAVAILABLE = STORE_ERRORS
+describe_unavailable = describe
 
 RoundHook = Callable[[int, DeliveryReport], None]
 
@@ -239,6 +246,13 @@ class Service:
 
     def _api_key(self) -> str | None:
         return self.project.env.get("COMMSYNC_API_KEY") or None
+
+    def authorize_admin(self, caller: Caller) -> Caller:
+        """The caller, if it holds the admin key (Unauthorized otherwise): HTTP checks this
+        before it reads a platform request's body, so an unauthenticated client learns nothing
+        from validation errors."""
+        require_admin(caller, self._api_key())
+        return caller
 
     def customer_notices(self, customer_id: str, caller: Caller) -> CustomerFeed:
         """`GET /v1/customers/{id}/notices`: the feed's hot path."""

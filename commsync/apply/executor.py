@@ -25,7 +25,7 @@ from commsync.errors import CommsyncError
 from commsync.model import BroadcastSpec
 from commsync.plan.model import Action, Plan, Verb
 from commsync.render.message import RenderError
-from commsync.store.failures import STORE_ERRORS
+from commsync.store.failures import STORE_ERRORS, describe
 from commsync.store.roles import ManagedObjects, Sends
 
 
@@ -159,7 +159,9 @@ EXPECTED: tuple[type[Exception], ...] = (CommsyncError, RenderError, OSError, *S
 
 
 def _reason(exc: Exception) -> str:
-    return exc.message if isinstance(exc, CommsyncError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, CommsyncError):
+        return exc.message
+    return describe(exc) if isinstance(exc, STORE_ERRORS) else f"{type(exc).__name__}: {exc}"
 
 
 def _delivery_summary(r: DeliveryReport, finished: bool) -> str:

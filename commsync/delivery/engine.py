@@ -12,8 +12,9 @@ crash leaves at most `connections` rows uncertain. Transient failures are retrie
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -99,6 +100,9 @@ class _Committer:
         return await future
 
 
+log = logging.getLogger(__name__)
+
+
 class _Claims:
     """Due system-email rows, claimed in small batches so several workers share the queue."""
 
@@ -175,21 +179,29 @@ class _Run:
         self.committer = _Committer(ledger, job.claimer)
         self.sessions: list[Session | None] = [None] * connections
         self.given_up = [False] * connections
+        self.halted = False  # a connection failed: the others finish the message in hand and stop
 
     def count(self, row: LedgerRow, record: Record) -> None:
         r = self.report
+        what = f"{row.slug or 'broadcast'} to {row.email}"
         if record.status == Status.SENT:
             r.sent += 1
+            log.debug("sent %s %s", what, record.message_id or "")
         elif record.status == Status.FAILED:
             r.failed += 1
             if len(r.failures) < 100:
                 r.failures.append((row.email, record.detail))
+            log.warning("failed: %s: %s", what, record.detail)
         elif record.status == Status.SUPPRESSED:
             r.suppressed += 1
+            log.debug("suppressed: %s", what)
         elif record.status == Status.UNCERTAIN:
             r.uncertain += 1
             r.uncertain_addresses.append(row.email)
+            log.warning("uncertain whether it was delivered: %s: %s", what, record.detail)
         else:
+            later = f"; retry at {record.retry_at:%Y-%m-%d %H:%M:%S}" if record.retry_at else ""
+            log.info("deferred: %s: %s%s", what, record.detail, later)
             return
         if self.listener is not None:
             self.listener.progress(r.done, self.total)
@@ -226,7 +238,10 @@ class _Run:
         broken = 0
         try:
             while (
-                not self.given_up[slot] and not self.stop() and (row := source.next()) is not None
+                not self.given_up[slot]
+                and not self.halted
+                and not self.stop()
+                and (row := source.next()) is not None
             ):
                 try:
                     built = self.job.build(row)
@@ -248,6 +263,7 @@ class _Run:
                     self.report.stopped = (
                         f"giving up on {self.transport.describe()}: {outcome.detail}"
                     )
+                    log.warning("%s", self.report.stopped)
                 elif broken:
                     await asyncio.sleep(self.policy.reconnect_delay(broken))
         finally:
@@ -257,10 +273,27 @@ class _Run:
         """One round of the delivery worker: send what is due now; returns how many were claimed."""
         assert self.job.claimer is not None
         claims = _Claims(self, self.job.claimer, now)
-        await asyncio.gather(
-            *(self._connection(slot, claims) for slot in range(len(self.sessions)))
-        )
+        await self._together([self._connection(slot, claims) for slot in range(len(self.sessions))])
         return claims.claimed
+
+    async def _together(self, connections: list[Coroutine[object, object, None]]) -> None:
+        """Run the connections; when one fails (the store went away), the others settle the
+        message in hand and stop, and only then is the first failure raised: no connection is
+        still using its SMTP session or the store while the caller cleans up."""
+        tasks = [asyncio.ensure_future(c) for c in connections]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        self.halted = any(t.done() and not t.cancelled() and t.exception() for t in tasks)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        self.halted = False
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def close(self) -> None:
         for slot, session in enumerate(self.sessions):
@@ -279,7 +312,7 @@ class _Run:
                     await asyncio.sleep(self.policy.delay(attempt))
                 source = _Source(self)
                 live = [slot for slot, gone in enumerate(self.given_up) if not gone]
-                await asyncio.gather(*(self._connection(slot, source) for slot in live))
+                await self._together([self._connection(slot, source) for slot in live])
         finally:
             for session in self.sessions:
                 if session is not None:

@@ -47,6 +47,8 @@ class SmtpSession:
         self.writer: asyncio.StreamWriter | None = None
         self.extensions: set[str] = set()
         self.auth: set[str] = set()
+        # One conversation at a time: a QUIT from `close` never lands inside a transaction.
+        self.lock = asyncio.Lock()
 
     # -- protocol ---------------------------------------------------------------------------
 
@@ -145,6 +147,19 @@ class SmtpSession:
     # -- the session API --------------------------------------------------------------------
 
     async def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
+        async with self.lock:
+            try:
+                return await self._send(sender, recipient, data)
+            except asyncio.CancelledError:
+                self._abandon()  # cut off mid-conversation: this connection is not reused
+                raise
+
+    def _abandon(self) -> None:
+        writer, self.reader, self.writer = self.writer, None, None
+        if writer is not None:
+            writer.transport.abort()
+
+    async def _send(self, sender: str, recipient: str, data: bytes) -> Outcome:
         body_sent = False
         try:
             async with asyncio.timeout(self.config.timeout * 3):  # one deadline for the exchange
@@ -152,9 +167,9 @@ class SmtpSession:
                     await self._connect()
                 assert self.writer is not None
                 await self._envelope(sender, recipient)
+                body_sent = True  # from the first byte of the body on, a failure is uncertain
                 self.writer.write(dot_stuff(data))
                 await self.writer.drain()
-                body_sent = True
                 code, text = await self._reply()
         except _Refused as exc:
             if exc.stage in ("greeting", "EHLO", "STARTTLS", "AUTH"):
@@ -182,12 +197,13 @@ class SmtpSession:
         return _outcome(_Refused(code, text, "end of DATA"))
 
     async def close(self) -> None:
-        if self.writer is not None:
-            with contextlib.suppress(
-                TimeoutError, _Refused, OSError, ConnectionError, ssl.SSLError
-            ):
-                await asyncio.wait_for(self._command("QUIT", (221,), "QUIT"), 2.0)
-            await self._drop()
+        async with self.lock:  # after the transaction in hand, if any
+            if self.writer is not None:
+                with contextlib.suppress(
+                    TimeoutError, _Refused, OSError, ConnectionError, ssl.SSLError
+                ):
+                    await asyncio.wait_for(self._command("QUIT", (221,), "QUIT"), 2.0)
+                await self._drop()
 
 
 class SmtpTransport:

@@ -29,7 +29,7 @@ from commsync.delivery.transports import parse_transport
 from commsync.errors import StoreError
 from commsync.model import LedgerRow
 from commsync.render.message import Built, RenderError, date_header
-from commsync.store.failures import STORE_ERRORS
+from commsync.store.failures import STORE_ERRORS, describe
 from commsync.store.roles import Ledger, Sends
 
 Clock = Callable[[], datetime]
@@ -117,20 +117,30 @@ class Worker:
                     await self._connected(report, loop=loop, stop=stop, poll=poll)
                     return report
                 except STORE_ERRORS as exc:
-                    self.health.failed(self.clock(), _describe(exc))
+                    backoff = self._backoff(backoff)
+                    self.health.failed(self.clock(), describe(exc))
                     if not loop:
-                        raise StoreError(f"the store failed: {_describe(exc)}") from exc
-                    backoff = min(backoff * 2 or 1, MAX_BACKOFF)
+                        raise StoreError(f"the store failed: {describe(exc)}") from exc
                     log.warning(
                         "delivery worker: the store failed (%s); reconnecting in %d s",
-                        _describe(exc),
+                        describe(exc),
                         backoff,
                     )
-                    await _idle(backoff, stop)
-                    self.health.reconnects += 1
+                except Exception as exc:  # a defect: logged in full, and the worker goes on
+                    backoff = self._backoff(backoff)
+                    self.health.failed(self.clock(), f"{type(exc).__name__}: {exc}")
+                    if not loop:
+                        raise
+                    log.exception("delivery worker failed; restarting in %d s", backoff)
+                await _idle(backoff, stop)
+                self.health.reconnects += 1
             return report
         finally:
             self.health.running = False
+
+    def _backoff(self, last: int) -> int:
+        """1 s after a failure that ended a healthy spell, then doubling up to MAX_BACKOFF."""
+        return 1 if self.health.failing_since is None else min(last * 2 or 1, MAX_BACKOFF)
 
     async def _connected(
         self, report: DeliveryReport, *, loop: bool, stop: threading.Event, poll: float
@@ -190,11 +200,6 @@ class Worker:
         self, *, loop: bool, stop: threading.Event | None = None, poll: float = 1.0
     ) -> DeliveryReport:
         return asyncio.run(self.run(loop=loop, stop=stop or threading.Event(), poll=poll))
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def _quietly(action: Callable[..., object], *args: object) -> None:

@@ -9,6 +9,7 @@ token. Refusals arrive as errors and one handler gives each its status code.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from pydantic import BaseModel, Field
 from commsync import __version__, logs
 from commsync.api.access import Caller
 from commsync.api.project import Project
-from commsync.api.service import Service
+from commsync.api.service import UNAVAILABLE, Service, describe_unavailable
 from commsync.errors import (
     CommsyncError,
     Conflict,
@@ -36,6 +37,7 @@ from commsync.errors import (
 from commsync.http.guards import RequestLimits, ScopedCors, SecurityHeaders
 from commsync.http.metrics import Metrics
 
+log = logging.getLogger(__name__)
 KEY_TTL = 10.0  # seconds a serve process trusts its copy of the signing key
 READ_TIMEOUT = 2.0  # seconds a read on the event loop (the feed) may wait for the store
 
@@ -91,8 +93,14 @@ async def _caller(authorization: Annotated[str | None, Header()] = None) -> Call
     return Caller.http(authorization)
 
 
+async def _admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    service: Service = request.app.state.service
+    return service.authorize_admin(Caller.http(authorization))
+
+
 Svc = Annotated[Service, Depends(_service)]
 Who = Annotated[Caller, Depends(_caller)]
+Admin = Annotated[Caller, Depends(_admin)]  # resolved before the body is parsed: 401 comes first
 router = APIRouter()
 
 
@@ -162,26 +170,26 @@ def dismiss(customer_id: str, notice_id: str, service: Svc, caller: Who) -> Resp
 
 
 @router.post("/v1/events", status_code=202, tags=["platform"])
-def events(event: EventIn, service: Svc, caller: Who) -> JSONResponse:
+def events(event: EventIn, service: Svc, caller: Admin) -> JSONResponse:
     result = service.fire_event(event.type, event.data, event.key, caller=caller)
     return JSONResponse(result.to_json(), status_code=200 if result.duplicate else 202)
 
 
 @router.put("/v1/customers/{customer_id}", tags=["platform"])
-def put_customer(customer_id: str, body: CustomerIn, service: Svc, caller: Who) -> dict[str, Any]:
+def put_customer(customer_id: str, body: CustomerIn, service: Svc, caller: Admin) -> dict[str, Any]:
     done = service.put_customer(customer_id, body.model_dump(), caller)
     return {"id": done.key, "created": done.created}
 
 
 @router.put("/v1/products/{slug}", tags=["platform"])
-def put_product(slug: str, body: ProductIn, service: Svc, caller: Who) -> dict[str, Any]:
+def put_product(slug: str, body: ProductIn, service: Svc, caller: Admin) -> dict[str, Any]:
     done = service.put_product(slug, body.name, caller)
     return {"slug": done.key, "created": done.created}
 
 
 @router.put("/v1/customers/{customer_id}/memberships", tags=["platform"])
 def put_memberships(
-    customer_id: str, body: list[MembershipIn], service: Svc, caller: Who
+    customer_id: str, body: list[MembershipIn], service: Svc, caller: Admin
 ) -> dict[str, Any]:
     count = service.put_memberships(customer_id, [m.model_dump() for m in body], caller)
     return {"customer": customer_id, "memberships": count}
@@ -212,6 +220,19 @@ def _refused(request: Request, exc: Exception) -> JSONResponse:
     status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
+
+
+def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The store failed (down, locked, cut off): 503, so callers retry; the cause is logged."""
+    route = getattr(request.scope.get("route"), "path", "?")  # the template: no tokens
+    log.warning(
+        "%s %s: the store is unavailable: %s", request.method, route, describe_unavailable(exc)
+    )
+    return JSONResponse(
+        {"detail": "the store is unavailable; try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
@@ -247,6 +268,8 @@ def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
     app.include_router(router)
     for error in (Unauthorized, Forbidden, NotFound, Conflict, InvalidInput):
         app.add_exception_handler(error, _refused)
+    for failure in UNAVAILABLE:
+        app.add_exception_handler(failure, _unavailable)
     return app
 
 

@@ -164,9 +164,12 @@ def _subject_header(subject: str) -> str:
 
 
 def _mailbox(name: str, address: str) -> str:
+    """`Name <address>`; a name a reader would decode, or too long for one line, is encoded.
+    Space around the name is no part of it (readers drop it)."""
+    name = name.strip(" \t")
     if not name:
         return address
-    if name.isascii():
+    if name.isascii() and "=?" not in name and len(name) <= 78:
         return formataddr((name, address))
     return f"{encoded_words(name)} <{address}>"
 

@@ -28,3 +28,10 @@ STORE_ERRORS: tuple[type[Exception], ...] = (
     sqlite3.Error,
     *_driver_errors(),
 )
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming a store failure: the driver's first line, never the SQL or its parameters
+    (SQLAlchemy appends both, and parameters carry customers' addresses)."""
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
