@@ -121,6 +121,12 @@ def test_every_command_calls_exactly_one_service_method(
 
 
 Request = Callable[[httpx.Client], httpx.Response]
+ADMIN_ROUTES = {
+    ("POST", "/v1/events"),
+    ("PUT", "/v1/customers/{customer_id}"),
+    ("PUT", "/v1/products/{slug}"),
+    ("PUT", "/v1/customers/{customer_id}/memberships"),
+}
 
 
 def _requests(admin: dict[str, str], token: str) -> dict[tuple[str, str], Request]:
@@ -170,7 +176,15 @@ def test_every_route_calls_exactly_one_service_method(
             spy.calls = []
             response = send(served.client)
             assert response.status_code < 500, (route, response.text)
-            assert len(spy.calls) == 1, f"{route} called {spy.calls}"
+            # admin routes check the key first, before the body is read; then one use case
+            admin = route in ADMIN_ROUTES
+            if admin:
+                assert spy.calls[:1] == ["authorize_admin"], (route, spy.calls)
+            use_cases = spy.calls[1:] if admin else spy.calls
+            assert len(use_cases) == 1, f"{route} called {spy.calls}"
+        spy.calls = []
+        refused = served.client.post("/v1/events", json={"type": 1}, headers={})
+        assert refused.status_code == 401 and spy.calls == ["authorize_admin"], spy.calls
 
 
 def test_the_import_contracts_hold() -> None:

@@ -117,6 +117,11 @@ def test_admin_routes_are_closed_without_a_configured_key(
             response = served.post("/v1/events", json=_event(), headers=headers)
             assert response.status_code == 401
         assert "COMMSYNC_API_KEY" in response.text
+    with Served(repo.root, env={"COMMSYNC_API_KEY": "short-key"}) as served:
+        response = served.post(
+            "/v1/events", json=_event(), headers={"Authorization": "Bearer short-key"}
+        )
+        assert response.status_code == 401 and "shorter than 16" in response.text
 
 
 def _broadcast_tokens(smtp_server: SmtpServer) -> dict[str, str]:

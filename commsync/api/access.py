@@ -24,6 +24,7 @@ class Caller:
 
 
 OPERATOR = Caller(local=True)
+MIN_API_KEY = 16  # characters: a shorter admin key could be guessed
 
 
 def _bearer(caller: Caller) -> str:
@@ -39,6 +40,11 @@ def require_admin(caller: Caller, api_key: str | None) -> None:
         return
     if api_key is None:
         raise Unauthorized("the admin API is disabled: set COMMSYNC_API_KEY")
+    if len(api_key) < MIN_API_KEY:
+        raise Unauthorized(
+            f"the admin API is disabled: COMMSYNC_API_KEY is shorter than {MIN_API_KEY} "
+            "characters (make one with: openssl rand -hex 32)"
+        )
     if not hmac.compare_digest(_bearer(caller).encode(), api_key.encode()):
         raise Unauthorized("invalid admin key")
 

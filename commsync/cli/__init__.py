@@ -106,7 +106,10 @@ def cli(
     Exit status: 0 ok, 1 error, 2 changes (plan --detailed-exitcode), 64 usage, 130 interrupted.
     """
     logs.configure(log_level)
-    ctx.obj = GlobalOptions(root=directory.resolve(), store=store, debug=debug)
+    given = ctx.get_parameter_source("log_level") != click.core.ParameterSource.DEFAULT
+    ctx.obj = GlobalOptions(
+        root=directory.resolve(), store=store, debug=debug, log_level=log_level if given else None
+    )
 
 
 def _register() -> None:

@@ -31,6 +31,7 @@ class GlobalOptions:
     root: Path
     store: str | None
     debug: bool
+    log_level: str | None = None  # the global --log-level, when it was given
 
     def project(self) -> Project:
         return Project(self.root, self.store, dict(os.environ))

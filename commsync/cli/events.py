@@ -297,13 +297,13 @@ def rotate_key_command(ctx: click.Context, yes: bool) -> int:
 @click.option(
     "--log-level",
     type=click.Choice(logs.LEVELS),
-    default="info",
-    show_default=True,
-    help="What serve logs (access lines at info); COMMSYNC_LOG_FORMAT=json for JSON lines.",
+    default=None,
+    help="What serve logs: info (the default) has access lines and every delivery failure; "
+    "COMMSYNC_LOG_FORMAT=json for JSON lines. The global --log-level works too.",
 )
 @click.pass_context
 def serve_command(
-    ctx: click.Context, host: str, port: int, workers: int, deliver: bool, log_level: str
+    ctx: click.Context, host: str, port: int, workers: int, deliver: bool, log_level: str | None
 ) -> int:
     """Serve the HTTP API: notices feed and dismissals, events, widget, unsubscribe, metrics.
 
@@ -314,6 +314,7 @@ def serve_command(
     import uvicorn
 
     opts = options(ctx)
+    log_level = log_level or opts.log_level or "info"
     with service(ctx) as s:
         s.settings()  # fail here, with diagnostics, not inside a worker
     logs.configure(log_level)  # uvicorn is told to keep this configuration (log_config=None)

@@ -182,26 +182,37 @@ class _Run:
         self.halted = False  # a connection failed: the others finish the message in hand and stop
 
     def count(self, row: LedgerRow, record: Record) -> None:
+        """Count an outcome and log it: every recipient's outcome at info (serve's default
+        level; the command line reports them itself), what was sent at debug."""
         r = self.report
-        what = f"{row.slug or 'broadcast'} to {row.email}"
         if record.status == Status.SENT:
             r.sent += 1
-            log.debug("sent %s %s", what, record.message_id or "")
+            log.debug(
+                "sent %s to %s %s", row.slug or "broadcast", row.email, record.message_id or ""
+            )
         elif record.status == Status.FAILED:
             r.failed += 1
             if len(r.failures) < 100:
                 r.failures.append((row.email, record.detail))
-            log.warning("failed: %s: %s", what, record.detail)
+            log.info("failed: %s to %s: %s", row.slug or "broadcast", row.email, record.detail)
         elif record.status == Status.SUPPRESSED:
             r.suppressed += 1
-            log.debug("suppressed: %s", what)
+            log.debug("suppressed: %s to %s", row.slug or "broadcast", row.email)
         elif record.status == Status.UNCERTAIN:
             r.uncertain += 1
             r.uncertain_addresses.append(row.email)
-            log.warning("uncertain whether it was delivered: %s: %s", what, record.detail)
+            log.info(
+                "uncertain whether it was delivered: %s to %s: %s",
+                row.slug or "broadcast",
+                row.email,
+                record.detail,
+            )
         else:
-            later = f"; retry at {record.retry_at:%Y-%m-%d %H:%M:%S}" if record.retry_at else ""
-            log.info("deferred: %s: %s%s", what, record.detail, later)
+            if log.isEnabledFor(logging.INFO):
+                at = record.retry_at
+                later = f"; retry at {at:%Y-%m-%d %H:%M:%S}" if at else ""
+                slug = row.slug or "broadcast"
+                log.info("deferred: %s to %s: %s%s", slug, row.email, record.detail, later)
             return
         if self.listener is not None:
             self.listener.progress(r.done, self.total)
