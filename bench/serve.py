@@ -40,7 +40,7 @@ WORK = HERE / ".work" / "serve"
 sys.path.insert(0, str(HERE))
 from plan import machine  # noqa: E402
 
-API_KEY = "bench-admin-key"
+API_KEY = "bench-admin-key-0123456789abcdef"  # serve wants 16 characters or more
 PRODUCTS = [f"plan-{i}" for i in range(10)]
 
 
@@ -310,9 +310,10 @@ async def events(port: int, customers: int, concurrency: int, seconds: float) ->
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - began
+    accepted = statuses.get(202, 0)  # a refused event is no event ingested
     return {
-        "events": sum(statuses.values()),
-        "events_per_s": sum(statuses.values()) / elapsed,
+        "events": accepted,
+        "events_per_s": accepted / elapsed,
         "messages_queued": sum(sizes),
         "statuses": statuses,
     }
