@@ -40,6 +40,7 @@ class Traffic:
     """What the clients saw: each event's answer, and /healthz over time."""
 
     answers: dict[str, int | str] = field(default_factory=dict)  # key -> status or exception
+    feed: list[tuple[float, int | str]] = field(default_factory=list)  # a customer's feed reads
     health: list[tuple[float, int | str]] = field(default_factory=list)  # (monotonic, status)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -61,6 +62,19 @@ def _fire(url: str, traffic: Traffic, prefix: str, interval: float) -> None:
             traffic.answers[key] = status
             i += 1
             time.sleep(interval)
+
+
+def _read_feed(url: str, traffic: Traffic, token: str) -> None:
+    """A dashboard polling its customer's notices (the feed's pooled connections)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, timeout=10, headers=headers) as client:
+        while not traffic.stop.is_set():
+            try:
+                status: int | str = client.get("/v1/customers/1/notices").status_code
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            traffic.feed.append((time.monotonic(), status))
+            time.sleep(0.1)
 
 
 def _watch(url: str, traffic: Traffic) -> None:
@@ -106,14 +120,16 @@ def _up(url: str) -> bool:
         return False
 
 
-def _run_through(url: str, outage: Callable[[], None]) -> tuple[Traffic, float, float]:
-    """Events from three clients and a health watcher, across `outage()` (which blocks)."""
+def _run_through(url: str, outage: Callable[[], None], token: str) -> tuple[Traffic, float, float]:
+    """Events from three clients, a feed reader and a health watcher, across `outage()`
+    (which blocks)."""
     traffic = Traffic()
     threads = [
         threading.Thread(target=_fire, args=(url, traffic, f"c{n}", 0.1), daemon=True)
         for n in range(3)
     ]
     threads.append(threading.Thread(target=_watch, args=(url, traffic), daemon=True))
+    threads.append(threading.Thread(target=_read_feed, args=(url, traffic, token), daemon=True))
     for thread in threads:
         thread.start()
     time.sleep(1.5)
@@ -166,6 +182,9 @@ def _check(
     assert len(accepted) >= 30, answers
     during = [s for t, s in traffic.health if began + 2.5 < t < ended]
     assert 503 in during, [(round(t - began, 1), s) for t, s in traffic.health]
+    # the feed: 200 or 503 throughout (never a 500 or a hang), and 200 again once the store is back
+    assert {s for _, s in traffic.feed} <= {200, 503}, Counter(s for _, s in traffic.feed)
+    assert [s for t, s in traffic.feed if t > ended + 1.5][-5:] == [200] * 5, traffic.feed[-10:]
     try:
         wait_for(lambda: _up(url), timeout=45)  # the worker's backoff is 30 s at most
     except AssertionError:
@@ -218,8 +237,9 @@ def test_serve_survives_postgresql_cut_off_for_five_seconds(
             time.sleep(OUTAGE)
             proxy.restore()
 
+        token = repo.cli("token", "1").output.strip().splitlines()[-1]
         with _serving(repo, log) as url:
-            traffic, began, ended = _run_through(url, cut)
+            traffic, began, ended = _run_through(url, cut, token)
             _check(url, log, traffic, began, ended, pg_url, smtp_server)
             metrics = httpx.get(f"{url}/metrics").text
         text = log.read_text()
@@ -256,8 +276,9 @@ def test_serve_survives_another_process_locking_sqlite_for_five_seconds(
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         assert holder.wait(timeout=60) == 0
 
+    token = repo.cli("token", "1").output.strip().splitlines()[-1]
     with _serving(repo, log) as url:
-        traffic, began, ended = _run_through(url, lock)
+        traffic, began, ended = _run_through(url, lock, token)
         _check(url, log, traffic, began, ended, store_url, smtp_server)
     text = log.read_text()
     _no_traceback(text)
