@@ -64,28 +64,23 @@ def _fire(url: str, traffic: Traffic, prefix: str, interval: float) -> None:
             time.sleep(interval)
 
 
-def _read_feed(url: str, traffic: Traffic, token: str) -> None:
-    """A dashboard polling its customer's notices (the feed's pooled connections)."""
-    headers = {"Authorization": f"Bearer {token}"}
+def _poll(
+    url: str,
+    traffic: Traffic,
+    path: str,
+    into: list[tuple[float, int | str]],
+    every: float,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """GET `path` every `every` seconds until stopped: a health check, a dashboard's feed."""
     with httpx.Client(base_url=url, timeout=10, headers=headers) as client:
         while not traffic.stop.is_set():
             try:
-                status: int | str = client.get("/v1/customers/1/notices").status_code
+                status: int | str = client.get(path).status_code
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
-            traffic.feed.append((time.monotonic(), status))
-            time.sleep(0.1)
-
-
-def _watch(url: str, traffic: Traffic) -> None:
-    with httpx.Client(base_url=url, timeout=10) as client:
-        while not traffic.stop.is_set():
-            try:
-                status: int | str = client.get("/healthz").status_code
-            except httpx.HTTPError as exc:
-                status = type(exc).__name__
-            traffic.health.append((time.monotonic(), status))
-            time.sleep(0.2)
+            into.append((time.monotonic(), status))
+            time.sleep(every)
 
 
 @contextmanager
@@ -128,8 +123,14 @@ def _run_through(url: str, outage: Callable[[], None], token: str) -> tuple[Traf
         threading.Thread(target=_fire, args=(url, traffic, f"c{n}", 0.1), daemon=True)
         for n in range(3)
     ]
-    threads.append(threading.Thread(target=_watch, args=(url, traffic), daemon=True))
-    threads.append(threading.Thread(target=_read_feed, args=(url, traffic, token), daemon=True))
+    watch = (url, traffic, "/healthz", traffic.health, 0.2)
+    feed = (url, traffic, "/v1/customers/1/notices", traffic.feed, 0.1)
+    threads += [
+        threading.Thread(target=_poll, args=watch, daemon=True),  # the health check
+        threading.Thread(  # a dashboard reading its customer's notices: the feed's pool
+            target=_poll, args=(*feed, {"Authorization": f"Bearer {token}"}), daemon=True
+        ),
+    ]
     for thread in threads:
         thread.start()
     time.sleep(1.5)
