@@ -537,7 +537,7 @@ ROW_CASES = [
         "customers",
         "c.jsonl",
         '{"id": "10", "email": ["a@example.com"]}\n',
-        ["c.jsonl:1: error: email must be a string"],
+        ["c.jsonl:1: error: email must be a string or an integer"],
     ),
     RowCase(
         "products: bad slug",

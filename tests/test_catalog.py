@@ -29,7 +29,7 @@ SPEC_DEFAULTS = {
     "demo_site_expiring_customer": ("demo_site_expiring", "customer", False),
     "demo_site_expiring_admin": ("demo_site_expiring", "admin", False),
 }
-TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
+TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "id": (int, str)}
 
 
 def test_core_catalog_has_the_specified_defaults_and_events() -> None:

@@ -283,6 +283,51 @@ def test_an_email_without_recipients_is_skipped_and_the_others_still_go(
     ]
 
 
+@pytest.mark.parametrize("customer_id", [2, "2"])
+def test_ids_are_opaque_42_and_the_string_42_name_one_customer(
+    repo: Repo, smtp_server: SmtpServer, customer_id: int | str
+) -> None:
+    _setup(repo, smtp_server)
+    data = payment(customer_id=customer_id, payment_id="pay_7f3a", site_id="3f2b-uuid")
+    del data["customer_user_email"], data["customer_name"]
+    fired = _fire(repo, data, "--format", "json")
+    assert fired.exit_code == 0, fired.output
+    assert repo.cli("deliver").exit_code == 0
+    assert {r for m in smtp_server.recorder.messages for r in m.recipients} == {
+        "grace@example.com",
+        "ops@acme.example",
+    }
+
+
+def test_string_ids_like_a_saas_uses_name_imported_customers(
+    repo: Repo, smtp_server: SmtpServer
+) -> None:
+    """Customers imported with ids such as `c2` (or UUIDs) are found by an event naming them."""
+    repo.write("commsync.yaml", settings_for(smtp_server.url, extra="imports: none\n"))
+    repo.write(
+        "data/customers.csv",
+        "id,email,username,first_name,last_name\n"
+        "c2,cee@example.com,cee,Cee,Two\n"
+        "0b6f1c9e-5d4a-4c1e-9d7a-2f3b4c5d6e7f,uu@example.com,uu,Uu,Id\n",
+    )
+    assert repo.cli("customers", "import", "data/customers.csv").exit_code == 0
+    repo.write("emails/payment_received_customer.yaml", "email: payment_received_customer\n")
+    repo.commit_all("emails")
+    assert repo.cli("apply", "--yes").exit_code == 0
+    for cid in ("c2", "0b6f1c9e-5d4a-4c1e-9d7a-2f3b4c5d6e7f"):
+        data = payment(customer_id=cid)
+        del data["customer_user_email"], data["customer_name"]
+        fired = _fire(repo, data)
+        assert fired.exit_code == 0, fired.output
+    assert repo.cli("deliver").exit_code == 0
+    assert sorted(r for m in smtp_server.recorder.messages for r in m.recipients) == [
+        "cee@example.com",
+        "uu@example.com",
+    ]
+    names = sorted(str(m.parsed()["To"]) for m in smtp_server.recorder.messages)
+    assert names == ["Cee Two <cee@example.com>", "Uu Id <uu@example.com>"]
+
+
 def test_the_customer_is_completed_from_the_store_and_admins_copied(
     repo: Repo, smtp_server: SmtpServer
 ) -> None:
@@ -338,13 +383,21 @@ def test_bounced_addresses_are_suppressed_but_marketing_unsubscribes_are_not(
         ),
         (
             "payment_received",
-            payment(payment_id="5120"),
-            ["payment_id must be integer, got string"],
+            payment(payment_id=51.2),
+            ["payment_id must be an id (an integer or a string), got number"],
         ),
         (
             "payment_received",
             payment(customer_id=True),
-            ["customer_id must be integer, got boolean"],
+            ["customer_id must be an id (an integer or a string), got boolean"],
+        ),
+        (
+            "payment_received",
+            payment(customer_id="", customer_user_id="a\nb", membership_id="x" * 256),
+            [
+                f"{key} must be an id: a one-line string of 1 to 255 characters, or an integer"
+                for key in ("customer_id", "customer_user_id", "membership_id")
+            ],
         ),
         (
             "payment_received",
@@ -398,9 +451,9 @@ def test_events_are_refused_in_the_service_with_every_problem(
 ) -> None:
     events, _, _ = service
     with pytest.raises(EventRejected) as refused:
-        events.fire("payment_received", {"payment_total": 1, "payment_id": "x"})
+        events.fire("payment_received", {"payment_total": 1, "payment_id": ["x"]})
     assert "payment_total must be string, got integer" in refused.value.problems
-    assert "payment_id must be integer, got string" in refused.value.problems
+    assert "payment_id must be an id (an integer or a string), got list" in refused.value.problems
     assert any(p.startswith("customer_name is missing") for p in refused.value.problems)
 
 

@@ -13,7 +13,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "integer": (int,),
     "number": (int, float),
     "boolean": (bool,),
+    "id": (int, str),
 }
+MAX_ID = 255  # characters of a string id
 
 
 def _type_name(value: JsonValue) -> str:
@@ -37,6 +39,21 @@ def _format_problem(fmt: str | None, value: str) -> str | None:
     return None
 
 
+def _described(type_name: str) -> str:
+    return "an id (an integer or a string)" if type_name == "id" else type_name
+
+
+def id_problem(value: object) -> str | None:
+    """Why `value` is no id: ids are integers or one-line strings of 1 to MAX_ID characters."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return "must be an id (an integer or a string)"
+    if isinstance(value, str) and (
+        not value.strip() or len(value) > MAX_ID or _CONTROL.search(value)
+    ):
+        return f"must be an id: a one-line string of 1 to {MAX_ID} characters, or an integer"
+    return None
+
+
 def payload_problems(
     event: EventDef, payload: Mapping[str, JsonValue], required: Iterable[str]
 ) -> list[str]:
@@ -52,8 +69,10 @@ def payload_problems(
             continue
         allowed = _TYPES[key.type]
         if not isinstance(value, allowed) or (key.type != "boolean" and isinstance(value, bool)):
-            problems.append(f"{name} must be {key.type}, got {_type_name(value)}")
-        elif isinstance(value, str) and (problem := _format_problem(key.format, value)):
+            problems.append(f"{name} must be {_described(key.type)}, got {_type_name(value)}")
+        elif (key.type == "id" and (problem := id_problem(value))) or (
+            isinstance(value, str) and (problem := _format_problem(key.format, value))
+        ):
             problems.append(f"{name} {problem}")
     for name in sorted(set(required)):
         if payload.get(name) is None:

@@ -100,3 +100,4 @@ class PayloadType(StrEnum):
     INTEGER = "integer"
     NUMBER = "number"
     BOOLEAN = "boolean"
+    ID = "id"  # an opaque identifier: an integer or a one-line string (42 and "42" are one id)

@@ -179,7 +179,7 @@ def _jsonl_fields(row: dict[str, object], layout: Layout[R]) -> dict[str, str]:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, str | int):
-            raise RowError(f"{key} must be a string")
+            raise RowError(f"{key} must be a string or an integer")
         out[key] = str(value)
     return out
 
