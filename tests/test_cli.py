@@ -212,6 +212,8 @@ def test_emails_list_shows_defaults_installed_customised_and_importable(demo_rep
         "sent": 7,
         "failed": 1,
         "last_sent_at": "2026-11-20T10:00:00+00:00",
+        "queued": 0,
+        "next_due": None,
     }
     assert rows["site_published_admin"]["state"] == "importable"
     assert rows["payment_received_customer"]["file"] == "emails/payment_received_customer.yaml"
@@ -327,3 +329,30 @@ def test_unusable_stores_are_clear_errors(repo: Repo, url: str, message: str) ->
     result = run_cli("-C", root, "--store", url.format(root=root), "plan")
     assert result.exit_code == 1
     assert result.stderr.startswith(message.format(root=root)), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (-30, "0s"),
+        (45, "45s"),
+        (61, "2m"),
+        (14 * 60, "14m"),
+        (2 * 3600 - 3, "2h"),
+        (3600 + 59 * 60, "1h 59m"),
+        (3 * 86400 + 4 * 3600, "3d 4h"),
+        (5 * 86400, "5d"),
+    ],
+)
+def test_how_long_until_a_message_is_due_is_said_briefly(seconds: int, shown: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from commsync.cli.common import due_in, queue_line
+
+    now = datetime(2031, 5, 1, tzinfo=UTC)
+    assert due_in(now + timedelta(seconds=seconds), now) == shown
+    assert (
+        queue_line(0, 3, now + timedelta(seconds=seconds), now)
+        == f"0 due, 3 waiting (next in {shown})"
+    )
+    assert queue_line(0, 0, None, now) == "empty"

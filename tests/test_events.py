@@ -28,6 +28,7 @@ from commsync.model import JsonObject
 from commsync.store.roles import Store
 from commsync.store.sql import create_store_engine, open_store
 from tests.helpers import SETTINGS, Repo, dump_store, settings_for
+from tests.http_server import Served
 from tests.smtp_server import SmtpServer, wait_for
 
 CATALOG, _ = build_catalog([core_catalog_dir()])
@@ -502,6 +503,43 @@ def test_deliver_reports_failures_and_exits_1(repo: Repo, smtp_server: SmtpServe
     assert result.exit_code == 1
     assert "delivered: 2 sent, 1 failed" in result.stdout
     assert re.search(r"failed: ops@acme.example: .*550 5.1.1 gone", result.stderr), result.output
+
+
+def test_what_waits_in_the_queue_is_shown_by_deliver_status_emails_list_and_metrics(
+    repo: Repo, smtp_server: SmtpServer
+) -> None:
+    _setup(repo, smtp_server, payment_received_admin="email: payment_received_admin\ndelay: 2h\n")
+    assert _fire(repo, payment(), "--key", "p1").exit_code == 0
+    assert _fire(repo, payment(payment_reference_code="PAY-2"), "--key", "p2").exit_code == 0
+    delivered = repo.cli("deliver")
+    assert delivered.exit_code == 0, delivered.output
+    assert "delivered: 4 sent, 0 failed" in delivered.stdout
+    # the two admin copies wait for their delay: nothing is due, and the CLI says when
+    assert "queue: 0 due, 2 waiting (next in 2h)" in delivered.stdout, delivered.stdout
+
+    status = repo.cli("status")
+    line = next(x for x in status.stdout.splitlines() if "payment_received_admin" in x)
+    assert re.search(r"payment_received_admin\s+yes\s+delay\s+0\s+0\s+2\s+\d{4}-\d\d-\d\d ", line)
+    assert "Queue: 0 due, 2 waiting (next in 2h)" in status.stdout
+    document = json.loads(repo.cli("status", "--format", "json").stdout)
+    assert document["queue"]["due"] == 0 and document["queue"]["waiting"] == 2
+    admin = next(e for e in document["system_emails"] if e["slug"] == "payment_received_admin")
+    due = datetime.fromisoformat(admin["next_due"])
+    assert admin["queued"] == 2 and timedelta(hours=1, minutes=59) < due - datetime.now(UTC)
+    customer = next(e for e in document["system_emails"] if e["slug"] != admin["slug"])
+    assert customer["queued"] == 0 and customer["next_due"] is None
+
+    listed = json.loads(repo.cli("emails", "list", "--format", "json").stdout)
+    stats = {e["slug"]: e["stats"] for e in listed["emails"]}
+    assert stats["payment_received_admin"]["queued"] == 2
+    assert stats["payment_received_customer"]["queued"] == 0
+
+    with Served(repo.root) as served:
+        text = served.get("/metrics").text
+    assert 'commsync_queue_depth{state="due"} 0.0' in text
+    assert 'commsync_queue_depth{state="waiting"} 2.0' in text
+    next_due = re.search(r"^commsync_queue_next_due_timestamp_seconds (\S+)$", text, re.M)
+    assert next_due and abs(float(next_due.group(1)) - due.timestamp()) < 1
 
 
 def test_a_vanished_workers_claims_are_taken_over_and_its_sending_rows_become_uncertain(

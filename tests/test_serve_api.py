@@ -216,7 +216,8 @@ def test_metrics_and_health(repo: Repo, smtp_server: SmtpServer) -> None:
         assert metric('commsync_messages_failed_total{kind="system_email"}') == 0
         assert metric("commsync_feed_requests_total") == 3
         assert metric("commsync_feed_request_seconds_count") == 3
-        assert metric("commsync_queue_depth") == 0
+        assert metric('commsync_queue_depth{state="due"}') == 0
+        assert metric('commsync_queue_depth{state="waiting"}') == 0
         response = served.get("/metrics")
         assert response.headers["content-type"].startswith("text/plain")
 

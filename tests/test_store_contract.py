@@ -584,3 +584,36 @@ def test_the_feed_reads_targeted_active_undismissed_notices(store: SqlStore) -> 
     assert store.dismissed("n/all", "2") and not store.dismissed("n/all", "1")
     store.dismiss("n/all", "2", datetime.now(UTC))  # twice is once
     assert ids("2") == ["n/pro"]
+
+
+def test_the_queue_state_counts_due_and_waiting_system_email_messages(store: SqlStore) -> None:
+    from commsync.model import DeliveryStatus, EventResult, QueuedEmail, QueuedMessage
+
+    now = datetime(2031, 5, 1, 9, 0, tzinfo=UTC)
+    assert store.queue_state(now).due == 0 and store.queue_state(now).next_due is None
+
+    def queued(slug: str, due_at: datetime, *emails: str) -> QueuedEmail:
+        messages = tuple(
+            QueuedMessage(e, None, DeliveryStatus.QUEUED, b"Subject: x\r\n\r\nx", f"<{e}>")
+            for e in emails
+        )
+        return QueuedEmail(slug, due_at, messages)
+
+    emails = [
+        queued("welcome", now - timedelta(minutes=1), "a@example.com", "b@example.com"),
+        queued("admin_copy", now + timedelta(hours=2), "ops@example.com"),
+        queued("reminder", now + timedelta(minutes=14), "a@example.com"),
+    ]
+    store.record_event("e", {}, "k1", emails, EventResult(0, "e", (), ()), now)
+    state = store.queue_state(now)
+    assert (state.due, state.waiting) == (2, 2)
+    assert state.next_due == now + timedelta(minutes=14)
+    assert {slug: w.count for slug, w in state.by_email.items()} == {
+        "welcome": 2,
+        "admin_copy": 1,
+        "reminder": 1,
+    }
+    assert state.by_email["welcome"].next_due is None  # all of it is due
+    assert state.by_email["admin_copy"].next_due == now + timedelta(hours=2)
+    later = store.queue_state(now + timedelta(hours=3))
+    assert (later.due, later.waiting, later.next_due) == (4, 0, None)

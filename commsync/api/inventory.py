@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from commsync.api.context import Context
@@ -56,6 +56,8 @@ class EmailRow:
     sent: int = 0
     failed: int = 0
     last_sent_at: datetime | None = None
+    queued: int = 0  # messages waiting or due
+    next_due: datetime | None = None  # the first of them not due yet
 
 
 def _state(default: DefaultEmail | None, live: LiveSystemEmail | None, wanted: bool) -> EmailState:
@@ -71,7 +73,9 @@ def _state(default: DefaultEmail | None, live: LiveSystemEmail | None, wanted: b
 def list_emails(ctx: Context) -> list[EmailRow]:
     """Registered defaults × installed × customised × importable, with delivery stats."""
     loaded, settings = ctx.usable()
-    live = ctx.store(settings).system_emails()
+    store = ctx.store(settings)
+    live = store.system_emails()
+    queue = store.queue_state(datetime.now(UTC)).by_email
     imports = Imports(settings.imports)
     files = {e.slug: e for e in loaded.emails}
     rows = []
@@ -110,6 +114,8 @@ def list_emails(ctx: Context) -> list[EmailRow]:
                 sent=stats.sent,
                 failed=stats.failed,
                 last_sent_at=stats.last_sent_at,
+                queued=queue[slug].count if slug in queue else 0,
+                next_due=queue[slug].next_due if slug in queue else None,
             )
         )
     return rows

@@ -3,7 +3,7 @@ counts `/metrics` reports."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from commsync.api.context import Context
@@ -16,6 +16,7 @@ from commsync.model import (
     CustomerRecord,
     LiveBroadcast,
     LiveSystemEmail,
+    QueueState,
     SendProgress,
 )
 from commsync.store.failures import describe
@@ -29,6 +30,7 @@ class StatusReport:
     system_emails: tuple[LiveSystemEmail, ...]
     applies: tuple[JournalEntry, ...]
     lock: LockHolder | None
+    queue: QueueState = field(default_factory=QueueState)
 
     def progress(self, email: LiveBroadcast) -> SendProgress:
         return email.progress or SendProgress()
@@ -48,6 +50,7 @@ def status(ctx: Context, applies: int = 10) -> StatusReport:
         system_emails=tuple(sorted(live.system_emails.values(), key=lambda e: e.slug)),
         applies=tuple(recent),
         lock=lock,
+        queue=store.queue_state(datetime.now(UTC)),
     )
 
 
@@ -138,7 +141,7 @@ class DeliveryCounts:
     events_received: dict[str, int]
     sent: dict[str, int]  # by kind: broadcast, system_email
     failed: dict[str, int]
-    queue_depth: int
+    queue: QueueState
     worker_up: bool | None = None  # None: no worker in this process
     worker_last_round: datetime | None = None
     worker_reconnects: int = 0
@@ -160,7 +163,7 @@ def delivery_counts(ctx: Context, worker: WorkerHealth | None) -> DeliveryCounts
             "broadcast": sum(p.failed for p in broadcasts),
             "system_email": sum(e.stats.failed for e in system),
         },
-        queue_depth=store.queue_depth(datetime.now(UTC)),
+        queue=store.queue_state(datetime.now(UTC)),
         worker_up=None if worker is None else worker.healthy(datetime.now(UTC)),
         worker_last_round=None if worker is None else worker.last_round_at,
         worker_reconnects=0 if worker is None else worker.reconnects,

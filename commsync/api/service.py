@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -216,8 +217,11 @@ class Service:
         poll: float = 1.0,
         on_round: RoundHook | None = None,
     ) -> DeliveryReport:
-        """`deliver`: send what is due now, or keep sending until `stop`."""
-        return self._worker_for(on_round).run_blocking(loop=loop, stop=stop, poll=poll)
+        """`deliver`: send what is due now, or keep sending until `stop`; the report says what
+        the queue still holds."""
+        report = self._worker_for(on_round).run_blocking(loop=loop, stop=stop, poll=poll)
+        report.queue = self.ctx.store().queue_state(datetime.now(UTC))
+        return report
 
     # -- serving dashboards and the platform (commsync serve) ----------------------------------
 

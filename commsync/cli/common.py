@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -82,6 +83,29 @@ REF_OPTION = click.option(
     metavar="REF",
     help="Read the repository at this git commit, branch or tag instead of the working tree.",
 )
+
+
+def due_in(when: datetime, now: datetime) -> str:
+    """`45s`, `14m`, `1h 59m`, `3d 4h`: how long until `when` (`now` if it has passed)."""
+    seconds = max(0, int((when - now).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes = (seconds + 59) // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+def queue_line(due: int, waiting: int, next_due: datetime | None, now: datetime) -> str:
+    """`0 due, 12 waiting (next in 14m)`, or `empty`."""
+    if not due and not waiting:
+        return "empty"
+    later = f" (next in {due_in(next_due, now)})" if waiting and next_due is not None else ""
+    return f"{due} due, {waiting} waiting{later}"
 
 
 def table(header: Iterable[str], rows: Iterable[Iterable[object]], indent: int = 0) -> str:

@@ -36,6 +36,8 @@ def _row_json(row: EmailRow) -> dict[str, object]:
             "sent": row.sent,
             "failed": row.failed,
             "last_sent_at": row.last_sent_at.isoformat() if row.last_sent_at else None,
+            "queued": row.queued,
+            "next_due": row.next_due.isoformat() if row.next_due else None,
         },
     }
 
@@ -50,6 +52,8 @@ def _table(rows: list[EmailRow]) -> str:
         "FILE",
         "SENT",
         "FAILED",
+        "QUEUED",
+        "NEXT DUE",
         "LAST SENT",
     )
     body = [
@@ -62,6 +66,8 @@ def _table(rows: list[EmailRow]) -> str:
             r.file or "-",
             str(r.sent),
             str(r.failed),
+            str(r.queued),
+            r.next_due.strftime("%Y-%m-%d %H:%M") if r.next_due else "-",
             r.last_sent_at.strftime("%Y-%m-%d %H:%M") if r.last_sent_at else "-",
         )
         for r in rows

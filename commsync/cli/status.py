@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
 
-from commsync.cli.common import format_option, service, table
-from commsync.model import JsonValue, Provenance
+from commsync.cli.common import format_option, queue_line, service, table
+from commsync.model import JsonValue, Provenance, Waiting
 
 if TYPE_CHECKING:
     from commsync.api.service import JournalEntry, StatusReport
@@ -76,13 +76,27 @@ def _text(report: StatusReport) -> str:
             ",".join(e.overrides) or "-",
             e.stats.sent,
             e.stats.failed,
+            _waiting(report, e.slug).count,
+            _when(_waiting(report, e.slug).next_due),
             _when(e.stats.last_sent_at),
             _from(e.provenance),
         )
         for e in report.system_emails
     ]
-    header2 = ("SLUG", "ACTIVE", "CUSTOMISED", "SENT", "FAILED", "LAST SENT", "APPLIED FROM")
+    header2 = (
+        "SLUG",
+        "ACTIVE",
+        "CUSTOMISED",
+        "SENT",
+        "FAILED",
+        "QUEUED",
+        "NEXT DUE",
+        "LAST SENT",
+        "APPLIED FROM",
+    )
     lines += _table(header2, rows) if rows else ["  none installed"]
+    q = report.queue
+    lines += ["", f"Queue: {queue_line(q.due, q.waiting, q.next_due, datetime.now(UTC))}"]
     lines += ["", "Recent applies"]
     rows = [
         (_when(a.started_at), a.status, (a.commit or "-")[:12], a.author or "-")
@@ -112,6 +126,14 @@ def _provenance_json(p: Provenance) -> JsonValue:
         "author": p.author,
         "applied_at": p.applied_at.isoformat() if p.applied_at else None,
     }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _waiting(report: StatusReport, slug: str) -> Waiting:
+    return report.queue.by_email.get(slug) or Waiting()
 
 
 def _json(report: StatusReport) -> str:
@@ -149,11 +171,18 @@ def _json(report: StatusReport) -> str:
                 "customised": list(e.overrides),
                 "sent": e.stats.sent,
                 "failed": e.stats.failed,
-                "last_sent_at": e.stats.last_sent_at.isoformat() if e.stats.last_sent_at else None,
+                "queued": _waiting(report, e.slug).count,
+                "next_due": _iso(_waiting(report, e.slug).next_due),
+                "last_sent_at": _iso(e.stats.last_sent_at),
                 "applied": _provenance_json(e.provenance),
             }
             for e in report.system_emails
         ],
+        "queue": {
+            "due": report.queue.due,
+            "waiting": report.queue.waiting,
+            "next_due": _iso(report.queue.next_due),
+        },
         "applies": [_apply_json(a) for a in report.applies],
         "lock": report.lock.describe() if report.lock else None,
     }

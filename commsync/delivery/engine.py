@@ -22,7 +22,7 @@ from typing import Protocol
 from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.retry import APPLY_RETRIES, RetryPolicy
 from commsync.delivery.transport import Cause, Outcome, OutcomeKind, Session, Transport
-from commsync.model import DeliveryStatus, LedgerRow, Record
+from commsync.model import DeliveryStatus, LedgerRow, QueueState, Record
 from commsync.render.message import Built, RenderError
 from commsync.store.roles import Ledger
 
@@ -46,6 +46,7 @@ class DeliveryReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     uncertain_addresses: list[str] = field(default_factory=list)
     stopped: str | None = None
+    queue: QueueState | None = None  # the worker's queue when it finished (`deliver`)
 
     @property
     def done(self) -> int:

@@ -52,9 +52,20 @@ class _Counts(Collector):
             failed.add_metric([kind], counts.failed.get(kind, 0))
         yield sent
         yield failed
-        yield GaugeMetricFamily(
-            "commsync_queue_depth", "Messages queued and due now.", value=counts.queue_depth
+        depth = GaugeMetricFamily(
+            "commsync_queue_depth",
+            "System-email messages queued: due now, or waiting for their time (a delay, a retry).",
+            labels=["state"],
         )
+        depth.add_metric(["due"], counts.queue.due)
+        depth.add_metric(["waiting"], counts.queue.waiting)
+        yield depth
+        if counts.queue.next_due is not None:
+            yield GaugeMetricFamily(
+                "commsync_queue_next_due_timestamp_seconds",
+                "When the first waiting message falls due (Unix time).",
+                value=counts.queue.next_due.timestamp(),
+            )
         if counts.worker_up is None:
             return
         yield GaugeMetricFamily(

@@ -6,7 +6,7 @@ The bottom layer: it imports nothing else of commsync.
 from __future__ import annotations
 
 from commsync.model.catalog import Catalog, DefaultEmail, EventDef, PayloadKey
-from commsync.model.delivery import LedgerRow, Record
+from commsync.model.delivery import LedgerRow, QueueState, Record, Waiting
 from commsync.model.events import (
     EmailQueued,
     EmailSkipped,
@@ -103,6 +103,7 @@ __all__ = [
     "PayloadType",
     "ProductRecord",
     "Provenance",
+    "QueueState",
     "QueuedEmail",
     "QueuedMessage",
     "Record",
@@ -114,6 +115,7 @@ __all__ = [
     "SystemEmailFields",
     "Targets",
     "Theme",
+    "Waiting",
     "digest",
     "field_defaults",
     "format_datetime",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from commsync.model.records import CustomerRecord
@@ -48,3 +49,25 @@ class Record:
     message_id: str | None = None
     slug: str | None = None
     retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Queued messages of one system email: how many, and when the first of them falls due."""
+
+    count: int = 0
+    next_due: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """The delivery worker's queue (system-email messages) at one moment.
+
+    `due` are queued and due now; `waiting` are queued for later (a `delay`, or a retry), the
+    first of them due at `next_due`; `by_email` has both, per system email.
+    """
+
+    due: int = 0
+    waiting: int = 0
+    next_due: datetime | None = None
+    by_email: Mapping[str, Waiting] = field(default_factory=dict)

@@ -10,10 +10,18 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from commsync.model import DeliveryStatus, EventResult, JsonObject, JsonValue, QueuedEmail
+from commsync.model import (
+    DeliveryStatus,
+    EventResult,
+    JsonObject,
+    JsonValue,
+    QueuedEmail,
+    QueueState,
+    Waiting,
+)
 from commsync.store import tables as t
 
 
@@ -77,14 +85,27 @@ class EventsMixin:
                 raise
             return existing
 
-    def queue_depth(self, now: datetime) -> int:
+    def queue_state(self, now: datetime) -> QueueState:
+        d, s = t.deliveries, t.sends
+        due = case((d.c.due_at <= now, 1), else_=0)
+        later = case((d.c.due_at > now, d.c.due_at), else_=None)
         query = (
-            select(func.count())
-            .select_from(t.deliveries)
-            .where(t.deliveries.c.status == DeliveryStatus.QUEUED, t.deliveries.c.due_at <= now)
+            select(s.c.system_email_slug, func.count(), func.sum(due), func.min(later))
+            .select_from(d.join(s, s.c.id == d.c.send_id))
+            .where(d.c.status == DeliveryStatus.QUEUED, s.c.kind == "system_email")
+            .group_by(s.c.system_email_slug)
         )
         with self.reader.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+            rows = conn.execute(query).all()
+        by_email = {str(slug): Waiting(int(count), first) for slug, count, _, first in rows}
+        due_now = sum(int(n or 0) for _, _, n, _ in rows)
+        firsts = [w.next_due for w in by_email.values() if w.next_due is not None]
+        return QueueState(
+            due=due_now,
+            waiting=sum(w.count for w in by_email.values()) - due_now,
+            next_due=min(firsts, default=None),
+            by_email=by_email,
+        )
 
     def events_received(self) -> dict[str, int]:
         query = select(t.events.c.type, func.count()).group_by(t.events.c.type)

@@ -28,6 +28,7 @@ from commsync.model import (
     MembershipRecord,
     ProductRecord,
     QueuedEmail,
+    QueueState,
     Record,
     SuppressionScope,
     Targets,
@@ -288,7 +289,9 @@ class Events(Protocol):
         and returns the first result."""
         ...
 
-    def queue_depth(self, now: datetime) -> int: ...
+    def queue_state(self, now: datetime) -> QueueState:
+        """What the delivery worker's queue holds now: due, waiting, the next due time, per email."""
+        ...
 
     def events_received(self) -> dict[str, int]: ...
 
