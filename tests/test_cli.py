@@ -228,6 +228,9 @@ def test_emails_list_shows_defaults_installed_customised_and_importable(demo_rep
         "FILE",
         "SENT",
         "FAILED",
+        "QUEUED",
+        "NEXT",
+        "DUE",
         "LAST",
         "SENT",
     ]
