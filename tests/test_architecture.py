@@ -71,7 +71,12 @@ def _leaves(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str,
     out: list[tuple[str, ...]] = []
     for name, command in sorted(group.commands.items()):
         path = (*prefix, name)
-        out.extend(_leaves(command, path) if isinstance(command, click.Group) else [path])
+        if isinstance(command, click.Group):
+            if command.invoke_without_command:  # a command of its own too (`commsync queue`)
+                out.append(path)
+            out.extend(_leaves(command, path))
+        else:
+            out.append(path)
     return out
 
 
@@ -91,6 +96,8 @@ RUNS: dict[tuple[str, ...], list[str]] = {
     ("memberships", "import"): ["memberships", "import", "data/memberships.csv"],
     ("event",): ["event", "payment_received", "--data", "events/payment_received.json"],
     ("deliver",): ["deliver"],
+    ("queue",): ["queue"],
+    ("queue", "cancel"): ["queue", "cancel", "--email", "payment_received_customer", "--yes"],
     ("test-send",): ["test-send", "payment_received_customer", "--to", "you@example.com"],
     ("token",): ["token", "1001"],
     ("rotate-key",): ["rotate-key", "--yes"],

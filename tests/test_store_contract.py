@@ -617,3 +617,32 @@ def test_the_queue_state_counts_due_and_waiting_system_email_messages(store: Sql
     assert state.by_email["admin_copy"].next_due == now + timedelta(hours=2)
     later = store.queue_state(now + timedelta(hours=3))
     assert (later.due, later.waiting, later.next_due) == (4, 0, None)
+
+
+def test_a_message_cancelled_while_a_worker_holds_it_is_never_started(store: SqlStore) -> None:
+    from commsync.model import (
+        DeliveryStatus,
+        EventResult,
+        QueuedEmail,
+        QueuedMessage,
+        Record,
+    )
+
+    now = datetime(2031, 5, 1, 9, 0, tzinfo=UTC)
+    message = QueuedMessage("a@example.com", None, DeliveryStatus.QUEUED, b"x", "<a@x>")
+    store.record_event(
+        "e", {}, "k1", [QueuedEmail("welcome", now, (message,))], EventResult(0, "e", (), ()), now
+    )
+    ledger = store.ledger()
+    try:
+        (row,) = ledger.claim_due("w1", now, 10, now - timedelta(minutes=10))
+        assert store.cancel_queued(now, event_key="k1") == 1  # while the worker holds it
+        # the worker tries to start it, fails, and records its fallback: the cancellation stays
+        assert ledger.transition([], row.id, claimer="w1") is False
+        ledger.transition([Record(row.id, DeliveryStatus.SUPPRESSED, "just before")], None)
+    finally:
+        ledger.close()
+    with store.engine.connect() as conn:
+        status = conn.execute(sa.select(t.deliveries.c.status)).scalar_one()
+    assert status == "cancelled"
+    assert store.queue_state(now).due == 0 and store.queued_messages(10) == []

@@ -1,8 +1,9 @@
-"""Use cases of running commsync: `status`, `unlock`, tokens and the signing key, health and the
-counts `/metrics` reports."""
+"""Use cases of running commsync: `status`, `unlock`, the queue, tokens and the signing key,
+health and the counts `/metrics` reports."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -10,12 +11,13 @@ from commsync.api.context import Context
 from commsync.auth import issue_token as issue_customer_token
 from commsync.auth import parse_ttl
 from commsync.delivery.worker import WorkerHealth
-from commsync.errors import CommsyncError
+from commsync.errors import CommsyncError, UsageError
 from commsync.model import (
     BroadcastKind,
     CustomerRecord,
     LiveBroadcast,
     LiveSystemEmail,
+    QueuedItem,
     QueueState,
     SendProgress,
 )
@@ -168,3 +170,27 @@ def delivery_counts(ctx: Context, worker: WorkerHealth | None) -> DeliveryCounts
         worker_last_round=None if worker is None else worker.last_round_at,
         worker_reconnects=0 if worker is None else worker.reconnects,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueListing:
+    """`commsync queue`: the totals, and the soonest-due messages (at most `limit`)."""
+
+    state: QueueState
+    items: tuple[QueuedItem, ...]
+    now: datetime
+
+
+def queue(ctx: Context, limit: int) -> QueueListing:
+    store = ctx.store()
+    now = datetime.now(UTC)
+    return QueueListing(store.queue_state(now), tuple(store.queued_messages(limit)), now)
+
+
+def cancel_queued(
+    ctx: Context, ids: Sequence[int], email: str | None, event_key: str | None
+) -> int:
+    """Cancel what matches every criterion given; at least one must be."""
+    if not ids and email is None and event_key is None:
+        raise UsageError("say what to cancel: message ids, --email SLUG or --event KEY")
+    return ctx.store().cancel_queued(datetime.now(UTC), ids=ids, email=email, event_key=event_key)

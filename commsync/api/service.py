@@ -22,7 +22,13 @@ from commsync.api.dashboards import CustomerFeed, DashboardService, Page, widget
 from commsync.api.feed import Feed
 from commsync.api.gitops import DriftItem
 from commsync.api.inventory import EmailRow, FileEdit
-from commsync.api.operations import DeliveryCounts, Health, IssuedToken, StatusReport
+from commsync.api.operations import (
+    DeliveryCounts,
+    Health,
+    IssuedToken,
+    QueueListing,
+    StatusReport,
+)
 from commsync.api.payloads import Payload, payload_of
 from commsync.api.planning import PlanResult, ValidationReport
 from commsync.api.platform import InitReport, RecordKind, Upserted
@@ -45,6 +51,7 @@ __all__ = [
     "Caller",
     "DeliveryReport",
     "JournalEntry",
+    "QueueListing",
     "Service",
     "StatusReport",
     "describe_unavailable",
@@ -162,6 +169,17 @@ class Service:
     def status(self) -> StatusReport:
         """`status`: sends, notices, system emails, recent applies, the lock."""
         return operations.status(self.ctx)
+
+    def queue(self, limit: int = 100) -> QueueListing:
+        """`queue`: what waits to be sent, the soonest due first."""
+        return operations.queue(self.ctx, limit)
+
+    def cancel_queued(
+        self, ids: Sequence[int] = (), email: str | None = None, event_key: str | None = None
+    ) -> int:
+        """`queue cancel`: queued system-email messages matching every criterion given are
+        cancelled, never sent; how many."""
+        return operations.cancel_queued(self.ctx, ids, email, event_key)
 
     def failed_recipients(self, broadcast_id: str) -> list[FailedRecipient]:
         """`status --failed`: the recipients of a broadcast whose delivery failed."""

@@ -113,7 +113,18 @@ def cli(
 
 
 def _register() -> None:
-    from commsync.cli import apply, data, emails, events, gitops, init, plan, status, validate
+    from commsync.cli import (
+        apply,
+        data,
+        emails,
+        events,
+        gitops,
+        init,
+        plan,
+        queue,
+        status,
+        validate,
+    )
 
     cli.add_command(init.init_command)
     cli.add_command(validate.validate_command)
@@ -124,6 +135,7 @@ def _register() -> None:
     cli.add_command(emails.emails_group)
     cli.add_command(events.event_command)
     cli.add_command(events.deliver_command)
+    cli.add_command(queue.queue_group)
     cli.add_command(events.test_send_command)
     cli.add_command(events.token_command)
     cli.add_command(events.rotate_key_command)

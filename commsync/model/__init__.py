@@ -6,7 +6,7 @@ The bottom layer: it imports nothing else of commsync.
 from __future__ import annotations
 
 from commsync.model.catalog import Catalog, DefaultEmail, EventDef, PayloadKey
-from commsync.model.delivery import LedgerRow, QueueState, Record, Waiting
+from commsync.model.delivery import LedgerRow, QueuedItem, QueueState, Record, Waiting
 from commsync.model.events import (
     EmailQueued,
     EmailSkipped,
@@ -105,6 +105,7 @@ __all__ = [
     "Provenance",
     "QueueState",
     "QueuedEmail",
+    "QueuedItem",
     "QueuedMessage",
     "Record",
     "SendProgress",

@@ -71,3 +71,26 @@ class QueueState:
     waiting: int = 0
     next_due: datetime | None = None
     by_email: Mapping[str, Waiting] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedItem:
+    """One message waiting in the delivery worker's queue (`commsync queue`)."""
+
+    id: int
+    email: str  # the system email's slug
+    recipient: str
+    due_at: datetime
+    attempts: int  # earlier tries: a retry when > 0, with the last error
+    last_error: str | None
+    event: str | None
+    event_key: str | None
+    claimed: bool  # a worker has it in hand
+
+    def why(self, now: datetime) -> str:
+        """Why it has not gone yet."""
+        if self.claimed:
+            return "being sent"
+        if self.attempts:
+            return f"retry {self.attempts + 1} after: {self.last_error or 'a temporary failure'}"
+        return "due now" if self.due_at <= now else "its email's delay"

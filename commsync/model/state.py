@@ -78,6 +78,7 @@ class SendProgress:
     failed: int = 0
     suppressed: int = 0
     uncertain: int = 0
+    cancelled: int = 0
 
 
 @dataclass(frozen=True, slots=True)

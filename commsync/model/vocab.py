@@ -75,6 +75,7 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     SUPPRESSED = "suppressed"
     UNCERTAIN = "uncertain"
+    CANCELLED = "cancelled"  # taken out of the queue (`commsync queue cancel`); never sent
 
 
 class SuppressionScope(StrEnum):

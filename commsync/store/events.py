@@ -19,6 +19,7 @@ from commsync.model import (
     JsonObject,
     JsonValue,
     QueuedEmail,
+    QueuedItem,
     QueueState,
     Waiting,
 )
@@ -106,6 +107,75 @@ class EventsMixin:
             next_due=min(firsts, default=None),
             by_email=by_email,
         )
+
+    def queued_messages(self, limit: int) -> list[QueuedItem]:
+        d, s, e = t.deliveries, t.sends, t.events
+        query = (
+            select(
+                d.c.id,
+                s.c.system_email_slug,
+                d.c.email,
+                d.c.due_at,
+                d.c.attempts,
+                d.c.last_error,
+                e.c.type,
+                e.c.idempotency_key,
+                d.c.claimed_by,
+            )
+            .select_from(d.join(s, s.c.id == d.c.send_id).outerjoin(e, e.c.id == s.c.event_id))
+            .where(d.c.status == DeliveryStatus.QUEUED, s.c.kind == "system_email")
+            .order_by(d.c.due_at, d.c.id)
+            .limit(limit)
+        )
+        with self.reader.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            QueuedItem(
+                int(r.id),
+                str(r.system_email_slug),
+                str(r.email),
+                r.due_at,
+                int(r.attempts),
+                r.last_error,
+                r.type,
+                r.idempotency_key,
+                r.claimed_by is not None,
+            )
+            for r in rows
+        ]
+
+    def cancel_queued(
+        self,
+        now: datetime,
+        *,
+        ids: Sequence[int] = (),
+        email: str | None = None,
+        event_key: str | None = None,
+    ) -> int:
+        d, s = t.deliveries, t.sends
+        sends = select(s.c.id).where(s.c.kind == "system_email")
+        if email is not None:
+            sends = sends.where(s.c.system_email_slug == email)
+        if event_key is not None:
+            sends = sends.where(
+                s.c.event_id.in_(
+                    select(t.events.c.id).where(t.events.c.idempotency_key == event_key)
+                )
+            )
+        statement = (
+            update(d)
+            .where(d.c.status == DeliveryStatus.QUEUED, d.c.send_id.in_(sends))
+            .values(
+                status=DeliveryStatus.CANCELLED,
+                last_error="cancelled with commsync queue cancel",
+                claimed_by=None,
+                updated_at=now,
+            )
+        )
+        if ids:
+            statement = statement.where(d.c.id.in_(list(ids)))
+        with self.engine.begin() as conn:
+            return int(conn.execute(statement).rowcount)
 
     def events_received(self) -> dict[str, int]:
         query = select(t.events.c.type, func.count()).group_by(t.events.c.type)

@@ -72,7 +72,8 @@ _DONE = {
     "queued": "UPDATE deliveries SET status = 'queued', attempts = attempts + 1, last_error = ?, due_at = ?, claimed_by = NULL, updated_at = ? WHERE id = ?",
     "failed": "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?",
     "uncertain": "UPDATE deliveries SET status = 'uncertain', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?",
-    "suppressed": "UPDATE deliveries SET status = 'suppressed', last_error = ?, updated_at = ? WHERE id = ?",
+    # only a row still queued: one cancelled meanwhile stays cancelled
+    "suppressed": "UPDATE deliveries SET status = 'suppressed', last_error = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
 }
 # One update per system email and commit, in slug order: workers sharing a store then lock these
 # rows in the same order and cannot deadlock.

@@ -28,6 +28,7 @@ from commsync.model import (
     MembershipRecord,
     ProductRecord,
     QueuedEmail,
+    QueuedItem,
     QueueState,
     Record,
     SuppressionScope,
@@ -291,6 +292,23 @@ class Events(Protocol):
 
     def queue_state(self, now: datetime) -> QueueState:
         """What the delivery worker's queue holds now: due, waiting, the next due time, per email."""
+        ...
+
+    def queued_messages(self, limit: int) -> list[QueuedItem]:
+        """Queued system-email messages, the soonest due first."""
+        ...
+
+    def cancel_queued(
+        self,
+        now: datetime,
+        *,
+        ids: Sequence[int] = (),
+        email: str | None = None,
+        event_key: str | None = None,
+    ) -> int:
+        """Queued system-email messages that match every criterion given become `cancelled`
+        (never sent); how many. A message a worker has in hand but not started is cancelled too:
+        the worker finds it no longer queued and leaves it."""
         ...
 
     def events_received(self) -> dict[str, int]: ...

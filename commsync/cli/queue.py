@@ -1,0 +1,121 @@
+"""`commsync queue` and `commsync queue cancel`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from commsync.cli.common import format_option, queue_line, service, table
+from commsync.errors import EXIT_OK, CommsyncError
+
+if TYPE_CHECKING:
+    from commsync.api.service import QueueListing
+
+
+def _text(listing: QueueListing) -> str:
+    q = listing.state
+    lines = [f"queue: {queue_line(q.due, q.waiting, q.next_due, listing.now)}"]
+    if listing.items:
+        rows = [
+            (
+                item.id,
+                item.email,
+                item.recipient,
+                item.due_at.strftime("%Y-%m-%d %H:%M"),
+                item.event_key or "-",
+                item.why(listing.now),
+            )
+            for item in listing.items
+        ]
+        header = ("ID", "EMAIL", "TO", "DUE", "EVENT KEY", "WAITING FOR")
+        lines += ["", *table(header, rows).splitlines()]
+        shown, total = len(listing.items), q.due + q.waiting
+        if shown < total:
+            lines.append(f"(the first {shown:,} of {total:,}; --limit N shows more)")
+    return "\n".join(lines) + "\n"
+
+
+def _json(listing: QueueListing) -> str:
+    q = listing.state
+    document = {
+        "format_version": 1,
+        "due": q.due,
+        "waiting": q.waiting,
+        "next_due": q.next_due.isoformat() if q.next_due else None,
+        "messages": [
+            {
+                "id": item.id,
+                "email": item.email,
+                "to": item.recipient,
+                "due_at": item.due_at.isoformat(),
+                "event": item.event,
+                "event_key": item.event_key,
+                "attempts": item.attempts,
+                "last_error": item.last_error,
+                "waiting_for": item.why(listing.now),
+            }
+            for item in listing.items
+        ],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+@click.group("queue", invoke_without_command=True)
+@format_option("text", "json", help="text: a table; json: a document.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=100,
+    show_default=True,
+    help="Show at most this many messages, the soonest due first.",
+)
+@click.pass_context
+def queue_group(ctx: click.Context, fmt: str, limit: int) -> int | None:
+    """What waits to be sent: system-email messages queued by events — due now, waiting for
+    their email's delay, or for a retry — soonest due first.
+
+    \b
+    Examples:
+      commsync queue
+      commsync queue --format json --limit 1000
+      commsync queue cancel --email payment_received_admin --yes
+    """
+    if ctx.invoked_subcommand is not None:
+        return None
+    with service(ctx) as s:
+        listing = s.queue(limit)
+    click.echo(_json(listing) if fmt == "json" else _text(listing), nl=False)
+    return EXIT_OK
+
+
+@queue_group.command("cancel")
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1), metavar="[ID]...")
+@click.option("--email", "email", metavar="SLUG", help="Only messages of this system email.")
+@click.option(
+    "--event", "event_key", metavar="KEY", help="Only messages queued by the event with this key."
+)
+@click.option(
+    "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
+)
+@click.pass_context
+def cancel_command(
+    ctx: click.Context, ids: tuple[int, ...], email: str | None, event_key: str | None, yes: bool
+) -> int:
+    """Cancel queued messages: those with these IDs (from `commsync queue`), of one system
+    email (--email), or queued by one event (--event); given together, a message must match
+    each. A cancelled message is never sent and stays in the ledger as `cancelled`; messages
+    already being sent finish.
+    """
+    if not ids and email is None and event_key is None:
+        raise click.UsageError("say what to cancel: message IDs, --email SLUG or --event KEY")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise CommsyncError("queue cancel takes messages out of the queue; pass --yes")
+        click.confirm("Cancel the queued messages that match? They will never be sent", abort=True)
+    with service(ctx) as s:
+        cancelled = s.cancel_queued(ids, email, event_key)
+    click.echo(f"cancelled {cancelled} queued message{'s' if cancelled != 1 else ''}")
+    return EXIT_OK
