@@ -95,7 +95,8 @@ def _identity() -> dict[str, str]:
 def test_the_github_actions_recipe_runs(tmp_path: Path) -> None:
     document = yaml.safe_load(GITHUB.read_text())
     steps = _steps(document)
-    assert set(steps) == {"plan", "apply", "drift"}
+    assert set(steps) == {"plan", "apply", "drift", "deliver"}
+    assert [t["cron"] for t in document[True]["schedule"]] == ["17 6 * * *", "*/5 * * * *"]
     env = _env(tmp_path, **_identity())
     _, checkout, store = _upstream_and_checkout(tmp_path, env)
     head = _bash("git rev-parse HEAD", checkout, env).stdout.strip()
@@ -117,6 +118,20 @@ def test_the_github_actions_recipe_runs(tmp_path: Path) -> None:
     ]
     again = _bash('commsync apply --ref "$GITHUB_SHA" --yes', checkout, ci)
     assert "Nothing to do" in again.stdout  # a re-run job changes nothing
+    _delivers_what_is_due(steps["deliver"], checkout, ci)
+
+
+def _delivers_what_is_due(commands: list[str], checkout: Path, ci: dict[str, str]) -> None:
+    """The scheduled deliver job sends what an event queued, with nobody else running."""
+    fired = _bash(
+        "commsync event payment_received --data events/payment_received.json --key ci-1",
+        checkout,
+        ci,
+    )
+    assert fired.returncode == 0, fired.stderr
+    assert "queue: 1 due" in _bash("commsync queue", checkout, ci).stdout
+    assert _run_all(commands, checkout, ci) == ["commsync deliver --once"]
+    assert _bash("commsync queue", checkout, ci).stdout.startswith("queue: empty")
 
 
 def test_the_gitlab_recipe_runs(tmp_path: Path) -> None:
@@ -127,7 +142,7 @@ def test_the_gitlab_recipe_runs(tmp_path: Path) -> None:
         for name, job in document.items()
         if isinstance(job, dict) and "script" in job
     }
-    assert set(jobs) == {"plan", "apply", "drift"}
+    assert set(jobs) == {"plan", "apply", "drift", "deliver"}
     env = _env(tmp_path, **_identity())
     _, checkout, store = _upstream_and_checkout(tmp_path, env)
     head = _bash("git rev-parse HEAD", checkout, env).stdout.strip()
@@ -137,11 +152,12 @@ def test_the_gitlab_recipe_runs(tmp_path: Path) -> None:
         "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
         "CI_COMMIT_SHA": head,
     }
-    for name in ("plan", "apply", "drift"):
+    for name in ("plan", "apply", "drift"):  # deliver: below, with something to deliver
         commands = [" ".join(str(c).split()) for c in [*before, *jobs[name]]]
         ran = _run_all(commands, checkout, ci)
         assert any(c.startswith("commsync ") for c in ran), name
     assert (checkout / "plan.md").read_text().startswith("### commsync plan: 1 to update.")
+    _delivers_what_is_due([" ".join(str(c).split()) for c in jobs["deliver"]], checkout, ci)
 
 
 def test_the_pre_commit_hook_validates(tmp_path: Path) -> None:
