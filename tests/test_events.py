@@ -54,7 +54,7 @@ def payment(**changes: Any) -> JsonObject:
     return data
 
 
-def _setup(repo: Repo, smtp: SmtpServer, settings: str | None = None, **files: str) -> None:
+def _setup(repo: Repo, smtp: SmtpServer, settings: str | None = None, **files: str | None) -> None:
     """Install payment_received's two defaults and EVERYTHING; `files` replace or add emails."""
     repo.write("commsync.yaml", settings or settings_for(smtp.url, extra="imports: none\n"))
     repo.import_data()
@@ -65,7 +65,8 @@ def _setup(repo: Repo, smtp: SmtpServer, settings: str | None = None, **files: s
         **files,
     }
     for slug, text in emails.items():
-        repo.write(f"emails/{slug}.yaml", text)
+        if text is not None:  # None: leave that email out
+            repo.write(f"emails/{slug}.yaml", text)
     repo.commit_all("emails")
     result = repo.cli("apply", "--yes")
     assert result.exit_code == 0, result.output

@@ -39,8 +39,12 @@ from commsync.apply.run import Confirm
 from commsync.config.settings import Settings
 from commsync.delivery.engine import DeliveryReport
 from commsync.delivery.worker import Worker
+from commsync.errors import CommsyncError
+from commsync.events.recheck import Recheck
 from commsync.events.service import EventService
 from commsync.model import EventResult, ImportCounts, JsonObject
+from commsync.render.emails import SystemEmailFactories
+from commsync.render.message import RenderError
 from commsync.store.failures import STORE_ERRORS, describe
 from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder
 
@@ -225,7 +229,18 @@ class Service:
         return self._event_service().fire(event_type, data, key)
 
     def _worker_for(self, on_round: RoundHook | None = None) -> Worker:
-        return Worker(self.ctx.store(), self.ctx.settings(), self.project.env, on_round=on_round)
+        store, settings = self.ctx.store(), self.ctx.settings()
+        recheck = Recheck(store, settings, self._factories)
+        return Worker(store, settings, self.project.env, on_round=on_round, recheck=recheck)
+
+    def _factories(self) -> SystemEmailFactories:
+        """The compiled system emails, for messages rendered again when they come due."""
+        try:
+            return self._event_service().factories
+        except CommsyncError as exc:  # the repository does not load: that message fails, said why
+            raise RenderError(
+                f"cannot render it again with the email's new version: {exc}"
+            ) from exc
 
     def deliver(
         self,

@@ -140,6 +140,7 @@ def _counts(report: DeliveryReport) -> dict[str, int]:
         "failed": report.failed,
         "suppressed": report.suppressed,
         "uncertain": report.uncertain,
+        "cancelled": report.cancelled,
         "to retry later": report.deferred,
     }
 
@@ -181,7 +182,9 @@ def deliver_command(ctx: click.Context, mode: str, poll: float) -> int:
     claimed by one worker only. On SIGTERM or Ctrl-C, messages being sent finish and the others
     stay queued for the next run.
     """
-    last = dict.fromkeys(("sent", "failed", "suppressed", "uncertain", "to retry later"), 0)
+    last = dict.fromkeys(
+        ("sent", "failed", "suppressed", "uncertain", "cancelled", "to retry later"), 0
+    )
 
     def on_round(claimed: int, report: DeliveryReport) -> None:
         now = _counts(report)

@@ -47,10 +47,16 @@ class DeliveryReport:
     uncertain_addresses: list[str] = field(default_factory=list)
     stopped: str | None = None
     queue: QueueState | None = None  # the worker's queue when it finished (`deliver`)
+    cancelled: int = 0  # queued messages whose email no longer wants them
 
     @property
     def done(self) -> int:
-        return self.sent + self.failed + self.suppressed + self.uncertain
+        return self.sent + self.failed + self.suppressed + self.uncertain + self.cancelled
+
+
+class NotToSend(Exception):
+    """A queued message its email no longer wants (deactivated, deleted, another event or
+    audience): recorded `cancelled` with this reason, never sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +205,9 @@ class _Run:
         elif record.status == Status.SUPPRESSED:
             r.suppressed += 1
             log.debug("suppressed: %s to %s", row.slug or "broadcast", row.email)
+        elif record.status == Status.CANCELLED:
+            r.cancelled += 1
+            log.info("cancelled: %s to %s: %s", row.slug or "broadcast", row.email, record.detail)
         elif record.status == Status.UNCERTAIN:
             r.uncertain += 1
             r.uncertain_addresses.append(row.email)
@@ -260,6 +269,10 @@ class _Run:
                 except RenderError as exc:
                     await self._settle(pending, None)
                     pending = (row, Record(row.id, Status.FAILED, str(exc), slug=row.slug))
+                    continue
+                except NotToSend as exc:  # its email changed since it was queued: never sent
+                    await self._settle(pending, None)
+                    pending = (row, Record(row.id, Status.CANCELLED, str(exc), slug=row.slug))
                     continue
                 await self.limiter.wait()
                 if not await self._settle(pending, row.id):  # suppressed since its batch was read

@@ -101,6 +101,9 @@ class Worker:
     listener: Listener | None = None
     on_round: Callable[[int, DeliveryReport], None] | None = None
     policy: RetryPolicy = WORKER_RETRIES
+    # the message for a claimed row, checked against the email as it is now (events/recheck.py);
+    # None: the message as its event rendered it
+    recheck: Callable[[LedgerRow], Built] | None = None
     claimer: str = field(init=False)
     health: WorkerHealth = field(default_factory=WorkerHealth)
 
@@ -156,7 +159,8 @@ class Worker:
                 released,
                 uncertain,
             )
-        job = SendJob(None, mail.from_address, _stored, claimer=self.claimer, clock=self.clock)
+        build = self.recheck or _stored
+        job = SendJob(None, mail.from_address, build, claimer=self.claimer, clock=self.clock)
         beat = _Beat(self.health, self.clock, self.listener)
         limiter = RateLimiter(mail.max_rate)
         runner = DueRunner(

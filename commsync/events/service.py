@@ -196,7 +196,7 @@ class EventService:
             suppressed=sum(1 for m in messages if m.status == DeliveryStatus.SUPPRESSED),
             errors=tuple(errors),
         )
-        return QueuedEmail(email.slug, due, messages), summary
+        return QueuedEmail(email.slug, due, messages, email.applied_hash), summary
 
     def fire(
         self,

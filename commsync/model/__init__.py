@@ -6,7 +6,14 @@ The bottom layer: it imports nothing else of commsync.
 from __future__ import annotations
 
 from commsync.model.catalog import Catalog, DefaultEmail, EventDef, PayloadKey
-from commsync.model.delivery import LedgerRow, QueuedItem, QueueState, Record, Waiting
+from commsync.model.delivery import (
+    LedgerRow,
+    QueuedItem,
+    QueuedSend,
+    QueueState,
+    Record,
+    Waiting,
+)
 from commsync.model.events import (
     EmailQueued,
     EmailSkipped,
@@ -107,6 +114,7 @@ __all__ = [
     "QueuedEmail",
     "QueuedItem",
     "QueuedMessage",
+    "QueuedSend",
     "Record",
     "SendProgress",
     "Sender",

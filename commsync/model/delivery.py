@@ -26,6 +26,7 @@ class LedgerRow:
     message: bytes | None = None  # system emails: rendered when their event arrived
     message_id: str | None = None
     slug: str | None = None  # the system email, whose stats the outcome updates
+    send_id: int | None = None  # system emails: the send (one event, one email) it belongs to
 
     def customer(self) -> CustomerRecord:
         """The recipient as a customer record (for placeholders)."""
@@ -94,3 +95,13 @@ class QueuedItem:
         if self.attempts:
             return f"retry {self.attempts + 1} after: {self.last_error or 'a temporary failure'}"
         return "due now" if self.due_at <= now else "its email's delay"
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedSend:
+    """What an event queued of one system email, as the worker re-checks it when it comes due."""
+
+    slug: str
+    email_hash: str | None  # the email's version then (None: queued before commsync recorded it)
+    event: str
+    payload: Mapping[str, object]

@@ -26,6 +26,7 @@ class QueuedEmail:
     slug: str
     due_at: datetime
     messages: tuple[QueuedMessage, ...]
+    email_hash: str | None = None  # the version of the email they were rendered with
 
 
 @dataclass(frozen=True, slots=True)

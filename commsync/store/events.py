@@ -20,6 +20,7 @@ from commsync.model import (
     JsonValue,
     QueuedEmail,
     QueuedItem,
+    QueuedSend,
     QueueState,
     Waiting,
 )
@@ -108,6 +109,20 @@ class EventsMixin:
             by_email=by_email,
         )
 
+    def queued_send(self, send_id: int) -> QueuedSend | None:
+        s, e = t.sends, t.events
+        query = (
+            select(s.c.system_email_slug, s.c.email_hash, e.c.type, e.c.payload)
+            .select_from(s.join(e, e.c.id == s.c.event_id))
+            .where(s.c.id == send_id)
+        )
+        with self.reader.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        payload = row.payload if isinstance(row.payload, dict) else {}
+        return QueuedSend(str(row.system_email_slug), row.email_hash, str(row.type), payload)
+
     def queued_messages(self, limit: int) -> list[QueuedItem]:
         d, s, e = t.deliveries, t.sends, t.events
         query = (
@@ -189,6 +204,7 @@ def _queue(conn: Any, event_id: int, email: QueuedEmail, now: datetime) -> None:
             insert(t.sends).values(
                 kind="system_email",
                 system_email_slug=email.slug,
+                email_hash=email.email_hash,
                 event_id=event_id,
                 recipients=len(email.messages),
                 status="sending",

@@ -74,6 +74,7 @@ _DONE = {
     "uncertain": "UPDATE deliveries SET status = 'uncertain', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?",
     # only a row still queued: one cancelled meanwhile stays cancelled
     "suppressed": "UPDATE deliveries SET status = 'suppressed', last_error = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
+    "cancelled": "UPDATE deliveries SET status = 'cancelled', last_error = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
 }
 # One update per system email and commit, in slug order: workers sharing a store then lock these
 # rows in the same order and cannot deadlock.
@@ -228,6 +229,7 @@ class SqlLedger:
                 message=bytes(r[5]) if r[5] is not None else None,
                 message_id=r[6],
                 slug=self._slugs.get(int(r[7])),
+                send_id=int(r[7]),
             )
             for r in rows
         ]

@@ -5,6 +5,7 @@ Implements the `ManagedObjects` role of `SqlStore`.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
@@ -13,6 +14,7 @@ from commsync.model import (
     BroadcastKind,
     BroadcastSpec,
     BroadcastStatus,
+    DeliveryStatus,
     EmailStats,
     LiveBroadcast,
     LiveSnapshot,
@@ -22,6 +24,7 @@ from commsync.model import (
     SystemEmailFields,
     Targets,
 )
+from commsync.model.durations import parse_minutes
 from commsync.store import tables as t
 from commsync.store.sqlutil import now
 
@@ -82,8 +85,12 @@ class ManagedMixin:
         }
         c = t.system_emails.c
         with self.engine.begin() as conn:
-            if conn.execute(select(c.slug).where(c.slug == live.slug)).first():
+            before = conn.execute(select(c.fields).where(c.slug == live.slug)).first()
+            if before is not None:
                 conn.execute(update(t.system_emails).where(c.slug == live.slug).values(values))
+                old = before.fields.get("delay") if isinstance(before.fields, dict) else None
+                if parse_minutes(old) != parse_minutes(live.fields.delay):
+                    _move_due_times(conn, live.slug, parse_minutes(live.fields.delay) or 0)
             else:
                 conn.execute(
                     insert(t.system_emails).values(slug=live.slug, created_at=stamp, **values)
@@ -168,6 +175,31 @@ def _progress(conn: Connection) -> dict[str, SendProgress]:
         for broadcast_id, status, n in conn.execute(query):
             counts[str(broadcast_id)][str(status)] = int(n)
     return {bid: SendProgress(total=sum(c.values()), **c) for bid, c in counts.items()}
+
+
+def _move_due_times(conn: Connection, slug: str, minutes: int) -> int:
+    """The email's `delay` changed: its queued messages not yet tried fall due at their event's
+    time plus the new delay (retries keep their own times)."""
+    d, s, e = t.deliveries, t.sends, t.events
+    rows = conn.execute(
+        select(d.c.id, e.c.received_at)
+        .select_from(d.join(s, s.c.id == d.c.send_id).join(e, e.c.id == s.c.event_id))
+        .where(
+            s.c.kind == "system_email",
+            s.c.system_email_slug == slug,
+            d.c.status == DeliveryStatus.QUEUED,
+            d.c.attempts == 0,
+        )
+    ).all()
+    stamp = now()
+    for row_id, received_at in rows:
+        due = received_at + timedelta(minutes=minutes)
+        conn.execute(
+            update(d)
+            .where(d.c.id == row_id, d.c.status == DeliveryStatus.QUEUED)
+            .values(due_at=due, updated_at=stamp)
+        )
+    return len(rows)
 
 
 def _provenance(row: Any, path: str | None) -> Provenance:

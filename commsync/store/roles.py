@@ -29,6 +29,7 @@ from commsync.model import (
     ProductRecord,
     QueuedEmail,
     QueuedItem,
+    QueuedSend,
     QueueState,
     Record,
     SuppressionScope,
@@ -292,6 +293,11 @@ class Events(Protocol):
 
     def queue_state(self, now: datetime) -> QueueState:
         """What the delivery worker's queue holds now: due, waiting, the next due time, per email."""
+        ...
+
+    def queued_send(self, send_id: int) -> QueuedSend | None:
+        """A system-email send as its event queued it: the email, its version then, the event
+        and its payload (for rendering the messages again with the email's current version)."""
         ...
 
     def queued_messages(self, limit: int) -> list[QueuedItem]:

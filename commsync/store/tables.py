@@ -169,6 +169,8 @@ sends = Table(
     Column("kind", String(16), nullable=False),  # broadcast | system_email | test
     Column("broadcast_id", String(128), ForeignKey("broadcasts.id"), unique=True),
     Column("system_email_slug", String(128)),
+    # the system email's applied_hash when its event queued this send (None: before 0003)
+    Column("email_hash", String(80)),
     Column("event_id", Integer, ForeignKey("events.id")),
     Column("recipients", Integer, nullable=False, default=0),
     Column("status", String(16), nullable=False),
