@@ -194,3 +194,24 @@ def test_catalogs_directories_in_the_repository(repo: Repo) -> None:
         "addons/support/events/ticket_opened.yaml:1:1: error: missing required key 'description'"
         in result.stdout
     )
+
+
+def test_an_example_that_does_not_fit_its_key_type_is_an_error_at_its_position(
+    repo: Repo,
+) -> None:
+    repo.write("commsync.yaml", SETTINGS + "catalogs: [addons/support]\n")
+    _write_catalog(repo.root / "addons" / "support")
+    event = repo.root / "addons" / "support" / "events" / "ticket_opened.yaml"
+    event.write_text(
+        event.read_text()
+        + "  ticket_id: {type: id, description: Ticket id., example: true}\n"
+        + "  opened_by: {type: string, format: email, description: Who., example: not-an-address}\n"
+    )
+    result = repo.cli("validate", "--no-store")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "addons/support/events/ticket_opened.yaml:6:59: error: the example must be an id "
+        "(an integer or a string), got boolean",
+        "addons/support/events/ticket_opened.yaml:7:72: error: the example must be one email "
+        "address",
+    ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from commsync.catalog.payload import value_problem
 from commsync.config.files import DirectoryTree, FileTree, check_listed, read_checked
 from commsync.config.schema import schema_diagnostics
 from commsync.config.yamlpos import YamlDoc, as_list, load_yaml
@@ -161,8 +162,10 @@ def build_catalog(dirs: Sequence[CatalogDir]) -> tuple[Catalog, list[Diagnostic]
     for cat in dirs:
         for doc in _docs(cat, "groups", "catalog-group.schema.json", diags):
             _register(groups, str(_get(doc, "group")), doc, cat.label, "payload group", diags)
+            diags.extend(_example_problems(doc, "/keys", _get(doc, "keys")))
         for doc in _docs(cat, "events", "catalog-event.schema.json", diags):
             _register(events_raw, str(_get(doc, "event")), doc, cat.label, "event", diags)
+            diags.extend(_example_problems(doc, "/payload", _optional(doc, "payload")))
         for doc in _docs(cat, "emails", "catalog-email.schema.json", diags):
             _register(emails_raw, str(_get(doc, "email")), doc, cat.label, "default email", diags)
     events = {slug: _build_event(e, groups, diags) for slug, e in sorted(events_raw.items())}
@@ -177,6 +180,21 @@ def build_catalog(dirs: Sequence[CatalogDir]) -> tuple[Catalog, list[Diagnostic]
 def _get(doc: YamlDoc, key: str) -> object:
     assert isinstance(doc.value, dict)
     return doc.value[key]
+
+
+def _optional(doc: YamlDoc, key: str) -> object:
+    assert isinstance(doc.value, dict)
+    return doc.value.get(key) or {}
+
+
+def _example_problems(doc: YamlDoc, pointer: str, raw: object) -> list[Diagnostic]:
+    """Each key's example must be a value of its type: it is the mock payload of previews, test
+    sends and validate's sample rendering."""
+    return [
+        doc.diag(f"{pointer}/{key.name}/example", f"the example {problem}")
+        for key in _payload_keys(raw)
+        if (problem := value_problem(key, key.example))
+    ]
 
 
 def core_catalog_dir() -> CatalogDir:

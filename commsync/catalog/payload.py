@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from commsync.model import EventDef, JsonValue
+from commsync.model import EventDef, JsonValue, PayloadKey
 from commsync.model.mail import is_address
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -54,6 +54,18 @@ def id_problem(value: object) -> str | None:
     return None
 
 
+def value_problem(key: PayloadKey, value: JsonValue) -> str | None:
+    """Why `value` does not fit `key` (its type, and its format for strings), or None."""
+    allowed = _TYPES[key.type]
+    if not isinstance(value, allowed) or (key.type != "boolean" and isinstance(value, bool)):
+        return f"must be {_described(key.type)}, got {_type_name(value)}"
+    if key.type == "id":
+        return id_problem(value)
+    if isinstance(value, str):
+        return _format_problem(key.format, value)
+    return None
+
+
 def payload_problems(
     event: EventDef, payload: Mapping[str, JsonValue], required: Iterable[str]
 ) -> list[str]:
@@ -67,12 +79,7 @@ def payload_problems(
         key = declared.get(name)
         if key is None or value is None:
             continue
-        allowed = _TYPES[key.type]
-        if not isinstance(value, allowed) or (key.type != "boolean" and isinstance(value, bool)):
-            problems.append(f"{name} must be {_described(key.type)}, got {_type_name(value)}")
-        elif (key.type == "id" and (problem := id_problem(value))) or (
-            isinstance(value, str) and (problem := _format_problem(key.format, value))
-        ):
+        if problem := value_problem(key, value):
             problems.append(f"{name} {problem}")
     for name in sorted(set(required)):
         if payload.get(name) is None:
