@@ -212,6 +212,7 @@ def test_emails_list_shows_defaults_installed_customised_and_importable(demo_rep
         "sent": 7,
         "failed": 1,
         "last_sent_at": "2026-11-20T10:00:00+00:00",
+        "cancelled": 0,
         "queued": 0,
         "next_due": None,
     }
@@ -269,7 +270,7 @@ def test_a_newer_store_is_refused_with_a_clear_message(repo: Repo) -> None:
     result = repo.cli("plan")
     assert result.exit_code == 1
     assert (
-        "has schema revision '0042', which this commsync (schema 0003) does not know"
+        "has schema revision '0042', which this commsync (schema 0004) does not know"
         in result.stderr
     )
 

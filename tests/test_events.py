@@ -520,7 +520,9 @@ def test_what_waits_in_the_queue_is_shown_by_deliver_status_emails_list_and_metr
 
     status = repo.cli("status")
     line = next(x for x in status.stdout.splitlines() if "payment_received_admin" in x)
-    assert re.search(r"payment_received_admin\s+yes\s+delay\s+0\s+0\s+2\s+\d{4}-\d\d-\d\d ", line)
+    assert re.search(
+        r"payment_received_admin\s+yes\s+delay\s+0\s+0\s+0\s+2\s+\d{4}-\d\d-\d\d ", line
+    )
     assert "Queue: 0 due, 2 waiting (next in 2h)" in status.stdout
     document = json.loads(repo.cli("status", "--format", "json").stdout)
     assert document["queue"]["due"] == 0 and document["queue"]["waiting"] == 2

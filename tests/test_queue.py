@@ -73,6 +73,12 @@ def test_the_queue_lists_what_waits_and_cancel_removes_exactly_what_it_names(
     ]
     statuses = sorted(status for _, _, status in _deliveries(repo))
     assert statuses == ["cancelled"] * 5 + ["sent"] * 4
+    listed = json.loads(repo.cli("status", "--format", "json").stdout)["system_emails"]
+    assert {e["slug"]: e["cancelled"] for e in listed} == {
+        "payment_everything": 1,
+        "payment_received_admin": 3,
+        "payment_received_customer": 1,
+    }
 
 
 def test_cancel_needs_a_criterion_and_a_confirmation_and_changes_nothing_without_them(

@@ -7,6 +7,8 @@ with the email's new version, or failed with a reason — never sent as it was.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.helpers import Repo, settings_for
@@ -91,6 +93,10 @@ def test_a_message_whose_email_no_longer_wants_it_is_cancelled(
     assert delivered.exit_code == 0, delivered.output
     assert "delivered: 2 sent, 0 failed, 1 cancelled" in delivered.stdout, delivered.stdout
     assert _outcomes(queued, slug) == ["cancelled"]
+    emails = json.loads(queued.cli("emails", "list", "--format", "json").stdout)["emails"]
+    stats = {e["slug"]: e["stats"] for e in emails}
+    if slug in stats:  # a deleted email has no stats left to show
+        assert stats[slug]["cancelled"] == 1 and stats[slug]["sent"] == 0
     assert any(reason in e for e in _last_errors(queued)), _last_errors(queued)
     subjects = sorted(str(m.parsed()["Subject"]) for m in smtp_server.recorder.messages)
     assert len(subjects) == 2 and not any(s.startswith("Thanks") for s in subjects)

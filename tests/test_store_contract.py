@@ -541,7 +541,7 @@ def test_an_older_store_is_migrated_on_first_use_and_keeps_its_data(persistent_u
         assert (
             conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
             == HEAD
-            == "0003"
+            == "0004"
         )
         assert "message" in {c["name"] for c in sa.inspect(conn).get_columns("deliveries")}
         assert "email_hash" in {c["name"] for c in sa.inspect(conn).get_columns("sends")}

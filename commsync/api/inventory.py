@@ -56,6 +56,7 @@ class EmailRow:
     sent: int = 0
     failed: int = 0
     last_sent_at: datetime | None = None
+    cancelled: int = 0
     queued: int = 0  # messages waiting or due
     next_due: datetime | None = None  # the first of them not due yet
 
@@ -114,6 +115,7 @@ def list_emails(ctx: Context) -> list[EmailRow]:
                 sent=stats.sent,
                 failed=stats.failed,
                 last_sent_at=stats.last_sent_at,
+                cancelled=stats.cancelled,
                 queued=queue[slug].count if slug in queue else 0,
                 next_due=queue[slug].next_due if slug in queue else None,
             )

@@ -36,6 +36,7 @@ def _row_json(row: EmailRow) -> dict[str, object]:
             "sent": row.sent,
             "failed": row.failed,
             "last_sent_at": row.last_sent_at.isoformat() if row.last_sent_at else None,
+            "cancelled": row.cancelled,
             "queued": row.queued,
             "next_due": row.next_due.isoformat() if row.next_due else None,
         },

@@ -106,6 +106,7 @@ class EmailStats:
     sent: int = 0
     failed: int = 0
     last_sent_at: datetime | None = None
+    cancelled: int = 0  # queued messages taken out (`queue cancel`, or the email changed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ Implements the `Events` role of `SqlStore`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -190,7 +191,23 @@ class EventsMixin:
         if ids:
             statement = statement.where(d.c.id.in_(list(ids)))
         with self.engine.begin() as conn:
-            return int(conn.execute(statement).rowcount)
+            cancelled = conn.execute(statement.returning(d.c.send_id)).scalars().all()
+            per_send = Counter(int(i) for i in cancelled)
+            slugs = dict(
+                conn.execute(
+                    select(s.c.id, s.c.system_email_slug).where(s.c.id.in_(list(per_send)))
+                ).all()
+            )
+            per_email = Counter[str]()
+            for send_id, n in per_send.items():
+                per_email[str(slugs[send_id])] += n
+            for slug, n in sorted(per_email.items()):  # the stats, in the same transaction
+                conn.execute(
+                    update(t.system_emails)
+                    .where(t.system_emails.c.slug == slug)
+                    .values(cancelled_count=t.system_emails.c.cancelled_count + n)
+                )
+            return len(cancelled)
 
     def events_received(self) -> dict[str, int]:
         query = select(t.events.c.type, func.count()).group_by(t.events.c.type)

@@ -80,6 +80,7 @@ _DONE = {
 # rows in the same order and cannot deadlock.
 _STATS = (
     "UPDATE system_emails SET sent_count = sent_count + ?, failed_count = failed_count + ?,"
+    " cancelled_count = cancelled_count + ?,"
     " last_sent_at = CASE WHEN ? > 0 THEN ? ELSE last_sent_at END WHERE slug = ?"
 )
 _DUE = """
@@ -123,13 +124,14 @@ class SqlLedger:
 
     @staticmethod
     def _stats(records: Sequence[Record], now: Any) -> list[tuple[str, Sequence[Any]]]:
+        counted = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.CANCELLED)
         counts: dict[str, list[int]] = {}
         for r in records:
-            if r.slug and r.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
-                counts.setdefault(r.slug, [0, 0])[r.status == DeliveryStatus.FAILED] += 1
+            if r.slug and r.status in counted:
+                counts.setdefault(r.slug, [0, 0, 0])[counted.index(r.status)] += 1
         return [
-            (_STATS, (sent, failed, sent, now, slug))
-            for slug, (sent, failed) in sorted(counts.items())
+            (_STATS, (sent, failed, cancelled, sent, now, slug))
+            for slug, (sent, failed, cancelled) in sorted(counts.items())
         ]
 
     def transitions(

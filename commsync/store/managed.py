@@ -232,6 +232,11 @@ def _live_system_email(row: Any) -> LiveSystemEmail:
         base_fields=None
         if row.base_fields is None
         else SystemEmailFields.from_json(row.base_fields),
-        stats=EmailStats(int(row.sent_count), int(row.failed_count), row.last_sent_at),
+        stats=EmailStats(
+            int(row.sent_count),
+            int(row.failed_count),
+            row.last_sent_at,
+            int(row.cancelled_count),
+        ),
         provenance=_provenance(row, row.managed_path),
     )

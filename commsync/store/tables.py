@@ -146,6 +146,7 @@ system_emails = Table(
     Column("applied_at", UTCDateTime),
     Column("sent_count", Integer, nullable=False, default=0),
     Column("failed_count", Integer, nullable=False, default=0),
+    Column("cancelled_count", Integer, nullable=False, default=0, server_default="0"),
     Column("last_sent_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
