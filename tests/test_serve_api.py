@@ -117,6 +117,24 @@ def test_admin_routes_are_closed_without_a_configured_key(
             response = served.post("/v1/events", json=_event(), headers=headers)
             assert response.status_code == 401
         assert "COMMSYNC_API_KEY" in response.text
+    with Served(repo.root) as served:  # a malformed body: 401 first, 422 only with the key
+        for path, method in (("/v1/events", "POST"), ("/v1/customers/9", "PUT")):
+            for headers in ({}, {"Authorization": "Bearer wrong-key-0123456789"}):
+                bad = served.client.request(
+                    method,
+                    path,
+                    content=b"{not json",
+                    headers={**headers, "Content-Type": "application/json"},
+                )
+                assert bad.status_code == 401, (path, bad.text)
+                assert "loc" not in bad.text  # no validation detail
+            bad = served.client.request(
+                method,
+                path,
+                content=b"{not json",
+                headers={**served.admin, "Content-Type": "application/json"},
+            )
+            assert bad.status_code == 422, (path, bad.text)
     with Served(repo.root, env={"COMMSYNC_API_KEY": "short-key"}) as served:
         response = served.post(
             "/v1/events", json=_event(), headers={"Authorization": "Bearer short-key"}

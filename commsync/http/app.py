@@ -19,7 +19,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from commsync import __version__, logs
@@ -222,6 +225,21 @@ def _refused(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
 
 
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """A request FastAPI could not parse (malformed JSON, a wrong shape): 422 — but on the
+    platform's routes only for a caller holding the admin key; anyone else gets 401 and learns
+    nothing about the API from the validation errors."""
+    assert isinstance(exc, RequestValidationError)
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute) and "platform" in route.tags:
+        service: Service = request.app.state.service
+        try:
+            service.authorize_admin(Caller.http(request.headers.get("authorization")))
+        except Unauthorized as refused:
+            return _refused(request, refused)
+    return await request_validation_exception_handler(request, exc)
+
+
 def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     """The store failed (down, locked, cut off): 503, so callers retry; the cause is logged."""
     route = getattr(request.scope.get("route"), "path", "?")  # the template: no tokens
@@ -270,6 +288,7 @@ def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
         app.add_exception_handler(error, _refused)
     for failure in UNAVAILABLE:
         app.add_exception_handler(failure, _unavailable)
+    app.add_exception_handler(RequestValidationError, _invalid)
     return app
 
 
