@@ -87,6 +87,11 @@ def test_cancel_needs_a_criterion_and_a_confirmation_and_changes_nothing_without
     _setup(repo, smtp_server)
     assert _fire(repo, payment(), "--key", "k1").exit_code == 0
     before = dump_store(repo.store_url)
+    typo = repo.cli("queue", "cancel", "--email", "payment_recieved_admin", "--yes")
+    assert typo.exit_code == 1
+    assert "unknown system email 'payment_recieved_admin' (installed: " in typo.stderr
+    nokey = repo.cli("queue", "cancel", "--event", "k9", "--yes")
+    assert nokey.exit_code == 1 and "no event has the key 'k9'" in nokey.stderr
     bare = repo.cli("queue", "cancel", "--yes")
     assert bare.exit_code == 64 and "say what to cancel" in bare.output
     unconfirmed = repo.cli("queue", "cancel", "--event", "k1")  # no terminal to ask on
