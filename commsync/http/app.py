@@ -19,7 +19,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
@@ -237,7 +236,17 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
             service.authorize_admin(Caller.http(request.headers.get("authorization")))
         except Unauthorized as refused:
             return _refused(request, refused)
-    return await request_validation_exception_handler(request, exc)
+    # Where and what, never the input itself: it may be bytes that are not UTF-8 (FastAPI's own
+    # handler fails on those with a 500), and echoing what a client sent helps no one.
+    detail = [
+        {
+            "loc": list(error.get("loc", ())),
+            "msg": str(error.get("msg", "")),
+            "type": error.get("type"),
+        }
+        for error in exc.errors()
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def _unavailable(request: Request, exc: Exception) -> JSONResponse:
