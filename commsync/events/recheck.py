@@ -62,15 +62,18 @@ class Recheck:
         if row.message is None:
             raise RenderError("no rendered message was stored for this row")
         stored = Built(date_header() + row.message, row.message_id or "", "")
-        send = self._send(row.send_id) if row.send_id is not None else None
-        if send is None:
+        if row.slug is None or row.send_id is None:
             return stored
-        email = self._emails().get(send.slug)
+        # the common case costs a dictionary lookup: the claim brought the slug and version
+        email = self._emails().get(row.slug)
         if email is None:
-            raise NotToSend(f"the system email {send.slug} was deleted after the event")
+            raise NotToSend(f"the system email {row.slug} was deleted after the event")
         if not email.fields.active:
-            raise NotToSend(f"the system email {send.slug} was deactivated after the event")
-        if send.email_hash is None or email.applied_hash == send.email_hash:
+            raise NotToSend(f"the system email {row.slug} was deactivated after the event")
+        if row.email_hash is None or email.applied_hash == row.email_hash:
+            return stored
+        send = self._send(row.send_id)
+        if send is None:
             return stored
         if email.fields.event != send.event:
             raise NotToSend(

@@ -27,6 +27,7 @@ class LedgerRow:
     message_id: str | None = None
     slug: str | None = None  # the system email, whose stats the outcome updates
     send_id: int | None = None  # system emails: the send (one event, one email) it belongs to
+    email_hash: str | None = None  # system emails: the email's version its message was made with
 
     def customer(self) -> CustomerRecord:
         """The recipient as a customer record (for placeholders)."""

@@ -107,7 +107,7 @@ class SqlLedger:
 
     def __init__(self, shared: _Shared) -> None:
         self.shared = shared
-        self._slugs: dict[int, str] = {}
+        self._sends: dict[int, tuple[str, str | None]] = {}  # send id -> (email slug, version)
 
     def _done(self, r: Record, now: Any) -> list[tuple[str, Sequence[Any]]]:
         db = self.shared
@@ -208,19 +208,14 @@ class SqlLedger:
         sql = _CLAIM.format(due=due.strip())
         params = (claimer, db.stamp(now), db.stamp(now), db.stamp(stale_before), limit)
         rows = self._run([(sql, params)], fetch=True) or []
-        missing = {int(r[7]) for r in rows} - set(self._slugs)
+        missing = {int(r[7]) for r in rows} - set(self._sends)
         if missing:
             marks = ", ".join("?" for _ in missing)
-            found = self._run(
-                [
-                    (
-                        f"SELECT id, system_email_slug FROM sends WHERE id IN ({marks})",
-                        tuple(missing),
-                    )
-                ],
-                fetch=True,
-            )
-            self._slugs.update({int(i): str(slug) for i, slug in found or []})
+            sql = f"SELECT id, system_email_slug, email_hash FROM sends WHERE id IN ({marks})"
+            found = self._run([(sql, tuple(missing))], fetch=True)
+            if len(self._sends) > 100_000:  # one entry per event and email: keep it bounded
+                self._sends.clear()
+            self._sends.update({int(i): (str(slug), h) for i, slug, h in found or []})
         out = [
             LedgerRow(
                 int(r[0]),
@@ -230,8 +225,9 @@ class SqlLedger:
                 int(r[4]),
                 message=bytes(r[5]) if r[5] is not None else None,
                 message_id=r[6],
-                slug=self._slugs.get(int(r[7])),
+                slug=self._sends.get(int(r[7]), (None, None))[0],
                 send_id=int(r[7]),
+                email_hash=self._sends.get(int(r[7]), (None, None))[1],
             )
             for r in rows
         ]
