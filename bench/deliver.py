@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "deliver"
 sys.path.insert(0, str(HERE))
 from plan import machine  # noqa: E402
-from send import start_sink  # noqa: E402
+from send import start_sink, timed_commsync  # noqa: E402
 
 EXE = shutil.which("commsync", path=str(Path(sys.executable).parent)) or "commsync"
 CUSTOMER = "email: payment_received_customer\n"
@@ -86,17 +86,7 @@ def _commit(root: Path, message: str) -> None:
 
 
 def deliver(root: Path) -> tuple[float, float, str]:
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [EXE, "-C", str(root), "deliver"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    out = (proc.stdout.read() if proc.stdout else b"").decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        err = (proc.stderr.read() if proc.stderr else b"").decode()
-        raise SystemExit(f"commsync deliver failed:\n{out}\n{err}")
-    return wall, usage.ru_maxrss / 1024, out
+    return timed_commsync(root, "deliver")
 
 
 def main() -> None:

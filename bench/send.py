@@ -136,20 +136,24 @@ def build_project(root: Path, customers: int, port: int, connections: int) -> No
     conn.close()
 
 
-def run_apply(root: Path) -> tuple[float, float, str]:
+def timed_commsync(root: Path, *args: str) -> tuple[float, float, str]:
+    """Run `commsync -C root ARGS`: its wall time, peak RSS (MiB) and output; exit on failure."""
     exe = shutil.which("commsync", path=str(Path(sys.executable).parent)) or "commsync"
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [exe, "-C", str(root), "apply", "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [exe, "-C", str(root), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     out = (proc.stdout.read() if proc.stdout else b"").decode()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(
-            f"commsync apply failed:\n{out}\n{(proc.stderr.read() if proc.stderr else b'').decode()}"
-        )
+        err = (proc.stderr.read() if proc.stderr else b"").decode()
+        raise SystemExit(f"commsync {' '.join(args)} failed:\n{out}\n{err}")
     return wall, usage.ru_maxrss / 1024, out
+
+
+def run_apply(root: Path) -> tuple[float, float, str]:
+    return timed_commsync(root, "apply", "--yes")
 
 
 def main() -> None:

@@ -194,13 +194,13 @@ def cancel_queued(
     if not ids and email is None and event_key is None:
         raise UsageError("say what to cancel: message ids, --email SLUG or --event KEY")
     store = ctx.store()
-    if email is not None and email not in store.system_emails():
-        queued = {item.email for item in store.queued_messages(100_000)}
-        if email not in queued:  # neither installed nor waiting: a typo, most likely
-            known = ", ".join(sorted(store.system_emails())) or "none"
-            raise CommsyncError(
-                f"unknown system email {email!r} (installed: {known}); nothing was cancelled"
-            )
+    installed = store.system_emails()
+    waiting = store.queue_state(datetime.now(UTC)).by_email if email is not None else {}
+    if email is not None and email not in installed and email not in waiting:  # a typo, likely
+        known = ", ".join(sorted(installed)) or "none"
+        raise CommsyncError(
+            f"unknown system email {email!r} (installed: {known}); nothing was cancelled"
+        )
     if event_key is not None and store.event_for_key(event_key) is None:
         raise CommsyncError(f"no event has the key {event_key!r}; nothing was cancelled")
     return store.cancel_queued(datetime.now(UTC), ids=ids, email=email, event_key=event_key)

@@ -43,7 +43,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _stored(row: LedgerRow) -> Built:
+def stored_message(row: LedgerRow) -> Built:
     """A system email's message, rendered when its event arrived; dated now."""
     if row.message is None:
         raise RenderError("no rendered message was stored for this row")
@@ -159,7 +159,7 @@ class Worker:
                 released,
                 uncertain,
             )
-        build = self.recheck or _stored
+        build = self.recheck or stored_message
         job = SendJob(None, mail.from_address, build, claimer=self.claimer, clock=self.clock)
         beat = _Beat(self.health, self.clock, self.listener)
         limiter = RateLimiter(mail.max_rate)

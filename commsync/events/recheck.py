@@ -21,10 +21,11 @@ from typing import Protocol
 
 from commsync.config.settings import Settings
 from commsync.delivery.engine import NotToSend
+from commsync.delivery.worker import stored_message
 from commsync.events.service import recipients
 from commsync.model import JsonObject, LedgerRow, LiveSystemEmail, QueuedSend
 from commsync.render.emails import SystemEmailFactories
-from commsync.render.message import Built, RenderError, date_header
+from commsync.render.message import Built, date_header
 
 LIVE_TTL = 2.0  # seconds the worker trusts its copy of the installed system emails
 
@@ -59,9 +60,7 @@ class Recheck:
         return self.sends[send_id]
 
     def __call__(self, row: LedgerRow) -> Built:
-        if row.message is None:
-            raise RenderError("no rendered message was stored for this row")
-        stored = Built(date_header() + row.message, row.message_id or "", "")
+        stored = stored_message(row)
         if row.slug is None or row.send_id is None:
             return stored
         # the common case costs a dictionary lookup: the claim brought the slug and version
