@@ -92,9 +92,37 @@ def pg_url() -> Iterator[str]:
     yield base.set(query={"options": f"-csearch_path={schema}"}).render_as_string(
         hide_password=False
     )
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    _drop_schema(admin, schema)
     admin.dispose()
+
+
+def _drop_schema(admin: sa.Engine, schema: str) -> None:
+    """Drop a test's schema even when a session it left behind still holds locks in it.
+
+    A backend whose client vanished without closing (a process killed mid-transaction, a
+    connection cut by a test's proxy) keeps its locks until TCP notices; `DROP SCHEMA` would wait
+    for it with no limit. Such holders are terminated, and the drop waits 10 s at most per try.
+    """
+    holders = sa.text(
+        "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = :schema AND l.pid <> pg_backend_pid()"
+    )
+    for attempt in range(5):
+        with admin.begin() as conn:
+            for pid in conn.execute(holders, {"schema": schema}).scalars():
+                import sys
+
+                print("HOLDER", schema, pid, file=sys.stderr)  # DEBUGTMP
+                conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        try:
+            with admin.begin() as conn:
+                conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
+                conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+            return
+        except sa.exc.OperationalError:
+            if attempt == 4:
+                raise
 
 
 @pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgresql"])

@@ -33,6 +33,12 @@ class TcpProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.cut()
+        with self._lock:  # nothing may outlive the proxy: a relay stuck in sendall included
+            sockets, self._reset = list(self._reset), set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
     def restore(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -78,21 +78,28 @@ def test_scheduled_sends_wait_and_sent_mail_is_never_resent(
     repo.commit_all("emails")
     _apply(repo)
     assert {m.parsed()["Subject"] for m in smtp_server.recorder.messages} == {"Now"}
-    assert _actions(repo) == {"email.later": "scheduled"}
+    # recorded for the delivery workers: the plan has nothing more to do about it
+    assert _sql(repo, "SELECT status FROM broadcasts WHERE id = 'later'") == [("scheduled",)]
+    assert _actions(repo) == {}
     repo.write(
         "broadcasts/now.yaml",
         "kind: email\nsubject: Now (edited)\ntargets: {all: true}\ncontent: x\n",
     )
     repo.commit_all("edit a sent email")
+    # `later` waits for a delivery worker, and none ever ran here: every plan says so
     warnings = [w["code"] for w in repo.plan_json()["warnings"]]
-    assert warnings == ["edited_after_send"]
+    assert sorted(warnings) == ["edited_after_send", "no_worker"]
     _apply(repo)
     assert len(smtp_server.recorder.messages) == 4
     repo.remove("broadcasts/now.yaml")
     repo.commit_all("remove a sent email")
-    assert [w["code"] for w in repo.plan_json()["warnings"]] == ["removed_after_send"]
+    assert sorted(w["code"] for w in repo.plan_json()["warnings"]) == [
+        "no_worker",
+        "removed_after_send",
+    ]
     _apply(repo)
-    assert repo.plan_json()["warnings"] == []  # acknowledged once, not warned forever
+    # acknowledged once, not warned forever
+    assert [w["code"] for w in repo.plan_json()["warnings"]] == ["no_worker"]
     assert len(smtp_server.recorder.messages) == 4
 
 

@@ -106,9 +106,90 @@ ROWS = [
         warnings=["empty_audience"],
     ),
     Row(
-        "email with send_at ahead is scheduled",
+        "email with send_at ahead is scheduled (no worker seen: a warning)",
         desired([email("e", send_at=LATER)]),
         expected=[("email.e", "scheduled")],
+        warnings=["no_worker"],
+    ),
+    Row(
+        "scheduled, a worker seen a minute ago: no warning",
+        desired([email("e", send_at=LATER)]),
+        replace(snapshot(), worker_seen_at=NOW - timedelta(minutes=1)),
+        [("email.e", "scheduled")],
+    ),
+    Row(
+        "scheduled, the last worker seen an hour ago: a warning",
+        desired([email("e", send_at=LATER)]),
+        replace(snapshot(), worker_seen_at=NOW - timedelta(hours=1)),
+        [("email.e", "scheduled")],
+        warnings=["no_worker"],
+    ),
+    Row(
+        "recorded scheduled, unchanged and not due: nothing to do",
+        desired([email("e", send_at=LATER)]),
+        replace(
+            snapshot([live_of(email("e", send_at=LATER), "scheduled")]),
+            worker_seen_at=NOW,
+        ),
+    ),
+    Row(
+        "recorded scheduled, send_at changed: reschedule",
+        desired([email("e", send_at=LATER + timedelta(hours=1))]),
+        snapshot([live_of(email("e", send_at=LATER), "scheduled")]),
+        [("email.e", "reschedule")],
+        warnings=["no_worker"],
+    ),
+    Row(
+        "recorded scheduled, content edited: update (rendered when sent)",
+        desired([email("e", "Edited", send_at=LATER)]),
+        snapshot([live_of(email("e", send_at=LATER), "scheduled")]),
+        [("email.e", "update")],
+        warnings=["no_worker"],
+    ),
+    Row(
+        "recorded scheduled, file removed: unschedule",
+        desired(),
+        snapshot([live_of(email("e", send_at=LATER), "scheduled")]),
+        [("email.e", "unschedule")],
+    ),
+    Row(
+        "recorded scheduled and now due: apply sends it",
+        desired([email("e", send_at=NOW - timedelta(minutes=5))]),
+        snapshot([live_of(email("e", send_at=NOW - timedelta(minutes=5)), "scheduled")]),
+        [("email.e", "send")],
+    ),
+    Row(
+        "recorded scheduled, due for longer than max_lateness: missed",
+        desired([email("e", send_at=NOW - timedelta(hours=3), max_lateness="2h")]),
+        snapshot(
+            [live_of(email("e", send_at=NOW - timedelta(hours=3), max_lateness="2h"), "scheduled")]
+        ),
+        [("email.e", "missed")],
+    ),
+    Row(
+        "recorded scheduled, due for 25 h with the default max_lateness (24h): missed",
+        desired([email("e", send_at=NOW - timedelta(hours=25))]),
+        snapshot([live_of(email("e", send_at=NOW - timedelta(hours=25)), "scheduled")]),
+        [("email.e", "missed")],
+    ),
+    Row(
+        "missed: said on every plan, never sent",
+        desired([email("e", send_at=EARLIER)]),
+        snapshot([live_of(email("e", send_at=EARLIER), "missed", progress=SendProgress())]),
+        warnings=["missed"],
+    ),
+    Row(
+        "cancelled part way (the emergency brake): said, never resumed",
+        desired([E]),
+        snapshot([live_of(E, "cancelled", progress=SendProgress(10, sent=4, cancelled=6))]),
+        warnings=["cancelled"],
+    ),
+    Row(
+        "a send the workers are delivering is not resumed by apply",
+        desired([E]),
+        snapshot(
+            [live_of(E, "sending", progress=SendProgress(10, queued=6, sent=4, by_workers=True))]
+        ),
     ),
     Row("sent email, unchanged: nothing", desired([E]), snapshot([live_of(E)])),
     Row(

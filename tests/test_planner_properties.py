@@ -85,11 +85,21 @@ def live_broadcast(draw: st.DrawFn, bid: str) -> LiveBroadcast:
         )
     else:
         queued = draw(st.integers(0, 3))
-        live = live_of(
-            base,
-            "sending" if queued else "sent",
-            progress=SendProgress(total=5 + queued, sent=5, queued=queued),
-        )
+        status = draw(st.sampled_from(["sent", "scheduled", "missed", "cancelled"]))
+        if status == "scheduled":  # recorded for the workers, not started
+            live = live_of(base, status, progress=SendProgress())
+        elif status == "missed":
+            live = live_of(base, status, progress=SendProgress())
+        elif status == "cancelled":
+            live = live_of(base, status, progress=SendProgress(5 + queued, 5, cancelled=queued))
+        else:
+            live = live_of(
+                base,
+                "sending" if queued else "sent",
+                progress=SendProgress(
+                    total=5 + queued, sent=5, queued=queued, by_workers=draw(st.booleans())
+                ),
+            )
     if draw(st.booleans()):  # edited outside commsync
         live = replace(live, spec=replace(live.spec, content="Edited in the store"))
     return live
@@ -174,4 +184,7 @@ def test_applying_the_plan_then_replanning_shows_no_changes(
         "edited_after_send",
         "newer_default",
         "empty_audience",
+        "missed",
+        "cancelled",
+        "no_worker",
     }

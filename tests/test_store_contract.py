@@ -541,10 +541,12 @@ def test_an_older_store_is_migrated_on_first_use_and_keeps_its_data(persistent_u
         assert (
             conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
             == HEAD
-            == "0004"
+            == "0005"
         )
         assert "message" in {c["name"] for c in sa.inspect(conn).get_columns("deliveries")}
-        assert "email_hash" in {c["name"] for c in sa.inspect(conn).get_columns("sends")}
+        sends = {c["name"] for c in sa.inspect(conn).get_columns("sends")}
+        assert {"email_hash", "by_workers"} <= sends
+        assert "workers" in sa.inspect(conn).get_table_names()
     assert store.product_slugs() == frozenset({"pro"})
     store.close()
 

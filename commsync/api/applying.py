@@ -15,6 +15,7 @@ from commsync.config.files import DirectoryTree
 from commsync.config.settings import Settings
 from commsync.delivery.broadcast import BroadcastSender
 from commsync.errors import ConfigError, UsageError, ValidationFailed
+from commsync.model import DeliveryMode
 from commsync.plan.model import Plan
 from commsync.repo.loader import LoadedRepository, load_layout
 
@@ -83,6 +84,7 @@ def apply(
         yes=request.yes,
         resend_uncertain=request.resend_uncertain,
         retry_failed=request.retry_failed,
+        by_workers=settings.mail.delivery == DeliveryMode.WORKERS,
     )
     sender = BroadcastSender(store, settings, layout, ctx.project.env, listener)
     return run_apply(store, run, sender, confirm=confirm, listener=listener)

@@ -37,6 +37,7 @@ from commsync.api.project import Project
 from commsync.apply.executor import ApplyListener, ApplyReport
 from commsync.apply.run import Confirm
 from commsync.config.settings import Settings
+from commsync.delivery.broadcast import WorkerBroadcasts
 from commsync.delivery.engine import DeliveryReport
 from commsync.delivery.worker import Worker
 from commsync.errors import CommsyncError
@@ -231,7 +232,15 @@ class Service:
     def _worker_for(self, on_round: RoundHook | None = None) -> Worker:
         store, settings = self.ctx.store(), self.ctx.settings()
         recheck = Recheck(store, settings, self._factories)
-        return Worker(store, settings, self.project.env, on_round=on_round, recheck=recheck)
+        broadcasts = WorkerBroadcasts(store, settings, lambda: self._event_service().layout)
+        return Worker(
+            store,
+            settings,
+            self.project.env,
+            on_round=on_round,
+            recheck=recheck,
+            broadcasts=broadcasts,
+        )
 
     def _factories(self) -> SystemEmailFactories:
         """The compiled system emails, for messages rendered again when they come due."""

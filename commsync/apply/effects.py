@@ -73,6 +73,21 @@ class ResumeSend:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleSend:
+    """An email broadcast recorded `scheduled` (new, edited or rescheduled) for the workers."""
+
+    broadcast: LiveBroadcast
+
+
+@dataclass(frozen=True, slots=True)
+class EndSchedule:
+    """A scheduled email broadcast that will not go out: unscheduled (forgotten), or missed."""
+
+    broadcast_id: str
+    missed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ReleaseBroadcast:
     """A sent email broadcast whose file was removed: no longer managed, never deleted."""
 
@@ -80,7 +95,14 @@ class ReleaseBroadcast:
 
 
 Effect = (
-    PutBroadcast | PutSystemEmail | DeleteSystemEmail | StartSend | ResumeSend | ReleaseBroadcast
+    PutBroadcast
+    | PutSystemEmail
+    | DeleteSystemEmail
+    | StartSend
+    | ResumeSend
+    | ScheduleSend
+    | EndSchedule
+    | ReleaseBroadcast
 )
 
 
@@ -122,9 +144,16 @@ def _email(action: EmailAction, live: LiveSnapshot, source: SourceInfo, now: dat
         current = live.broadcasts[action.name]
         total = action.remaining.total if action.remaining else 0
         return ResumeSend(action.name, current.spec, total)
+    if action.action in (Verb.UNSCHEDULE, Verb.MISSED):
+        return EndSchedule(action.name, missed=action.action == Verb.MISSED)
     assert action.spec is not None, f"{action.address}: {action.action} without a spec"
     spec = action.spec
     provenance = _provenance(action.path, source, now)
+    if action.action in (Verb.SCHEDULED, Verb.RESCHEDULE, Verb.UPDATE):
+        scheduled = LiveBroadcast(
+            action.name, spec, BroadcastStatus.SCHEDULED, spec.spec_hash(), True, provenance
+        )
+        return ScheduleSend(scheduled)
     sending = LiveBroadcast(
         action.name, spec, BroadcastStatus.SENDING, spec.spec_hash(), True, provenance
     )
@@ -191,10 +220,18 @@ def after(live: LiveSnapshot, effect: Effect) -> LiveSnapshot:
         p = current.progress or SendProgress()
         progress = replace(p, queued=0, sent=p.sent + p.queued)
         broadcasts[current.id] = replace(current, status=BroadcastStatus.SENT, progress=progress)
+    elif isinstance(effect, ScheduleSend):
+        broadcasts[effect.broadcast.id] = effect.broadcast
+    elif isinstance(effect, EndSchedule):
+        if effect.missed:
+            missed = replace(broadcasts[effect.broadcast_id], status=BroadcastStatus.MISSED)
+            broadcasts[effect.broadcast_id] = missed
+        else:
+            broadcasts.pop(effect.broadcast_id)
     else:
         bid = effect.broadcast_id
         broadcasts[bid] = replace(broadcasts[bid], managed=False)
-    return LiveSnapshot(live.store_id, broadcasts, emails)
+    return LiveSnapshot(live.store_id, broadcasts, emails, live.worker_seen_at)
 
 
 def apply_effects(plan: Plan, live: LiveSnapshot, now: datetime) -> LiveSnapshot:

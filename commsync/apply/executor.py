@@ -14,9 +14,11 @@ from typing import Protocol
 from commsync.apply.effects import (
     DeleteSystemEmail,
     Effect,
+    EndSchedule,
     PutBroadcast,
     PutSystemEmail,
     ResumeSend,
+    ScheduleSend,
     StartSend,
     Step,
 )
@@ -88,7 +90,10 @@ _DONE = {
     Verb.UPGRADE: "upgraded (stats kept)",
     Verb.RETRACT: "retracted",
     Verb.DELETE: "deleted",
+    Verb.UNSCHEDULE: "unscheduled; it will not be sent",
+    Verb.MISSED: "recorded missed; it will not be sent",
 }
+_STARTED_ELSEWHERE = "a delivery worker started this send meanwhile; `commsync status` shows it"
 
 
 @dataclass
@@ -97,6 +102,7 @@ class Executor:
     statuses: tuple[str, ...]
     run_send: SendRunner
     listener: ApplyListener | None = None
+    by_workers: bool = False  # `mail.delivery: workers`: sends are frozen, the workers deliver
 
     def _send(
         self, name: str, spec: BroadcastSpec, send_id: int, total: int, suppressed: int
@@ -116,13 +122,31 @@ class Executor:
         elif isinstance(effect, DeleteSystemEmail):
             self.store.delete_system_email(effect.slug)
         elif isinstance(effect, StartSend):
-            frozen = self.store.record_send(effect.broadcast, self.statuses)
             b = effect.broadcast
+            frozen = self.store.record_send(b, self.statuses, by_workers=self.by_workers)
+            if frozen is None:
+                return False, _STARTED_ELSEWHERE, None
+            if self.by_workers:
+                detail = f"{frozen.recipients - frozen.suppressed:,} recipients queued for the delivery workers"
+                if frozen.suppressed:
+                    detail += f", {frozen.suppressed:,} suppressed"
+                return True, detail, None
             return self._send(b.id, b.spec, frozen.send_id, frozen.recipients, frozen.suppressed)
         elif isinstance(effect, ResumeSend):
+            if self.by_workers:
+                self.store.hand_over(effect.broadcast_id)
+                return True, "the rest is left to the delivery workers", None
             send_id = self.store.send_id_for(effect.broadcast_id)
             assert send_id is not None, f"no send of {effect.broadcast_id} to resume"
             return self._send(effect.broadcast_id, effect.spec, send_id, effect.total, 0)
+        elif isinstance(effect, ScheduleSend):
+            if not self.store.schedule_broadcast(effect.broadcast):
+                return False, _STARTED_ELSEWHERE, None
+            at = effect.broadcast.spec.send_at
+            return True, f"scheduled for {at.isoformat() if at else 'now'}", None
+        elif isinstance(effect, EndSchedule):
+            if not self.store.end_schedule(effect.broadcast_id, missed=effect.missed):
+                return False, _STARTED_ELSEWHERE, None
         else:
             self.store.release_broadcast(effect.broadcast_id)
         return True, "", None
@@ -136,7 +160,7 @@ class Executor:
             ok, detail, delivery = self.persist(step.effect)
         except EXPECTED as exc:  # one action's failure must not stop the others; a bug does
             ok, detail, delivery = False, f"failed: {_reason(exc)}", None
-        if ok and delivery is None:
+        if ok and delivery is None and not detail:
             detail = _DONE.get(action.action, "updated")
         result = ActionResult(action.address, action.action, ok, detail, delivery)
         if self.listener is not None:

@@ -47,6 +47,7 @@ class ApplyRun:
     yes: bool = False
     resend_uncertain: bool = False
     retry_failed: bool = False
+    by_workers: bool = False  # `mail.delivery: workers`: sends are left to the delivery workers
 
 
 def _fingerprint(action: Action, live: LiveSnapshot) -> str:
@@ -137,7 +138,9 @@ def run_apply(
         journal = store.start_journal(
             plan.plan_id, source.commit, source.author, holder.host, holder.pid
         )
-        report.results = Executor(store, run.statuses, sender, listener).execute(steps)
+        report.results = Executor(store, run.statuses, sender, listener, run.by_workers).execute(
+            steps
+        )
         report.destination = sender.destination
         status = JournalStatus.SUCCEEDED if report.ok else JournalStatus.FAILED
         store.finish_journal(journal, status, _summary(report))

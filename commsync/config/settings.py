@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from commsync.config.schema import schema_diagnostics
 from commsync.config.yamlpos import Json, YamlDoc, as_list
 from commsync.diagnostics import Diagnostic
-from commsync.model import Imports, Theme
+from commsync.model import DeliveryMode, Imports, Theme
 from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.model.mail import parse_mailbox
 
@@ -30,6 +30,8 @@ class MailSettings:
     connections: int = 4
     max_rate: float | None = None
     theme: Theme = field(default_factory=Theme)
+    delivery: DeliveryMode = DeliveryMode.APPLY  # who delivers the broadcasts apply starts
+    worker_timeout: int = 60  # seconds of silence after which a delivery worker is gone
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,8 @@ def build_settings(
             transport=env.get("COMMSYNC_SMTP_URL") or str(mail.get("transport", DEFAULT_TRANSPORT)),
             connections=_int(mail.get("connections"), 4),
             max_rate=float(max_rate) if isinstance(max_rate, int | float) else None,
+            delivery=DeliveryMode(str(mail.get("delivery", DeliveryMode.APPLY))),
+            worker_timeout=_int(mail.get("worker_timeout"), 60),
             theme=Theme(
                 logo_url=_opt(theme.get("logo_url")),
                 brand_color=str(theme.get("brand_color", "#2563eb")),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from commsync.auth import unsubscribe_token
@@ -14,7 +14,7 @@ from commsync.delivery.retry import APPLY_RETRIES, RetryPolicy
 from commsync.delivery.transports import parse_transport
 from commsync.model import BroadcastSpec, LedgerRow
 from commsync.render.emails import broadcast_factory
-from commsync.render.message import UNSUBSCRIBE, Built
+from commsync.render.message import UNSUBSCRIBE, Built, MessageFactory, RenderError
 from commsync.render.values import customer_values
 from commsync.store.roles import Control, Identity, Sends
 
@@ -69,3 +69,50 @@ class BroadcastSender:
             )
         finally:
             ledger.close()
+
+
+@dataclass
+class WorkerBroadcasts:
+    """How a delivery worker builds the messages of the broadcast sends it claims rows of.
+
+    Each broadcast's factory is made once, from the spec frozen when its send started; the
+    layout is the repository's (a callable: read only once a broadcast row arrives).
+    """
+
+    store: BroadcastStore
+    settings: Settings
+    layout: Callable[[], str | None]
+    factories: dict[str, MessageFactory] = field(default_factory=dict)
+    _key: bytes | None = None
+
+    def _factory(self, broadcast_id: str) -> MessageFactory:
+        factory = self.factories.get(broadcast_id)
+        if factory is None:
+            spec = self.store.broadcast_spec(broadcast_id)
+            if spec is None:
+                raise RenderError(f"the broadcast {broadcast_id} is not in the store")
+            factory = broadcast_factory(
+                self.store.store_id, self.settings, self.layout(), broadcast_id, spec
+            )
+            if len(self.factories) > 1_000:
+                self.factories.clear()
+            self.factories[broadcast_id] = factory
+        return factory
+
+    def _token(self, email_key: str) -> str:
+        if self._key is None:
+            self._key = self.store.signing_key()
+        return unsubscribe_token(self._key, email_key)
+
+    def tokens(self, rows: Sequence[LedgerRow]) -> list[tuple[str, str]]:
+        """The unsubscribe tokens of claimed rows (token, email_key), saved before sending."""
+        return [(self._token(r.email_key), r.email_key) for r in rows]
+
+    def build(self, row: LedgerRow) -> Built:
+        assert row.broadcast is not None
+        values = customer_values(row.customer())
+        values[UNSUBSCRIBE] = self.settings.unsubscribe_url(self._token(row.email_key))
+        factory = self._factory(row.broadcast)
+        return factory.build(
+            row.email, values["customer_name"], values, self.settings.unsubscribe_mailbox
+        )

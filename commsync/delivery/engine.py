@@ -111,7 +111,8 @@ log = logging.getLogger(__name__)
 
 
 class _Claims:
-    """Due system-email rows, claimed in small batches so several workers share the queue."""
+    """Due rows (system emails, the workers' broadcast sends), claimed in small batches so
+    several workers share the queue."""
 
     def __init__(self, run: _Run, claimer: str, now: datetime) -> None:
         self.run, self.claimer, self.now = run, claimer, now
@@ -125,6 +126,10 @@ class _Claims:
             rows = self.run.ledger.claim_due(self.claimer, self.now, 50, stale)
             self.claimed += len(rows)
             self.exhausted = not rows
+            tokens = self.run.job.tokens
+            broadcasts = [r for r in rows if r.broadcast is not None]
+            if tokens is not None and broadcasts:  # their unsubscribe links must resolve
+                self.run.ledger.save_tokens(tokens(broadcasts))
             self.rows.extend(rows)
         return self.rows.popleft() if self.rows else None
 
@@ -227,6 +232,18 @@ class _Run:
         if self.listener is not None:
             self.listener.progress(r.done, self.total)
 
+    def _not_started(self, row: LedgerRow) -> tuple[LedgerRow, Record] | None:
+        """Why a row could not be marked `sending`: its address was suppressed since its batch
+        was read (recorded), it was cancelled (`queue cancel`: counted), or another worker has it
+        now (this one was taken for gone: theirs to send)."""
+        status, claimed_by, suppressed = self.ledger.row_state(row.id)
+        ours = self.job.claimer is None or claimed_by == self.job.claimer
+        if status == Status.QUEUED and suppressed and ours:
+            return row, Record(row.id, Status.SUPPRESSED, "suppressed just before sending")
+        if status == Status.CANCELLED:
+            self.count(row, Record(row.id, Status.CANCELLED, "cancelled before it was sent"))
+        return None
+
     def _record(self, row: LedgerRow, built: Built, outcome: Outcome) -> Record:
         if outcome.kind == OutcomeKind.SENT:
             return Record(row.id, Status.SENT, message_id=built.message_id, slug=row.slug)
@@ -275,9 +292,8 @@ class _Run:
                     pending = (row, Record(row.id, Status.CANCELLED, str(exc), slug=row.slug))
                     continue
                 await self.limiter.wait()
-                if not await self._settle(pending, row.id):  # suppressed since its batch was read
-                    suppressed = Record(row.id, Status.SUPPRESSED, "suppressed just before sending")
-                    pending = (row, suppressed)
+                if not await self._settle(pending, row.id):
+                    pending = self._not_started(row)
                     continue
                 session = self.sessions[slot] = self.sessions[slot] or self.transport.open()
                 outcome = await session.send(self.job.envelope_from, row.email, built.data)

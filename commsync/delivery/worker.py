@@ -1,10 +1,14 @@
 """The delivery worker (`commsync deliver`, and the one inside `commsync serve`).
 
-It claims due system-email rows (delayed emails, retries), sends them, and records each outcome.
-Several workers on one or several machines can share a store: rows are claimed with `SELECT …
-FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite has one writer anyway), so every message is sent by
-one worker only. On stop, in-flight messages finish and claimed-but-unsent rows are given back:
-every message is either sent or still queued.
+Each round it starts the scheduled broadcasts whose `send_at` has passed (or records them missed,
+past their `max_lateness`), claims due rows — system emails (delayed ones, retries) and the rows
+of the broadcast sends that are the workers' — sends them, records each outcome, and closes the
+broadcast sends that are done. Several workers on one or several machines can share a store:
+rows are claimed with `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL (on SQLite they take turns
+through its write lock), so every message is sent by one worker only. Each worker beats in the
+`workers` table; one silent for `mail.worker_timeout` is gone: what it was sending becomes
+uncertain, what it had claimed goes to the others. On stop, in-flight messages finish and
+claimed-but-unsent rows are given back: every message is either sent or still queued.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from commsync.config.settings import Settings
+from commsync.delivery.broadcast import WorkerBroadcasts
 from commsync.delivery.engine import STALE_CLAIM, DeliveryReport, DueRunner, Listener, SendJob
 from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.retry import WORKER_RETRIES, RetryPolicy
 from commsync.delivery.transport import hostname
 from commsync.delivery.transports import parse_transport
 from commsync.errors import StoreError
-from commsync.model import LedgerRow
+from commsync.model import BroadcastStatus, LedgerRow
 from commsync.render.message import Built, RenderError, date_header
 from commsync.store.failures import STORE_ERRORS, describe
 from commsync.store.roles import Ledger, Sends
@@ -104,6 +109,7 @@ class Worker:
     # the message for a claimed row, checked against the email as it is now (events/recheck.py);
     # None: the message as its event rendered it
     recheck: Callable[[LedgerRow], Built] | None = None
+    broadcasts: WorkerBroadcasts | None = None  # builds the rows of broadcast sends
     claimer: str = field(init=False)
     health: WorkerHealth = field(default_factory=WorkerHealth)
 
@@ -159,8 +165,14 @@ class Worker:
                 released,
                 uncertain,
             )
-        build = self.recheck or stored_message
-        job = SendJob(None, mail.from_address, build, claimer=self.claimer, clock=self.clock)
+        job = SendJob(
+            None,
+            mail.from_address,
+            self._build,
+            self.broadcasts.tokens if self.broadcasts is not None else None,
+            claimer=self.claimer,
+            clock=self.clock,
+        )
         beat = _Beat(self.health, self.clock, self.listener)
         limiter = RateLimiter(mail.max_rate)
         runner = DueRunner(
@@ -174,12 +186,66 @@ class Worker:
             beat,
             report,
         )
+        self._alive(ledger)  # seen before the first claim
+        beating = asyncio.ensure_future(self._heartbeats(ledger, stop))
         try:
             await self._rounds(runner, ledger, loop=loop, stop=stop, poll=poll)
             ledger.release(self.claimer)  # stopping: what was claimed and not sent goes back
+            ledger.stopped(self.claimer)
         finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
             await runner.close()
             _quietly(ledger.close)
+
+    def _build(self, row: LedgerRow) -> Built:
+        if row.broadcast is not None:
+            if self.broadcasts is None:
+                raise RenderError("this worker was started without a way to build broadcasts")
+            return self.broadcasts.build(row)
+        return (self.recheck or stored_message)(row)
+
+    def _alive(self, ledger: Ledger) -> None:
+        """Beat, and take over from workers that went silent."""
+        ledger.heartbeat(self.claimer, hostname(), os.getpid())
+        silent = datetime.now(UTC) - timedelta(seconds=self.settings.mail.worker_timeout)
+        uncertain, released = ledger.recover_dead(silent)
+        if uncertain or released:
+            log.warning(
+                "delivery worker: a worker went silent for %d s: %d of its messages uncertain, "
+                "%d given to the others",
+                self.settings.mail.worker_timeout,
+                uncertain,
+                released,
+            )
+
+    async def _heartbeats(self, ledger: Ledger, stop: threading.Event) -> None:
+        interval = max(0.5, min(10.0, self.settings.mail.worker_timeout / 6))
+        while not stop.is_set():
+            await _idle(interval, stop)
+            try:
+                self._alive(ledger)
+            except STORE_ERRORS:  # the rounds meet the same failure and reconnect
+                return
+
+    def _schedule(self, now: datetime) -> None:
+        """Start the scheduled broadcasts that are due; close the sends that are done."""
+        statuses = self.settings.membership_statuses
+        for started in self.store.start_due_broadcasts(now, statuses):
+            if started.status == BroadcastStatus.MISSED:
+                log.warning(
+                    "broadcast %s missed: its send_at passed more than its max_lateness ago; "
+                    "it will not be sent",
+                    started.broadcast_id,
+                )
+            else:
+                log.info(
+                    "broadcast %s started: %d recipients",
+                    started.broadcast_id,
+                    started.recipients,
+                )
+        for broadcast_id in self.store.finish_worker_sends():
+            log.info("broadcast %s sent", broadcast_id)
 
     async def _rounds(
         self, runner: DueRunner, ledger: Ledger, *, loop: bool, stop: threading.Event, poll: float
@@ -191,7 +257,11 @@ class Worker:
                 # messages a vanished worker was sending: uncertain, never sent twice
                 ledger.recover_stale(now - STALE_CLAIM)
                 recovered_at = now
+            self._schedule(now)
             claimed = await runner.round(now)
+            if claimed:  # a send that just finished is closed at once (`deliver --once` too)
+                for broadcast_id in self.store.finish_worker_sends():
+                    log.info("broadcast %s sent", broadcast_id)
             self.health.beat(self.clock())
             if claimed and self.on_round is not None:
                 self.on_round(claimed, runner.report)

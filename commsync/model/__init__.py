@@ -58,6 +58,7 @@ from commsync.model.values import (
 from commsync.model.vocab import (
     BroadcastKind,
     BroadcastStatus,
+    DeliveryMode,
     DeliveryStatus,
     EmailTarget,
     Format,
@@ -83,6 +84,7 @@ __all__ = [
     "Catalog",
     "CustomerRecord",
     "DefaultEmail",
+    "DeliveryMode",
     "DeliveryStatus",
     "DesiredBroadcast",
     "DesiredState",
@@ -111,6 +113,7 @@ __all__ = [
     "ProductRecord",
     "Provenance",
     "QueueState",
+    "QueuedBroadcast",
     "QueuedEmail",
     "QueuedItem",
     "QueuedMessage",

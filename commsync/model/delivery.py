@@ -28,6 +28,7 @@ class LedgerRow:
     slug: str | None = None  # the system email, whose stats the outcome updates
     send_id: int | None = None  # system emails: the send (one event, one email) it belongs to
     email_hash: str | None = None  # system emails: the email's version its message was made with
+    broadcast: str | None = None  # a broadcast's row claimed by a worker: which broadcast
 
     def customer(self) -> CustomerRecord:
         """The recipient as a customer record (for placeholders)."""
@@ -96,6 +97,26 @@ class QueuedItem:
         if self.attempts:
             return f"retry {self.attempts + 1} after: {self.last_error or 'a temporary failure'}"
         return "due now" if self.due_at <= now else "its email's delay"
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedBroadcast:
+    """An email broadcast the workers have yet to send: scheduled, or being sent."""
+
+    id: str
+    subject: str
+    status: str  # scheduled | sending
+    send_at: datetime | None
+    recipients: int  # scheduled: 0 (the audience is resolved when the send starts)
+    left: int  # recipients not yet sent to (queued or being sent)
+    by_workers: bool  # sent by the delivery workers (else by the apply that started it)
+
+    def why(self, now: datetime) -> str:
+        if self.status == "scheduled":
+            if self.send_at is not None and self.send_at > now:
+                return "scheduled"
+            return "due: waits for a delivery worker"
+        return "being sent by the delivery workers" if self.by_workers else "being sent by apply"
 
 
 @dataclass(frozen=True, slots=True)

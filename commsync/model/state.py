@@ -79,6 +79,7 @@ class SendProgress:
     suppressed: int = 0
     uncertain: int = 0
     cancelled: int = 0
+    by_workers: bool = False  # the delivery workers send it (else the apply that started it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +154,4 @@ class LiveSnapshot:
     store_id: str
     broadcasts: Mapping[str, LiveBroadcast]
     system_emails: Mapping[str, LiveSystemEmail]
+    worker_seen_at: datetime | None = None  # the last sign of life of any delivery worker

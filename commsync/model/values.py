@@ -10,9 +10,11 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from commsync.model.durations import canonical as canonical_duration
+from commsync.model.durations import parse_minutes
 from commsync.model.vocab import BroadcastKind, EmailTarget, Format, MessageType, Style
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
@@ -117,6 +119,9 @@ class Targets:
         )
 
 
+DEFAULT_MAX_LATENESS_MINUTES = 24 * 60  # a scheduled send starts up to a day late, not later
+
+
 @dataclass(frozen=True, slots=True)
 class BroadcastSpec:
     """The managed fields of a notice or an email broadcast."""
@@ -132,6 +137,13 @@ class BroadcastSpec:
     expires_at: datetime | None = None
     send_at: datetime | None = None
     allow_resend: bool = False
+    max_lateness: str | None = None  # a duration; None: DEFAULT_MAX_LATENESS
+
+    @property
+    def lateness(self) -> timedelta:
+        """How late a scheduled send may still start; later, it is missed."""
+        minutes = parse_minutes(self.max_lateness) if self.max_lateness else None
+        return timedelta(minutes=DEFAULT_MAX_LATENESS_MINUTES if minutes is None else minutes)
 
     def fields(self) -> JsonObject:
         """Kind-relevant fields as shown to operators (dates keep their offset)."""
@@ -149,6 +161,8 @@ class BroadcastSpec:
         else:
             out["send_at"] = format_datetime(self.send_at)
             out["allow_resend"] = self.allow_resend
+            if self.max_lateness is not None:  # absent from older specs: their hash is kept
+                out["max_lateness"] = self.max_lateness
         return out
 
     def canonical(self) -> JsonObject:
@@ -202,6 +216,7 @@ _SPEC_OPTIONAL: dict[str, Callable[[Any], Any]] = {
     "expires_at": _when,
     "send_at": _when,
     "allow_resend": bool,
+    "max_lateness": lambda v: canonical_duration(v) or str(v),
 }
 
 

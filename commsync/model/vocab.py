@@ -32,12 +32,25 @@ class MessageType(StrEnum):
 
 
 class BroadcastStatus(StrEnum):
-    """A live broadcast: notices are active or retracted; email broadcasts sending or sent."""
+    """A live broadcast: notices are active or retracted. An email broadcast is scheduled
+    (recorded, waiting for its `send_at`), then sending and sent; or missed (its `send_at` passed
+    by more than its `max_lateness` before a worker could start it: never sent), or cancelled
+    (`queue cancel --broadcast`: what had not gone out never will)."""
 
     ACTIVE = "active"
     RETRACTED = "retracted"
+    SCHEDULED = "scheduled"
     SENDING = "sending"
     SENT = "sent"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+
+class DeliveryMode(StrEnum):
+    """Who delivers an email broadcast (`mail.delivery`): `apply` itself, or the workers."""
+
+    APPLY = "apply"
+    WORKERS = "workers"
 
 
 class EmailTarget(StrEnum):

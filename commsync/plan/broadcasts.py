@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from commsync.diagnostics import Diagnostic
 from commsync.model import (
@@ -16,6 +16,7 @@ from commsync.model import (
     DesiredState,
     LiveBroadcast,
     LiveSnapshot,
+    SendProgress,
     Targets,
 )
 from commsync.plan.model import (
@@ -52,8 +53,16 @@ def spec_changes(before: BroadcastSpec, after: BroadcastSpec) -> tuple[FieldChan
     )
 
 
+# Scheduled sends need a worker: without a sign of one for this long, plan and status warn.
+WORKER_SILENCE = timedelta(minutes=15)
+
+
 def _is_open(live: LiveBroadcast | None) -> bool:
     return live is not None and live.status != BroadcastStatus.RETRACTED
+
+
+def _is_scheduled(live: LiveBroadcast | None) -> bool:
+    return live is not None and live.status == BroadcastStatus.SCHEDULED
 
 
 def audience_requests(desired: DesiredState, live: LiveSnapshot) -> frozenset[Targets]:
@@ -62,7 +71,7 @@ def audience_requests(desired: DesiredState, live: LiveSnapshot) -> frozenset[Ta
     for d in desired.broadcasts:
         current = live.broadcasts.get(d.id)
         if d.spec.kind == BroadcastKind.EMAIL:
-            if current is None:
+            if current is None or _is_scheduled(current):
                 wanted.add(d.spec.targets)
         elif not _is_open(current) or (
             current is not None and current.spec.canonical() != d.spec.canonical()
@@ -118,12 +127,18 @@ def _plan_notice(
 
 
 def _sent_signatures(live: LiveSnapshot) -> dict[str, str]:
-    """Content signature → which email already has it (for the duplicate-send guard)."""
+    """Content signature → which email already has it (for the duplicate-send guard): sent,
+    being sent, cancelled part way, or scheduled to go; a missed one never went."""
     seen: dict[str, str] = {}
     for b in sorted(live.broadcasts.values(), key=lambda b: b.id):
-        if b.spec.kind == BroadcastKind.EMAIL:
-            when = b.provenance.applied_at.isoformat() if b.provenance.applied_at else "earlier"
-            seen.setdefault(b.spec.content_signature(), f"email.{b.id}, sent {when}")
+        if b.spec.kind != BroadcastKind.EMAIL or b.status == BroadcastStatus.MISSED:
+            continue
+        if b.status == BroadcastStatus.SCHEDULED:
+            at = b.spec.send_at.isoformat() if b.spec.send_at else "now"
+            seen.setdefault(b.spec.content_signature(), f"email.{b.id}, scheduled for {at}")
+            continue
+        when = b.provenance.applied_at.isoformat() if b.provenance.applied_at else "earlier"
+        seen.setdefault(b.spec.content_signature(), f"email.{b.id}, sent {when}")
     return seen
 
 
@@ -179,7 +194,7 @@ def _plan_new_email(
         return
     scheduled = spec.send_at is not None and spec.send_at > now
     action, reason = (
-        (Verb.SCHEDULED, f"sends at {spec.send_at.isoformat()}")
+        (Verb.SCHEDULED, _sends_at(spec))
         if spec.send_at and scheduled
         else (Verb.SEND, "new email broadcast")
     )
@@ -207,6 +222,81 @@ def _plan_new_email(
         )
 
 
+def _sends_at(spec: BroadcastSpec) -> str:
+    assert spec.send_at is not None
+    return (
+        f"the delivery workers send it at {spec.send_at.isoformat()}; "
+        "its audience is counted again when the send starts"
+    )
+
+
+def _plan_scheduled_email(
+    d: DesiredBroadcast,
+    live: LiveBroadcast,
+    audience: Audience | None,
+    now: datetime,
+    out: Findings,
+) -> None:
+    """A recorded scheduled send, before a worker started it: it follows its file."""
+    spec = d.spec
+    changes = spec_changes(live.spec, spec)
+
+    def act(verb: Verb, reason: str) -> None:
+        out.actions.append(
+            EmailAction(
+                name=d.id,
+                action=verb,
+                reason=reason,
+                changes=changes,
+                audience=None if verb == Verb.MISSED else audience,
+                fingerprint=live.fingerprint(),
+                path=d.origin.path,
+                last_applied=live.provenance,
+                spec=spec,
+            )
+        )
+
+    if spec.send_at is None or spec.send_at <= now:
+        if spec.send_at is not None and now - spec.send_at > spec.lateness:
+            act(
+                Verb.MISSED,
+                f"its send_at {spec.send_at.isoformat()} passed more than max_lateness "
+                f"({spec.max_lateness or '24h'}) ago before a delivery worker started it; "
+                "recorded missed, never sent",
+            )
+            return
+        fields = ", ".join(c.field for c in changes)
+        act(Verb.SEND, "scheduled, and due now" + (f"; fields changed: {fields}" if fields else ""))
+    elif [c.field for c in changes] == ["send_at"]:
+        old = live.spec.send_at.isoformat() if live.spec.send_at else "now"
+        act(Verb.RESCHEDULE, f"sends at {spec.send_at.isoformat()} instead of {old}")
+    elif changes:
+        fields = ", ".join(c.field for c in changes)
+        act(Verb.UPDATE, f"fields changed before it was sent: {fields}; {_sends_at(spec)}")
+
+
+def _plan_ended_email(d: DesiredBroadcast, live: LiveBroadcast, out: Findings) -> None:
+    """Missed or cancelled: said on every plan while its file is there; never sent again."""
+    progress = live.progress or SendProgress()
+    if live.status == BroadcastStatus.MISSED:
+        code, msg = (
+            WarningCode.MISSED,
+            (
+                "missed: its send_at passed more than max_lateness ago before a delivery worker "
+                "started it; it was never sent. To send it, write a new broadcast"
+            ),
+        )
+    else:
+        code, msg = (
+            WarningCode.CANCELLED,
+            (
+                f"cancelled during its send (queue cancel --broadcast): {progress.sent:,} of "
+                f"{progress.total:,} recipients were sent to, {progress.cancelled:,} never will be"
+            ),
+        )
+    out.warnings.append(PlanWarning(ObjectKind.EMAIL, d.id, code, msg, d.origin.path))
+
+
 def _plan_sent_email(d: DesiredBroadcast, live: LiveBroadcast, out: Findings) -> None:
     progress = live.progress
     changed = spec_changes(live.spec, d.spec)
@@ -217,7 +307,7 @@ def _plan_sent_email(d: DesiredBroadcast, live: LiveBroadcast, out: Findings) ->
             ObjectKind.EMAIL, d.id, WarningCode.EDITED_AFTER_SEND, msg, d.origin.path
         )
         out.warnings.append(warning)
-    if progress is not None and progress.queued > 0:
+    if progress is not None and progress.queued > 0 and not progress.by_workers:
         reason = f"{progress.queued:,} of {progress.total:,} recipients left"
         if progress.uncertain:
             reason += f"; {progress.uncertain:,} uncertain (apply --resend-uncertain)"
@@ -256,8 +346,20 @@ def _plan_orphans(desired_ids: set[str], live: LiveSnapshot, out: Findings) -> N
                     path=b.provenance.path,
                 )
             )
+        elif _is_scheduled(b):
+            out.actions.append(
+                EmailAction(
+                    name=bid,
+                    action=Verb.UNSCHEDULE,
+                    reason=f"{b.provenance.path or 'its file'} was removed before it was sent; it will not be sent",
+                    fingerprint=b.fingerprint(),
+                    path=b.provenance.path,
+                )
+            )
         elif b.spec.kind == BroadcastKind.EMAIL:
             msg = "its file was removed after it was sent; nothing is sent or deleted"
+            if b.status == BroadcastStatus.MISSED:
+                msg = "its file was removed; it was missed and never sent"
             code = WarningCode.REMOVED_AFTER_SEND
             out.warnings.append(PlanWarning(ObjectKind.EMAIL, bid, code, msg, b.provenance.path))
 
@@ -287,7 +389,34 @@ def plan_broadcasts(
                 out.actions.append(action)
         elif current is None:
             _plan_new_email(d, audience, refused.get(d.id), now, out)
+        elif current.status == BroadcastStatus.SCHEDULED:
+            _plan_scheduled_email(d, current, audience, now, out)
+        elif current.status in (BroadcastStatus.MISSED, BroadcastStatus.CANCELLED):
+            _plan_ended_email(d, current, out)
         else:
             _plan_sent_email(d, current, out)
     _plan_orphans(desired_ids, live, out)
+    _warn_without_worker(out, live, now)
     return out
+
+
+def _warn_without_worker(out: Findings, live: LiveSnapshot, now: datetime) -> None:
+    """Scheduled sends are the workers' to start: say so when none has been seen lately."""
+    waiting = {b.id for b in live.broadcasts.values() if _is_scheduled(b)}
+    for a in out.actions:
+        if isinstance(a, EmailAction):
+            if a.action in (Verb.SCHEDULED, Verb.RESCHEDULE, Verb.UPDATE):
+                waiting.add(a.name)
+            elif a.action in (Verb.SEND, Verb.MISSED, Verb.UNSCHEDULE):
+                waiting.discard(a.name)
+    seen = live.worker_seen_at
+    if not waiting or (seen is not None and now - seen <= WORKER_SILENCE):
+        return
+    when = f"since {seen:%Y-%m-%d %H:%M} UTC" if seen is not None else "ever"
+    first = sorted(waiting)[0]
+    msg = (
+        f"{len(waiting)} scheduled email broadcast(s) wait for a delivery worker, and none has "
+        f"been seen {when}: run `commsync deliver --loop` or `commsync serve`, or `commsync "
+        "deliver --once` every few minutes from cron or CI (docs/delivery.md)"
+    )
+    out.warnings.append(PlanWarning(ObjectKind.EMAIL, first, WarningCode.NO_WORKER, msg))

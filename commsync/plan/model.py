@@ -34,7 +34,7 @@ class ObjectKind(StrEnum):
 
 
 class Verb(StrEnum):
-    """What an action does. The first nine change something; the rest only inform."""
+    """What an action does. The first thirteen change something; the rest only inform."""
 
     CREATE = "create"
     UPDATE = "update"
@@ -45,9 +45,12 @@ class Verb(StrEnum):
     RESET = "reset"
     UPGRADE = "upgrade"
     DELETE = "delete"
+    SCHEDULED = "scheduled"  # an email broadcast recorded to be sent by the workers at send_at
+    RESCHEDULE = "reschedule"  # a scheduled one's send_at changed
+    UNSCHEDULE = "unschedule"  # a scheduled one's file removed before it went out
+    MISSED = "missed"  # a scheduled one later than its max_lateness: recorded missed, never sent
     EXPIRED = "expired"
     PENDING = "pending"
-    SCHEDULED = "scheduled"
 
 
 CHANGE_VERBS = frozenset(
@@ -61,6 +64,10 @@ CHANGE_VERBS = frozenset(
         Verb.RESET,
         Verb.UPGRADE,
         Verb.DELETE,
+        Verb.SCHEDULED,
+        Verb.RESCHEDULE,
+        Verb.UNSCHEDULE,
+        Verb.MISSED,
     }
 )
 
@@ -70,6 +77,9 @@ class WarningCode(StrEnum):
     EDITED_AFTER_SEND = "edited_after_send"
     REMOVED_AFTER_SEND = "removed_after_send"
     NEWER_DEFAULT = "newer_default"
+    MISSED = "missed"  # a scheduled email broadcast that was never sent
+    CANCELLED = "cancelled"  # an email broadcast stopped by `queue cancel --broadcast`
+    NO_WORKER = "no_worker"  # scheduled sends wait, and no delivery worker was seen lately
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +144,8 @@ class NoticeAction(_Action):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EmailAction(_Action):
-    """send, scheduled (with `spec`), resume (with `remaining`)."""
+    """send, scheduled, update, reschedule (with `spec`), resume (with `remaining`),
+    unschedule, missed."""
 
     kind: ClassVar[ObjectKind] = ObjectKind.EMAIL
     spec: BroadcastSpec | None = None

@@ -18,11 +18,28 @@ SYMBOLS = {
     "resume": ">",
     "reset": "<",
     "upgrade": "^",
-    "scheduled": ".",
+    "scheduled": "@",
+    "reschedule": "@",
+    "unschedule": "-",
+    "missed": "x",
     "pending": ".",
     "expired": ".",
 }
-_ORDER = ("create", "import", "update", "reset", "upgrade", "retract", "delete", "send", "resume")
+_ORDER = (
+    "create",
+    "import",
+    "update",
+    "reset",
+    "upgrade",
+    "retract",
+    "delete",
+    "send",
+    "resume",
+    "scheduled",
+    "reschedule",
+    "unschedule",
+    "missed",
+)
 _VERBS = {
     "create": "to create",
     "import": "to import",
@@ -33,6 +50,10 @@ _VERBS = {
     "delete": "to delete",
     "send": "to send",
     "resume": "to resume",
+    "scheduled": "to schedule",
+    "reschedule": "to reschedule",
+    "unschedule": "to unschedule",
+    "missed": "missed",
 }
 
 

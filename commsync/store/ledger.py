@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,8 @@ from sqlalchemy import Engine
 
 from commsync.model import DeliveryStatus, LedgerRow, Record
 from commsync.store.sqlutil import driver_sql, driver_stamp
+
+_NAMES = ("first_name", "last_name", "display_name", "username")
 
 
 class _Shared:
@@ -67,6 +70,11 @@ _START_CLAIMED = (
     "UPDATE deliveries SET status = 'sending', updated_at = ? WHERE id = ? AND status = 'queued' AND claimed_by = ?"
     " AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_key = deliveries.email_key AND s.scope = 'all')"
 )
+# a broadcast's row claimed by a worker: every suppression counts, as for apply's sends
+_START_CLAIMED_BROADCAST = (
+    "UPDATE deliveries SET status = 'sending', updated_at = ? WHERE id = ? AND status = 'queued' AND claimed_by = ?"
+    " AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_key = deliveries.email_key)"
+)
 _DONE = {
     "sent": "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, message_id = ?, last_error = NULL, sent_at = ?, updated_at = ? WHERE id = ?",
     "queued": "UPDATE deliveries SET status = 'queued', attempts = attempts + 1, last_error = ?, due_at = ?, claimed_by = NULL, updated_at = ? WHERE id = ?",
@@ -83,10 +91,15 @@ _STATS = (
     " cancelled_count = cancelled_count + ?,"
     " last_sent_at = CASE WHEN ? > 0 THEN ? ELSE last_sent_at END WHERE slug = ?"
 )
-_DUE = """
+# What the workers send: system emails, and the broadcast sends that are theirs (scheduled
+# ones they started, every one under `mail.delivery: workers`).
+_WORKER_SENDS = (
+    "SELECT id FROM sends WHERE kind = 'system_email' OR (by_workers AND status = 'sending')"
+)
+_DUE = f"""
 SELECT d.id FROM deliveries d
 WHERE d.status = 'queued' AND d.due_at <= ? AND (d.claimed_by IS NULL OR d.claimed_at < ?)
-  AND d.send_id IN (SELECT id FROM sends WHERE kind = 'system_email')
+  AND d.send_id IN ({_WORKER_SENDS})
 ORDER BY d.due_at LIMIT ?
 """
 _CLAIM = (
@@ -107,7 +120,9 @@ class SqlLedger:
 
     def __init__(self, shared: _Shared) -> None:
         self.shared = shared
-        self._sends: dict[int, tuple[str, str | None]] = {}  # send id -> (email slug, version)
+        # send id -> (system email slug, its version) or (None, broadcast id)
+        self._sends: dict[int, tuple[str | None, str | None]] = {}
+        self._broadcast_rows: set[int] = set()  # claimed rows of broadcasts, not yet started
 
     def _done(self, r: Record, now: Any) -> list[tuple[str, Sequence[Any]]]:
         db = self.shared
@@ -157,6 +172,9 @@ class SqlLedger:
                     if start is not None:
                         if claimer is None:
                             cursor.execute(db.sql(_START), (now, start))
+                        elif start in self._broadcast_rows:
+                            self._broadcast_rows.discard(start)
+                            cursor.execute(db.sql(_START_CLAIMED_BROADCAST), (now, start, claimer))
                         else:
                             cursor.execute(db.sql(_START_CLAIMED), (now, start, claimer))
                     results.append(start is None or cursor.rowcount == 1)
@@ -211,27 +229,122 @@ class SqlLedger:
         missing = {int(r[7]) for r in rows} - set(self._sends)
         if missing:
             marks = ", ".join("?" for _ in missing)
-            sql = f"SELECT id, system_email_slug, email_hash FROM sends WHERE id IN ({marks})"
+            sql = f"SELECT id, system_email_slug, email_hash, broadcast_id FROM sends WHERE id IN ({marks})"
             found = self._run([(sql, tuple(missing))], fetch=True)
             if len(self._sends) > 100_000:  # one entry per event and email: keep it bounded
                 self._sends.clear()
-            self._sends.update({int(i): (str(slug), h) for i, slug, h in found or []})
-        out = [
-            LedgerRow(
-                int(r[0]),
-                r[1],
-                r[2],
-                r[3],
-                int(r[4]),
-                message=bytes(r[5]) if r[5] is not None else None,
-                message_id=r[6],
-                slug=self._sends.get(int(r[7]), (None, None))[0],
-                send_id=int(r[7]),
-                email_hash=self._sends.get(int(r[7]), (None, None))[1],
+            self._sends.update(
+                {
+                    int(i): (slug, h) if bid is None else (None, bid)
+                    for i, slug, h, bid in found or []
+                }
             )
+        out = []
+        for r in rows:
+            slug, extra = self._sends.get(int(r[7]), (None, None))
+            broadcast = extra if slug is None else None
+            out.append(
+                LedgerRow(
+                    int(r[0]),
+                    r[1],
+                    r[2],
+                    r[3],
+                    int(r[4]),
+                    message=bytes(r[5]) if r[5] is not None else None,
+                    message_id=r[6],
+                    slug=slug,
+                    send_id=int(r[7]),
+                    email_hash=None if broadcast else extra,
+                    broadcast=broadcast,
+                )
+            )
+        out = self._with_names(out)
+        self._broadcast_rows.update(r.id for r in out if r.broadcast is not None)
+        return sorted(out, key=lambda r: r.id)
+
+    def _with_names(self, rows: list[LedgerRow]) -> list[LedgerRow]:
+        """A broadcast is personalised when it is built: its claimed rows get the customer's
+        names (a system email's message was rendered when its event arrived)."""
+        ids = {r.customer_id for r in rows if r.broadcast is not None and r.customer_id}
+        if not ids:
+            return rows
+        marks = ", ".join("?" for _ in ids)
+        sql = f"SELECT id, first_name, last_name, display_name, username FROM customers WHERE id IN ({marks})"
+        names = {str(i): rest for i, *rest in self._run([(sql, tuple(ids))], fetch=True) or []}
+        return [
+            replace(r, **dict(zip(_NAMES, names[r.customer_id], strict=True)))
+            if r.broadcast is not None and r.customer_id in names
+            else r
             for r in rows
         ]
-        return sorted(out, key=lambda r: r.id)
+
+    def heartbeat(self, claimer: str, host: str, pid: int) -> None:
+        """This worker is alive (its row in `workers`, created on the first beat)."""
+        now = self.shared.now()
+        sql = (
+            "INSERT INTO workers (id, host, pid, started_at, seen_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, stopped_at = NULL"
+        )
+        self._run([(sql, (claimer, host, pid, now, now))])
+
+    def stopped(self, claimer: str) -> None:
+        """This worker stopped cleanly (it gave back what it had claimed)."""
+        sql = "UPDATE workers SET stopped_at = ? WHERE id = ?"
+        self._run([(sql, (self.shared.now(), claimer))])
+
+    def recover_dead(self, silent_since: datetime) -> tuple[int, int]:
+        """Workers silent since `silent_since` are gone: the rows they were sending become
+        uncertain (nobody knows whether the server took them), the rows they had claimed go back
+        to the queue for the others. (uncertain, released)"""
+        find = "SELECT id FROM workers WHERE stopped_at IS NULL AND seen_at < ?"
+        dead = [
+            str(r[0])
+            for r in self._run([(find, (self.shared.stamp(silent_since),))], fetch=True) or []
+        ]
+        if not dead:  # the usual case: one small query
+            return 0, 0
+        marks = ", ".join("?" for _ in dead)
+        uncertain = (
+            "UPDATE deliveries SET status = 'uncertain', claimed_by = NULL,"
+            " last_error = 'the worker sending it went silent before the server replied'"
+            f" WHERE status = 'sending' AND claimed_by IN ({marks})"
+        )
+        released = (
+            "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL"
+            f" WHERE status = 'queued' AND claimed_by IN ({marks})"
+        )
+        db = self.shared
+        with db.lock:
+            cursor = db.raw.cursor()
+            try:
+                if not db.pg:
+                    cursor.execute("BEGIN")
+                cursor.execute(db.sql(uncertain), tuple(dead))
+                unsure = int(cursor.rowcount)
+                cursor.execute(db.sql(released), tuple(dead))
+                back = int(cursor.rowcount)
+                gone = f"UPDATE workers SET stopped_at = ? WHERE id IN ({marks}) AND seen_at < ?"
+                cursor.execute(db.sql(gone), (db.now(), *dead, db.stamp(silent_since)))
+                _end(db, cursor, "COMMIT")
+            except BaseException:
+                _end(db, cursor, "ROLLBACK")
+                raise
+            finally:
+                cursor.close()
+        return unsure, back
+
+    def row_state(self, delivery_id: int) -> tuple[str, str | None, bool]:
+        """A row's status, who claimed it, and whether its address is suppressed now: why a
+        row could not be marked `sending`."""
+        sql = (
+            "SELECT d.status, d.claimed_by, EXISTS (SELECT 1 FROM suppressions s"
+            " WHERE s.email_key = d.email_key) FROM deliveries d WHERE d.id = ?"
+        )
+        found = self._run([(sql, (delivery_id,))], fetch=True) or []
+        if not found:
+            return "gone", None, False
+        status, claimed_by, suppressed = found[0]
+        return str(status), claimed_by, bool(suppressed)
 
     def release(self, claimer: str) -> int:
         """Give back claimed rows not yet sent (a worker stopping)."""
@@ -255,7 +368,7 @@ class SqlLedger:
         """
         sql = (
             "UPDATE deliveries SET status = 'uncertain', last_error = 'the worker sending it stopped before the server replied'"
-            " WHERE status = 'sending' AND updated_at < ? AND send_id IN (SELECT id FROM sends WHERE kind = 'system_email')"
+            f" WHERE status = 'sending' AND updated_at < ? AND send_id IN ({_WORKER_SENDS})"
         )
         return int(self._run([(sql, (self.shared.stamp(before),))]) or 0)
 

@@ -55,7 +55,8 @@ class ManagedMixin:
                 str(row.slug): _live_system_email(row)
                 for row in conn.execute(select(t.system_emails))
             }
-        return LiveSnapshot(self.store_id, broadcasts, emails)
+            seen = conn.execute(select(func.max(t.workers.c.seen_at))).scalar_one_or_none()
+        return LiveSnapshot(self.store_id, broadcasts, emails, seen)
 
     def put_broadcast(self, live: LiveBroadcast) -> None:
         with self.engine.begin() as conn:
@@ -154,12 +155,16 @@ def _target_rows(broadcast_id: str, targets: Targets) -> list[dict[str, str]]:
 def _progress(conn: Connection) -> dict[str, SendProgress]:
     """Counts by status of every broadcast send: kept ones for finished sends, counted for the rest."""
     counts: dict[str, dict[str, int]] = {}
+    workers: set[str] = set()  # broadcasts the delivery workers send
     open_sends = []
-    for send_id, broadcast_id, status, kept in conn.execute(
-        select(t.sends.c.id, t.sends.c.broadcast_id, t.sends.c.status, t.sends.c.counts).where(
-            t.sends.c.broadcast_id.is_not(None)
+    s = t.sends.c
+    for send_id, broadcast_id, status, kept, by_workers in conn.execute(
+        select(s.id, s.broadcast_id, s.status, s.counts, s.by_workers).where(
+            s.broadcast_id.is_not(None)
         )
     ):
+        if by_workers:
+            workers.add(str(broadcast_id))
         if status == BroadcastStatus.SENT and isinstance(kept, dict):
             counts[str(broadcast_id)] = {str(k): int(v) for k, v in kept.items()}
         else:
@@ -174,7 +179,10 @@ def _progress(conn: Connection) -> dict[str, SendProgress]:
         )
         for broadcast_id, status, n in conn.execute(query):
             counts[str(broadcast_id)][str(status)] = int(n)
-    return {bid: SendProgress(total=sum(c.values()), **c) for bid, c in counts.items()}
+    return {
+        bid: SendProgress(total=sum(c.values()), by_workers=bid in workers, **c)
+        for bid, c in counts.items()
+    }
 
 
 def _move_due_times(conn: Connection, slug: str, minutes: int) -> int:

@@ -15,6 +15,7 @@ from typing import Protocol
 from commsync.model import (
     Audience,
     BroadcastSpec,
+    BroadcastStatus,
     CustomerRecord,
     DeliveryStatus,
     EventResult,
@@ -65,6 +66,15 @@ class JournalEntry:
     summary: JsonObject | None
     started_at: datetime
     finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StartedSend:
+    """What the workers' scheduler did with a due scheduled broadcast."""
+
+    broadcast_id: str
+    status: BroadcastStatus  # sending (started) or missed
+    recipients: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +201,23 @@ class Ledger(Protocol):
         """System-email rows a vanished worker left `sending` since `before`: uncertain."""
         ...
 
+    def heartbeat(self, claimer: str, host: str, pid: int) -> None:
+        """This delivery worker is alive."""
+        ...
+
+    def stopped(self, claimer: str) -> None:
+        """This delivery worker stopped cleanly."""
+        ...
+
+    def recover_dead(self, silent_since: datetime) -> tuple[int, int]:
+        """Workers silent since then are gone: their `sending` rows uncertain, their claims
+        released. (uncertain, released)"""
+        ...
+
+    def row_state(self, delivery_id: int) -> tuple[str, str | None, bool]:
+        """(status, claimed by, address suppressed now) of one row."""
+        ...
+
     def abandon(self, claimer: str) -> tuple[int, int]:
         """After the store failed under a worker: its claims given back, and the rows it had
         `sending` (their outcome could not be recorded) made `uncertain`. (released, uncertain)"""
@@ -208,8 +235,35 @@ class Ledger(Protocol):
 class Sends(Protocol):
     """Email broadcast sends: their frozen audiences and how they went."""
 
-    def record_send(self, live: LiveBroadcast, statuses: Sequence[str]) -> FrozenSend:
-        """The broadcast, its send and its frozen audience, in one transaction."""
+    def record_send(
+        self, live: LiveBroadcast, statuses: Sequence[str], *, by_workers: bool = False
+    ) -> FrozenSend | None:
+        """The broadcast, its send and its frozen audience, in one transaction; None when a
+        scheduled broadcast was started meanwhile (by a delivery worker)."""
+        ...
+
+    def schedule_broadcast(self, live: LiveBroadcast) -> bool:
+        """Record (or change) a scheduled email broadcast; False when a worker started it first."""
+        ...
+
+    def end_schedule(self, broadcast_id: str, *, missed: bool) -> bool:
+        """A scheduled broadcast recorded missed, or forgotten; False when it had started."""
+        ...
+
+    def start_due_broadcasts(self, now: datetime, statuses: Sequence[str]) -> list[StartedSend]:
+        """Start (or record missed) every scheduled broadcast whose send_at has passed."""
+        ...
+
+    def finish_worker_sends(self) -> list[str]:
+        """Close the workers' sends with no row left to send; their broadcast ids."""
+        ...
+
+    def hand_over(self, broadcast_id: str) -> None:
+        """An interrupted apply's send goes to the delivery workers."""
+        ...
+
+    def broadcast_spec(self, broadcast_id: str) -> BroadcastSpec | None:
+        """The spec of a broadcast (as frozen when its send started)."""
         ...
 
     def send_id_for(self, broadcast_id: str) -> int | None: ...

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Engine,
     Select,
     case,
+    delete,
     false,
     func,
     insert,
@@ -24,21 +25,103 @@ from sqlalchemy import (
     update,
 )
 
-from commsync.model import DeliveryStatus, LiveBroadcast, Targets
+from commsync.model import BroadcastSpec, BroadcastStatus, DeliveryStatus, LiveBroadcast, Targets
 from commsync.store import tables as t
 from commsync.store.ledger import open_ledger
 from commsync.store.managed import write_broadcast
-from commsync.store.roles import FailedRecipient, FrozenSend, Ledger
+from commsync.store.roles import FailedRecipient, FrozenSend, Ledger, StartedSend
 from commsync.store.sqlutil import insert_for
 from commsync.store.tables import UTCDateTime
 
-_BROADCAST_SENDS = select(t.sends.c.id).where(t.sends.c.kind == "broadcast").scalar_subquery()
-# Sends still going out: only their rows can be `sending`, and the (send_id, …) index finds them.
-_OPEN_SENDS = (
+# Broadcast sends whose rows apply may requeue: not those stopped with `queue cancel --broadcast`.
+_BROADCAST_SENDS = (
     select(t.sends.c.id)
-    .where(t.sends.c.kind == "broadcast", t.sends.c.status != "sent")
+    .join(t.broadcasts, t.broadcasts.c.id == t.sends.c.broadcast_id)
+    .where(t.sends.c.kind == "broadcast", t.broadcasts.c.status != "cancelled")
     .scalar_subquery()
 )
+# Sends an apply is sending: only their rows can be `sending` by an apply that crashed (the
+# workers' sends have their own recovery: a worker that went silent).
+_OPEN_SENDS = (
+    select(t.sends.c.id)
+    .where(
+        t.sends.c.kind == "broadcast", t.sends.c.status != "sent", t.sends.c.by_workers == false()
+    )
+    .scalar_subquery()
+)
+
+
+def _start_broadcast(conn: Connection, live: LiveBroadcast) -> bool:
+    """Record `live` as sending, in the caller's transaction: a new broadcast, or a scheduled one
+    that nobody started yet. False when it was started (or ended) meanwhile: by a delivery
+    worker, or by another apply. The conditional update is the one place a send starts, so apply
+    and the workers cannot both start it."""
+    b = t.broadcasts
+    status = conn.execute(select(b.c.status).where(b.c.id == live.id)).scalar_one_or_none()
+    if status is None:
+        write_broadcast(conn, live)  # a concurrent insert of the same id fails on the key
+        return True
+    started = conn.execute(
+        update(b)
+        .where(b.c.id == live.id, b.c.status == str(BroadcastStatus.SCHEDULED))
+        .values(status=str(BroadcastStatus.SENDING))
+    )
+    if started.rowcount != 1:
+        return False
+    write_broadcast(conn, live)
+    return True
+
+
+def _new_send(
+    conn: Connection, broadcast_id: str, targets: Targets, statuses: Sequence[str], by_workers: bool
+) -> FrozenSend:
+    """A send of a broadcast with its audience frozen, in the caller's transaction."""
+    now = datetime.now(UTC)
+    result = conn.execute(
+        insert(t.sends).values(
+            kind="broadcast",
+            broadcast_id=broadcast_id,
+            recipients=0,
+            status="sending",
+            created_at=now,
+            by_workers=by_workers,
+        )
+    )
+    send_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    total = freeze_audience(conn, send_id, targets, statuses, now)
+    suppressed = conn.execute(
+        select(func.count())
+        .select_from(t.deliveries)
+        .where(t.deliveries.c.send_id == send_id, t.deliveries.c.status == "suppressed")
+    ).scalar_one()
+    conn.execute(update(t.sends).where(t.sends.c.id == send_id).values(recipients=total))
+    return FrozenSend(send_id, total, int(suppressed))
+
+
+def _finish(conn: Connection, send_id: int, broadcast_id: str) -> bool:
+    """Close a send with no row left to send: its counts kept, the broadcast `sent` (one
+    cancelled with `queue cancel --broadcast` stays cancelled). True if it was closed."""
+    d = t.deliveries
+    left = conn.execute(
+        select(func.count())
+        .select_from(d)
+        .where(d.c.send_id == send_id, d.c.status.in_(("queued", "sending")))
+    ).scalar_one()
+    if left:
+        return False
+    by_status = conn.execute(
+        select(d.c.status, func.count()).where(d.c.send_id == send_id).group_by(d.c.status)
+    ).all()
+    counts = {str(status): int(n) for status, n in by_status}
+    conn.execute(
+        update(t.sends).where(t.sends.c.id == send_id).values(status="sent", counts=counts)
+    )
+    conn.execute(
+        update(t.broadcasts)
+        .where(t.broadcasts.c.id == broadcast_id, t.broadcasts.c.status == "sending")
+        .values(status="sent", sent_at=datetime.now(UTC))
+    )
+    return True
 
 
 def _audience(targets: Targets, statuses: Sequence[str]) -> Any:
@@ -110,29 +193,110 @@ def freeze_audience(
 class SendsMixin:
     engine: Engine
 
-    def record_send(self, live: LiveBroadcast, statuses: Sequence[str]) -> FrozenSend:
-        """In one transaction: the broadcast (status `sending`), its send, its frozen audience."""
-        now = datetime.now(UTC)
+    def record_send(
+        self, live: LiveBroadcast, statuses: Sequence[str], *, by_workers: bool = False
+    ) -> FrozenSend | None:
+        """In one transaction: the broadcast (status `sending`), its send, its frozen audience.
+        None when a scheduled broadcast was started meanwhile (by a delivery worker)."""
         with self.engine.begin() as conn:
-            write_broadcast(conn, live)
-            result = conn.execute(
-                insert(t.sends).values(
-                    kind="broadcast",
-                    broadcast_id=live.id,
-                    recipients=0,
-                    status="sending",
-                    created_at=now,
+            if not _start_broadcast(conn, live):
+                return None
+            return _new_send(conn, live.id, live.spec.targets, statuses, by_workers)
+
+    def schedule_broadcast(self, live: LiveBroadcast) -> bool:
+        """Record (or change) a scheduled email broadcast; False when a worker started it first."""
+        b = t.broadcasts
+        with self.engine.begin() as conn:
+            status = conn.execute(select(b.c.status).where(b.c.id == live.id)).scalar_one_or_none()
+            if status is not None:
+                locked = conn.execute(
+                    update(b)
+                    .where(b.c.id == live.id, b.c.status == str(BroadcastStatus.SCHEDULED))
+                    .values(updated_at=datetime.now(UTC))
                 )
+                if locked.rowcount != 1:
+                    return False
+            write_broadcast(conn, live)
+        return True
+
+    def end_schedule(self, broadcast_id: str, *, missed: bool) -> bool:
+        """A scheduled broadcast that will not go out: recorded `missed`, or forgotten
+        (unscheduled). False when a worker started it first."""
+        b = t.broadcasts
+        still = (b.c.id == broadcast_id, b.c.status == str(BroadcastStatus.SCHEDULED))
+        with self.engine.begin() as conn:
+            if missed:
+                done = conn.execute(update(b).where(*still).values(status="missed"))
+            else:
+                conn.execute(
+                    delete(t.broadcast_targets).where(
+                        t.broadcast_targets.c.broadcast_id.in_(select(b.c.id).where(*still))
+                    )
+                )
+                done = conn.execute(delete(b).where(*still))
+        return done.rowcount == 1
+
+    def start_due_broadcasts(self, now: datetime, statuses: Sequence[str]) -> list[StartedSend]:
+        """The delivery worker's scheduler: each scheduled broadcast whose `send_at` has passed
+        is started (audience frozen, rows for the workers) or, later than its `max_lateness`,
+        recorded missed. Several workers may call this at once: each broadcast starts once."""
+        b = t.broadcasts
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(b.c.id, b.c.spec).where(
+                    b.c.status == str(BroadcastStatus.SCHEDULED), b.c.kind == "email"
+                )
+            ).all()
+        out = []
+        for bid, data in rows:
+            spec = BroadcastSpec.from_json(data)
+            if spec.send_at is not None and spec.send_at > now:
+                continue
+            late = spec.send_at is not None and now - spec.send_at > spec.lateness
+            still = (b.c.id == bid, b.c.status == str(BroadcastStatus.SCHEDULED))
+            with self.engine.begin() as conn:
+                status = BroadcastStatus.MISSED if late else BroadcastStatus.SENDING
+                if conn.execute(update(b).where(*still).values(status=str(status))).rowcount != 1:
+                    continue  # another worker, or an apply, was first
+                if late:
+                    out.append(StartedSend(str(bid), status, 0))
+                    continue
+                frozen = _new_send(conn, str(bid), spec.targets, statuses, by_workers=True)
+            out.append(StartedSend(str(bid), status, frozen.recipients))
+        return out
+
+    def finish_worker_sends(self) -> list[str]:
+        """Close the workers' sends that have no row left to send; their broadcast ids."""
+        s, d = t.sends, t.deliveries
+        busy = (
+            select(d.c.id)
+            .where(d.c.send_id == s.c.id, d.c.status.in_(("queued", "sending")))
+            .exists()
+        )
+        query = select(s.c.id, s.c.broadcast_id).where(
+            s.c.kind == "broadcast", s.c.by_workers == true(), s.c.status == "sending", ~busy
+        )
+        done = []
+        with self.engine.begin() as conn:
+            for send_id, broadcast_id in conn.execute(query).all():
+                if _finish(conn, int(send_id), str(broadcast_id)):
+                    done.append(str(broadcast_id))
+        return done
+
+    def broadcast_spec(self, broadcast_id: str) -> BroadcastSpec | None:
+        b = t.broadcasts
+        with self.engine.connect() as conn:
+            data = conn.execute(select(b.c.spec).where(b.c.id == broadcast_id)).scalar_one_or_none()
+        return None if data is None else BroadcastSpec.from_json(data)
+
+    def hand_over(self, broadcast_id: str) -> None:
+        """An interrupted apply's send goes to the delivery workers (`mail.delivery: workers`)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(t.sends)
+                .where(t.sends.c.broadcast_id == broadcast_id)
+                .values(by_workers=True)
             )
-            send_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-            total = freeze_audience(conn, send_id, live.spec.targets, statuses, now)
-            suppressed = conn.execute(
-                select(func.count())
-                .select_from(t.deliveries)
-                .where(t.deliveries.c.send_id == send_id, t.deliveries.c.status == "suppressed")
-            ).scalar_one()
-            conn.execute(update(t.sends).where(t.sends.c.id == send_id).values(recipients=total))
-        return FrozenSend(send_id, total, int(suppressed))
 
     def send_id_for(self, broadcast_id: str) -> int | None:
         with self.engine.connect() as conn:
@@ -186,32 +350,11 @@ class SendsMixin:
 
     def finish_send(self, broadcast_id: str) -> bool:
         """Mark the broadcast `sent` when no row is left to send; True if it is."""
-        d = t.deliveries
         with self.engine.begin() as conn:
             send_id = conn.execute(
                 select(t.sends.c.id).where(t.sends.c.broadcast_id == broadcast_id)
             ).scalar_one()
-            left = conn.execute(
-                select(func.count())
-                .select_from(d)
-                .where(d.c.send_id == send_id, d.c.status.in_(("queued", "sending")))
-            ).scalar_one()
-            if left:
-                return False
-            now = datetime.now(UTC)
-            by_status = conn.execute(
-                select(d.c.status, func.count()).where(d.c.send_id == send_id).group_by(d.c.status)
-            ).all()
-            counts = {str(status): int(n) for status, n in by_status}
-            conn.execute(
-                update(t.sends).where(t.sends.c.id == send_id).values(status="sent", counts=counts)
-            )
-            conn.execute(
-                update(t.broadcasts)
-                .where(t.broadcasts.c.id == broadcast_id)
-                .values(status="sent", sent_at=now)
-            )
-        return True
+            return _finish(conn, int(send_id), broadcast_id)
 
     def failed_recipients(self, broadcast_id: str) -> list[FailedRecipient]:
         d = t.deliveries

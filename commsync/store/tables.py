@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -178,6 +179,22 @@ sends = Table(
     # Delivery counts by status, kept when a send finishes so plans need not count the ledger.
     Column("counts", JSON),
     Column("created_at", UTCDateTime, nullable=False),
+    # a broadcast's send that the delivery workers deliver (not the apply that started it)
+    Column("by_workers", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+# One row per delivery worker process: its heartbeat (`seen_at`). A worker silent for
+# `mail.worker_timeout` is gone: what it claimed goes to the others, what it was sending is
+# uncertain. Also how plan and status know whether scheduled sends have a worker to start them.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(128), primary_key=True),  # the claimer: host:pid:random
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime),  # stopped cleanly, or found gone and recovered
 )
 
 _QUEUED = text("status = 'queued'")
