@@ -606,7 +606,7 @@ def test_one_file_with_several_kinds_of_error_reports_them_all(repo: Repo) -> No
     expected = [
         "broadcasts/a.yaml:2:27: error: unknown product 'gold'",
         "broadcasts/a.yaml:3:16: error: unknown placeholder 'customer_nme' for notices (did you mean 'customer_name'?)",
-        "broadcasts/a.yaml:5:1: error: unknown key 'colour' (expected one of: allow_resend, content, dismissible, expires_at, format, id, kind, message_type, send_at, starts_at, subject, targets)",
+        "broadcasts/a.yaml:5:1: error: unknown key 'colour' (expected one of: allow_resend, content, dismissible, expires_at, format, id, kind, max_lateness, message_type, send_at, starts_at, subject, targets)",
         "emails/payment_failed_admin.yaml:1:9: error: expected true or false, got string 'maybe'",
         "emails/payment_failed_admin.yaml:2:14: error: unknown placeholder 'nope' for event payment_failed (available: ",
     ]

@@ -490,7 +490,7 @@ def test_two_new_identical_emails_in_one_change_are_refused() -> None:
     ],
 )
 def test_duplicate_send_group_rule(members: list, refused: dict[str, str]) -> None:
-    from commsync.plan.broadcasts import duplicate_sends
+    from commsync.plan.email_broadcasts import duplicate_sends
 
     assert duplicate_sends(members, {}, NOW) == refused
     sent = {members[0].spec.content_signature(): "email.old, sent earlier"}

@@ -14,15 +14,18 @@ from commsync.delivery.worker import WorkerHealth
 from commsync.errors import CommsyncError, UsageError
 from commsync.model import (
     BroadcastKind,
+    BroadcastStatus,
     CustomerRecord,
     LiveBroadcast,
     LiveSystemEmail,
+    QueuedBroadcast,
     QueuedItem,
     QueueState,
     SendProgress,
 )
+from commsync.plan.email_broadcasts import WORKER_SILENCE
 from commsync.store.failures import describe
-from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder
+from commsync.store.roles import BroadcastCancel, FailedRecipient, JournalEntry, LockHolder
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,8 @@ class StatusReport:
     applies: tuple[JournalEntry, ...]
     lock: LockHolder | None
     queue: QueueState = field(default_factory=QueueState)
+    worker_seen_at: datetime | None = None  # the last sign of life of a delivery worker
+    warnings: tuple[str, ...] = ()  # what needs the operator: missed sends, no worker
 
     def progress(self, email: LiveBroadcast) -> SendProgress:
         return email.progress or SendProgress()
@@ -46,14 +51,38 @@ def status(ctx: Context, applies: int = 10) -> StatusReport:
     lock = store.current_lock()
     broadcasts = sorted(live.broadcasts.values(), key=lambda b: b.id)
     notices = [b for b in broadcasts if b.spec.kind == BroadcastKind.NOTICE]
+    emails = tuple(b for b in broadcasts if b.spec.kind == BroadcastKind.EMAIL)
+    now = datetime.now(UTC)
     return StatusReport(
-        emails=tuple(b for b in broadcasts if b.spec.kind == BroadcastKind.EMAIL),
+        emails=emails,
         notices=tuple((b, dismissals.get(b.id, 0)) for b in notices),
         system_emails=tuple(sorted(live.system_emails.values(), key=lambda e: e.slug)),
         applies=tuple(recent),
         lock=lock,
-        queue=store.queue_state(datetime.now(UTC)),
+        queue=store.queue_state(now),
+        worker_seen_at=live.worker_seen_at,
+        warnings=_status_warnings(emails, live.worker_seen_at, now),
     )
+
+
+def _status_warnings(
+    emails: Sequence[LiveBroadcast], seen: datetime | None, now: datetime
+) -> tuple[str, ...]:
+    out = [
+        f"email.{b.id} was missed: its send_at passed more than max_lateness ago before a "
+        "delivery worker started it; it was never sent"
+        for b in emails
+        if b.status == BroadcastStatus.MISSED
+    ]
+    waiting = [b.id for b in emails if b.status == BroadcastStatus.SCHEDULED]
+    if waiting and (seen is None or now - seen > WORKER_SILENCE):
+        when = f"since {seen:%Y-%m-%d %H:%M} UTC" if seen else "yet on this store"
+        out.append(
+            f"{len(waiting)} scheduled email broadcast(s) wait for a delivery worker, and none "
+            f"has been seen {when}: run `commsync deliver --loop`, `commsync serve`, or "
+            "`commsync deliver --once` every few minutes (docs/delivery.md)"
+        )
+    return tuple(out)
 
 
 def failed_recipients(ctx: Context, broadcast_id: str) -> list[FailedRecipient]:
@@ -179,20 +208,55 @@ class QueueListing:
     state: QueueState
     items: tuple[QueuedItem, ...]
     now: datetime
+    broadcasts: tuple[QueuedBroadcast, ...] = ()  # scheduled, or being sent
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """What `queue cancel` did: queued system-email messages cancelled, or (--broadcast) what
+    the emergency brake did to one email broadcast."""
+
+    messages: int = 0
+    broadcast: BroadcastCancel | None = None
 
 
 def queue(ctx: Context, limit: int) -> QueueListing:
     store = ctx.store()
     now = datetime.now(UTC)
-    return QueueListing(store.queue_state(now), tuple(store.queued_messages(limit)), now)
+    messages = tuple(store.queued_messages(limit))
+    return QueueListing(store.queue_state(now), messages, now, tuple(store.queued_broadcasts()))
+
+
+def _cancel_broadcast(ctx: Context, broadcast_id: str) -> Cancelled:
+    done = ctx.store().cancel_broadcast(broadcast_id, datetime.now(UTC))
+    if done is None:
+        raise CommsyncError(
+            f"no email broadcast has the id {broadcast_id!r}; nothing was cancelled"
+        )
+    if done.status not in ("scheduled", "sending"):
+        raise CommsyncError(
+            f"the email broadcast {broadcast_id} is {done.status}: there is nothing left to cancel"
+        )
+    return Cancelled(broadcast=done)
 
 
 def cancel_queued(
-    ctx: Context, ids: Sequence[int], email: str | None, event_key: str | None
-) -> int:
-    """Cancel what matches every criterion given; at least one must be."""
+    ctx: Context,
+    ids: Sequence[int],
+    email: str | None,
+    event_key: str | None,
+    broadcast: str | None = None,
+) -> Cancelled:
+    """Cancel what matches every criterion given; at least one must be. A broadcast is
+    cancelled on its own (the emergency brake)."""
+    if broadcast is not None:
+        if ids or email is not None or event_key is not None:
+            raise UsageError("--broadcast cancels one email broadcast; give it on its own")
+        return _cancel_broadcast(ctx, broadcast)
     if not ids and email is None and event_key is None:
-        raise UsageError("say what to cancel: message ids, --email SLUG or --event KEY")
+        raise UsageError(
+            "say what to cancel: message ids, --email SLUG, --event KEY or --broadcast ID"
+        )
     store = ctx.store()
     installed = store.system_emails()
     waiting = store.queue_state(datetime.now(UTC)).by_email if email is not None else {}
@@ -203,4 +267,5 @@ def cancel_queued(
         )
     if event_key is not None and store.event_for_key(event_key) is None:
         raise CommsyncError(f"no event has the key {event_key!r}; nothing was cancelled")
-    return store.cancel_queued(datetime.now(UTC), ids=ids, email=email, event_key=event_key)
+    now = datetime.now(UTC)
+    return Cancelled(store.cancel_queued(now, ids=ids, email=email, event_key=event_key))

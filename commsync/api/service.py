@@ -23,6 +23,7 @@ from commsync.api.feed import Feed
 from commsync.api.gitops import DriftItem
 from commsync.api.inventory import EmailRow, FileEdit
 from commsync.api.operations import (
+    Cancelled,
     DeliveryCounts,
     Health,
     IssuedToken,
@@ -180,11 +181,15 @@ class Service:
         return operations.queue(self.ctx, limit)
 
     def cancel_queued(
-        self, ids: Sequence[int] = (), email: str | None = None, event_key: str | None = None
-    ) -> int:
+        self,
+        ids: Sequence[int] = (),
+        email: str | None = None,
+        event_key: str | None = None,
+        broadcast: str | None = None,
+    ) -> Cancelled:
         """`queue cancel`: queued system-email messages matching every criterion given are
-        cancelled, never sent; how many."""
-        return operations.cancel_queued(self.ctx, ids, email, event_key)
+        cancelled, never sent; or (`broadcast`) one email broadcast is stopped for good."""
+        return operations.cancel_queued(self.ctx, ids, email, event_key, broadcast)
 
     def failed_recipients(self, broadcast_id: str) -> list[FailedRecipient]:
         """`status --failed`: the recipients of a broadcast whose delivery failed."""

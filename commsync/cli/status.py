@@ -34,10 +34,11 @@ def _text(report: StatusReport) -> str:
     rows: list[Sequence[object]] = []
     for b in report.emails:
         p = report.progress(b)
+        at = b.spec.send_at
         rows.append(
             (
                 b.id,
-                b.status,
+                f"{b.status} for {_when(at)}" if b.status == "scheduled" and at else b.status,
                 p.total,
                 p.sent,
                 p.failed,
@@ -105,7 +106,11 @@ def _text(report: StatusReport) -> str:
         for a in report.applies
     ]
     lines += _table(("STARTED", "RESULT", "COMMIT", "AUTHOR"), rows) if rows else ["  none yet"]
+    seen = report.worker_seen_at
+    lines += ["", f"Delivery workers: last seen {_when(seen) if seen else 'never'}"]
     lines += ["", f"Lock: {report.lock.describe() if report.lock else 'free'}"]
+    if report.warnings:
+        lines += ["", "Warnings", *(f"  ! {w}" for w in report.warnings)]
     return "\n".join(lines) + "\n"
 
 
@@ -149,9 +154,16 @@ def _json(report: StatusReport) -> str:
             "suppressed": p.suppressed,
             "uncertain": p.uncertain,
             "queued": p.queued,
+            "cancelled": p.cancelled,
         }
         emails.append(
-            {"id": b.id, "status": b.status, **counts, "applied": _provenance_json(b.provenance)}
+            {
+                "id": b.id,
+                "status": b.status,
+                "send_at": _iso(b.spec.send_at),
+                **counts,
+                "applied": _provenance_json(b.provenance),
+            }
         )
     document = {
         "format_version": 1,
@@ -188,6 +200,8 @@ def _json(report: StatusReport) -> str:
         },
         "applies": [_apply_json(a) for a in report.applies],
         "lock": report.lock.describe() if report.lock else None,
+        "workers_last_seen": _iso(report.worker_seen_at),
+        "warnings": list(report.warnings),
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 

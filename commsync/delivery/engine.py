@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,15 +20,13 @@ from typing import Protocol
 
 from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.retry import APPLY_RETRIES, RetryPolicy
+from commsync.delivery.sources import BATCH, Claims, Source
 from commsync.delivery.transport import Cause, Outcome, OutcomeKind, Session, Transport
 from commsync.model import DeliveryStatus, LedgerRow, QueueState, Record
 from commsync.render.message import Built, RenderError
 from commsync.store.roles import Ledger
 
-_BATCH = 500
 Status = DeliveryStatus
-
-STALE_CLAIM = timedelta(minutes=10)  # a claim this old belongs to a worker that is gone
 
 
 class Listener(Protocol):
@@ -110,68 +107,6 @@ class _Committer:
 log = logging.getLogger(__name__)
 
 
-class _Claims:
-    """Due rows (system emails, the workers' broadcast sends), claimed in small batches so
-    several workers share the queue."""
-
-    def __init__(self, run: _Run, claimer: str, now: datetime) -> None:
-        self.run, self.claimer, self.now = run, claimer, now
-        self.rows: deque[LedgerRow] = deque()
-        self.exhausted = False
-        self.claimed = 0
-
-    def next(self) -> LedgerRow | None:
-        if not self.rows and not self.exhausted:
-            stale = self.now - STALE_CLAIM
-            rows = self.run.ledger.claim_due(self.claimer, self.now, 50, stale)
-            self.claimed += len(rows)
-            self.exhausted = not rows
-            tokens = self.run.job.tokens
-            broadcasts = [r for r in rows if r.broadcast is not None]
-            if tokens is not None and broadcasts:  # their unsubscribe links must resolve
-                self.run.ledger.save_tokens(tokens(broadcasts))
-            self.rows.extend(rows)
-        return self.rows.popleft() if self.rows else None
-
-
-class _Source:
-    """Queued rows of one pass, handed out one at a time to whichever connection asks."""
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.rows: deque[LedgerRow] = deque()
-        self.after = 0
-        self.exhausted = False
-
-    def _refill(self) -> None:
-        ledger, job = self.run.ledger, self.run.job
-        assert job.send_id is not None
-        while not self.rows and not self.exhausted:
-            rows = ledger.next_batch(job.send_id, self.after, _BATCH)
-            if not rows:
-                self.exhausted = True
-                return
-            self.after = rows[-1].id
-            blocked = ledger.suppressed([r.email_key for r in rows])
-            if job.tokens is not None:
-                ledger.save_tokens(job.tokens([r for r in rows if r.email_key not in blocked]))
-            if blocked:
-                dropped = [
-                    (r, Record(r.id, Status.SUPPRESSED, "suppressed before sending"))
-                    for r in rows
-                    if r.email_key in blocked
-                ]
-                ledger.transition([record for _, record in dropped], None)
-                for row, record in dropped:
-                    self.run.count(row, record)
-            self.rows.extend(r for r in rows if r.email_key not in blocked)
-
-    def next(self) -> LedgerRow | None:
-        if not self.rows:
-            self._refill()
-        return self.rows.popleft() if self.rows else None
-
-
 class _Run:
     def __init__(
         self,
@@ -196,38 +131,32 @@ class _Run:
     def count(self, row: LedgerRow, record: Record) -> None:
         """Count an outcome and log it: every recipient's outcome at info (serve's default
         level; the command line reports them itself), what was sent at debug."""
-        r = self.report
+        r, what = self.report, row.slug or row.broadcast or "broadcast"
         if record.status == Status.SENT:
             r.sent += 1
-            log.debug(
-                "sent %s to %s %s", row.slug or "broadcast", row.email, record.message_id or ""
-            )
+            log.debug("sent %s to %s %s", what, row.email, record.message_id or "")
         elif record.status == Status.FAILED:
             r.failed += 1
             if len(r.failures) < 100:
                 r.failures.append((row.email, record.detail))
-            log.info("failed: %s to %s: %s", row.slug or "broadcast", row.email, record.detail)
+            log.info("failed: %s to %s: %s", what, row.email, record.detail)
         elif record.status == Status.SUPPRESSED:
             r.suppressed += 1
-            log.debug("suppressed: %s to %s", row.slug or "broadcast", row.email)
+            log.debug("suppressed: %s to %s", what, row.email)
         elif record.status == Status.CANCELLED:
             r.cancelled += 1
-            log.info("cancelled: %s to %s: %s", row.slug or "broadcast", row.email, record.detail)
+            log.info("cancelled: %s to %s: %s", what, row.email, record.detail)
         elif record.status == Status.UNCERTAIN:
             r.uncertain += 1
             r.uncertain_addresses.append(row.email)
             log.info(
-                "uncertain whether it was delivered: %s to %s: %s",
-                row.slug or "broadcast",
-                row.email,
-                record.detail,
+                "uncertain whether it was delivered: %s to %s: %s", what, row.email, record.detail
             )
         else:
             if log.isEnabledFor(logging.INFO):
                 at = record.retry_at
                 later = f"; retry at {at:%Y-%m-%d %H:%M:%S}" if at else ""
-                slug = row.slug or "broadcast"
-                log.info("deferred: %s to %s: %s%s", slug, row.email, record.detail, later)
+                log.info("deferred: %s to %s: %s%s", what, row.email, record.detail, later)
             return
         if self.listener is not None:
             self.listener.progress(r.done, self.total)
@@ -271,7 +200,7 @@ class _Run:
             self.count(*pending)
         return started
 
-    async def _connection(self, slot: int, source: _Source | _Claims) -> None:
+    async def _connection(self, slot: int, source: Source | Claims) -> None:
         pending: tuple[LedgerRow, Record] | None = None
         broken = 0
         try:
@@ -313,7 +242,7 @@ class _Run:
     async def run_due(self, now: datetime) -> int:
         """One round of the delivery worker: send what is due now; returns how many were claimed."""
         assert self.job.claimer is not None
-        claims = _Claims(self, self.job.claimer, now)
+        claims = Claims(self, self.job.claimer, now)
         await self._together([self._connection(slot, claims) for slot in range(len(self.sessions))])
         return claims.claimed
 
@@ -351,7 +280,7 @@ class _Run:
                     if all(self.given_up) or not self.ledger.next_batch(send_id, 0, 1):
                         break
                     await asyncio.sleep(self.policy.delay(attempt))
-                source = _Source(self)
+                source = Source(self)
                 live = [slot for slot, gone in enumerate(self.given_up) if not gone]
                 await self._together([self._connection(slot, source) for slot in live])
         finally:
@@ -394,7 +323,7 @@ class DueRunner:
 
 def _count_queued(ledger: Ledger, send_id: int) -> int:
     count, after = 0, 0
-    while rows := ledger.next_batch(send_id, after, _BATCH):
+    while rows := ledger.next_batch(send_id, after, BATCH):
         count += len(rows)
         after = rows[-1].id
     return count

@@ -26,9 +26,10 @@ from typing import Protocol
 
 from commsync.config.settings import Settings
 from commsync.delivery.broadcast import WorkerBroadcasts
-from commsync.delivery.engine import STALE_CLAIM, DeliveryReport, DueRunner, Listener, SendJob
+from commsync.delivery.engine import DeliveryReport, DueRunner, Listener, SendJob
 from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.retry import WORKER_RETRIES, RetryPolicy
+from commsync.delivery.sources import STALE_CLAIM
 from commsync.delivery.transport import hostname
 from commsync.delivery.transports import parse_transport
 from commsync.errors import StoreError

@@ -8,6 +8,7 @@ from __future__ import annotations
 from commsync.model.catalog import Catalog, DefaultEmail, EventDef, PayloadKey
 from commsync.model.delivery import (
     LedgerRow,
+    QueuedBroadcast,
     QueuedItem,
     QueuedSend,
     QueueState,

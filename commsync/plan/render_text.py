@@ -31,6 +31,8 @@ _STYLES = {
     "<": "magenta",
     "^": "magenta",
     ".": "dim",
+    "@": "blue",
+    "x": "red",
     "!": "yellow",
 }
 

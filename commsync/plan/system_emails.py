@@ -20,7 +20,7 @@ from commsync.model import (
     LiveSystemEmail,
     SystemEmailFields,
 )
-from commsync.plan.broadcasts import Findings
+from commsync.plan.findings import Findings
 from commsync.plan.model import (
     EmailInstall,
     FieldChange,

@@ -28,6 +28,7 @@ from commsync.model import (
     LiveSystemEmail,
     MembershipRecord,
     ProductRecord,
+    QueuedBroadcast,
     QueuedEmail,
     QueuedItem,
     QueuedSend,
@@ -66,6 +67,16 @@ class JournalEntry:
     summary: JsonObject | None
     started_at: datetime
     finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastCancel:
+    """What `queue cancel --broadcast` did: the status it found (scheduled or sending: now
+    cancelled; anything else: nothing done), recipients cancelled, recipients already sent to."""
+
+    status: str
+    cancelled: int
+    sent: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +275,14 @@ class Sends(Protocol):
 
     def broadcast_spec(self, broadcast_id: str) -> BroadcastSpec | None:
         """The spec of a broadcast (as frozen when its send started)."""
+        ...
+
+    def queued_broadcasts(self) -> list[QueuedBroadcast]:
+        """Email broadcasts not yet out: scheduled, or being sent."""
+        ...
+
+    def cancel_broadcast(self, broadcast_id: str, now: datetime) -> BroadcastCancel | None:
+        """The emergency brake (None: no such email broadcast)."""
         ...
 
     def send_id_for(self, broadcast_id: str) -> int | None: ...

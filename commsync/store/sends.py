@@ -25,11 +25,24 @@ from sqlalchemy import (
     update,
 )
 
-from commsync.model import BroadcastSpec, BroadcastStatus, DeliveryStatus, LiveBroadcast, Targets
+from commsync.model import (
+    BroadcastSpec,
+    BroadcastStatus,
+    DeliveryStatus,
+    LiveBroadcast,
+    QueuedBroadcast,
+    Targets,
+)
 from commsync.store import tables as t
 from commsync.store.ledger import open_ledger
 from commsync.store.managed import write_broadcast
-from commsync.store.roles import FailedRecipient, FrozenSend, Ledger, StartedSend
+from commsync.store.roles import (
+    BroadcastCancel,
+    FailedRecipient,
+    FrozenSend,
+    Ledger,
+    StartedSend,
+)
 from commsync.store.sqlutil import insert_for
 from commsync.store.tables import UTCDateTime
 
@@ -282,6 +295,78 @@ class SendsMixin:
                 if _finish(conn, int(send_id), str(broadcast_id)):
                     done.append(str(broadcast_id))
         return done
+
+    def queued_broadcasts(self) -> list[QueuedBroadcast]:
+        """Email broadcasts not yet out: scheduled ones, and sends still going, the soonest first."""
+        b, s, d = t.broadcasts, t.sends, t.deliveries
+        left = (
+            select(func.count())
+            .where(d.c.send_id == s.c.id, d.c.status.in_(("queued", "sending")))
+            .scalar_subquery()
+        )
+        query = (
+            select(b.c.id, b.c.spec, b.c.status, s.c.recipients, s.c.by_workers, left)
+            .select_from(b.outerjoin(s, s.c.broadcast_id == b.c.id))
+            .where(b.c.kind == "email", b.c.status.in_(("scheduled", "sending")))
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        out = []
+        for bid, data, status, recipients, by_workers, remaining in rows:
+            spec = BroadcastSpec.from_json(data)
+            out.append(
+                QueuedBroadcast(
+                    str(bid),
+                    spec.subject,
+                    str(status),
+                    spec.send_at,
+                    int(recipients or 0),
+                    int(remaining or 0),
+                    status == "scheduled" or bool(by_workers),
+                )
+            )
+        far = datetime.max.replace(tzinfo=UTC)
+        return sorted(out, key=lambda q: (q.status != "sending", q.send_at or far, q.id))
+
+    def cancel_broadcast(self, broadcast_id: str, now: datetime) -> BroadcastCancel | None:
+        """The emergency brake: a scheduled broadcast never starts; a send in progress stops —
+        its queued recipients become `cancelled` (those being sent finish). None: no such email
+        broadcast. The broadcast is `cancelled` from then on and never sent again."""
+        b, s, d = t.broadcasts, t.sends, t.deliveries
+        with self.engine.begin() as conn:
+            status = conn.execute(
+                select(b.c.status).where(b.c.id == broadcast_id, b.c.kind == "email")
+            ).scalar_one_or_none()
+            if status is None:
+                return None
+            if status not in ("scheduled", "sending"):
+                return BroadcastCancel(str(status), 0, 0)
+            stopped = conn.execute(
+                update(b)
+                .where(b.c.id == broadcast_id, b.c.status == status)
+                .values(status="cancelled", updated_at=now)
+            )
+            if stopped.rowcount != 1:  # it moved on meanwhile (started, or finished)
+                return self.cancel_broadcast(broadcast_id, now)
+            send_id = conn.execute(
+                select(s.c.id).where(s.c.broadcast_id == broadcast_id)
+            ).scalar_one_or_none()
+            if send_id is None:
+                return BroadcastCancel(str(status), 0, 0)
+            cancelled = conn.execute(
+                update(d)
+                .where(d.c.send_id == send_id, d.c.status == "queued")
+                .values(
+                    status="cancelled",
+                    last_error="cancelled with commsync queue cancel --broadcast",
+                    claimed_by=None,
+                    updated_at=now,
+                )
+            ).rowcount
+            sent = conn.execute(
+                select(func.count()).where(d.c.send_id == send_id, d.c.status == "sent")
+            ).scalar_one()
+        return BroadcastCancel(str(status), int(cancelled), int(sent))
 
     def broadcast_spec(self, broadcast_id: str) -> BroadcastSpec | None:
         b = t.broadcasts
