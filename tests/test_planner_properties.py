@@ -86,9 +86,7 @@ def live_broadcast(draw: st.DrawFn, bid: str) -> LiveBroadcast:
     else:
         queued = draw(st.integers(0, 3))
         status = draw(st.sampled_from(["sent", "scheduled", "missed", "cancelled"]))
-        if status == "scheduled":  # recorded for the workers, not started
-            live = live_of(base, status, progress=SendProgress())
-        elif status == "missed":
+        if status == "scheduled" or status == "missed":  # recorded for the workers, not started
             live = live_of(base, status, progress=SendProgress())
         elif status == "cancelled":
             live = live_of(base, status, progress=SendProgress(5 + queued, 5, cancelled=queued))
