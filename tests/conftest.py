@@ -168,6 +168,8 @@ SLOW_MODULES = {
     "test_recipes.py",
     "test_serve_fuzz.py",
     "test_widget_browser.py",
+    "test_worker_pool.py",
+    "test_scheduled.py",
 }
 SLOW_TESTS = {
     "test_apply.py::test_apply_sends_each_recipient_their_own_message_once",

@@ -305,7 +305,7 @@ class SqlLedger:
             return 0, 0
         marks = ", ".join("?" for _ in dead)
         uncertain = (
-            "UPDATE deliveries SET status = 'uncertain', claimed_by = NULL,"
+            "UPDATE deliveries SET status = 'uncertain',"
             " last_error = 'the worker sending it went silent before the server replied'"
             f" WHERE status = 'sending' AND claimed_by IN ({marks})"
         )
