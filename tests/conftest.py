@@ -111,9 +111,6 @@ def _drop_schema(admin: sa.Engine, schema: str) -> None:
     for attempt in range(5):
         with admin.begin() as conn:
             for pid in conn.execute(holders, {"schema": schema}).scalars():
-                import sys
-
-                print("HOLDER", schema, pid, file=sys.stderr)  # DEBUGTMP
                 conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         try:
             with admin.begin() as conn:
