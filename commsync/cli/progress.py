@@ -15,7 +15,7 @@ from rich.progress import (
 )
 
 from commsync.apply.executor import ActionResult
-from commsync.plan.model import Action, ObjectKind
+from commsync.plan.model import Action, ObjectKind, Verb
 
 
 class ConsoleListener:
@@ -29,7 +29,7 @@ class ConsoleListener:
         self.last = 0
 
     def action_started(self, action: Action) -> None:
-        if action.kind != ObjectKind.EMAIL:
+        if action.kind != ObjectKind.EMAIL or action.action not in (Verb.SEND, Verb.RESUME):
             return
         click.echo(f"  {action.address}: sending…")
         self.last = 0

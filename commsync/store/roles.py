@@ -3,6 +3,9 @@
 Each use case depends on the roles it uses (the feed on `Dashboards`, delivery on `Ledger`, …);
 `Store` is all of them, as `SqlStore` implements them on SQLite and PostgreSQL. One contract test
 suite runs against every implementation.
+
+It is longer than 400 lines because every role the store plays is named here, one Protocol
+each with its values, so that the whole contract of a store is read in one place.
 """
 
 from __future__ import annotations

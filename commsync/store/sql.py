@@ -24,6 +24,7 @@ from commsync.store.events import EventsMixin
 from commsync.store.managed import ManagedMixin
 from commsync.store.migrate import ensure_schema
 from commsync.store.platform import PlatformMixin
+from commsync.store.schedules import SchedulesMixin
 from commsync.store.sends import SendsMixin
 from commsync.store.sqlutil import BUSY_TIMEOUT_MS
 
@@ -93,7 +94,15 @@ def create_store_engine(url: str, pool_size: int = 5) -> Engine:
     return engine
 
 
-class SqlStore(PlatformMixin, ManagedMixin, SendsMixin, DashboardsMixin, EventsMixin, ControlMixin):
+class SqlStore(
+    PlatformMixin,
+    ManagedMixin,
+    SendsMixin,
+    SchedulesMixin,
+    DashboardsMixin,
+    EventsMixin,
+    ControlMixin,
+):
     """A Store on SQLite or PostgreSQL, every role of `roles.Store`; one mixin per role.
 
     Migrates the schema on first use.
