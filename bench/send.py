@@ -11,7 +11,10 @@ smtp-source). In one run, against the same `smtp-sink -u nobody 127.0.0.1:PORT 1
 - commsync: a store with N customers and one email broadcast to all of them, delivered by the real
   `commsync apply --yes` subprocess with `mail.connections` connections; wall time of the whole
   apply (planning, freezing the audience, rendering, sending, recording) and its peak RSS;
-- the same with --large customers, to show that memory stays flat as the audience grows.
+- the same with --large customers, to show that memory stays flat as the audience grows;
+- with --workers, the N-recipient send under `mail.delivery: workers`: apply only freezes the
+  audience, then one `commsync deliver` worker sends it (claims of 50 rows, each recipient's
+  message built by the worker) — the worker pool's path, timed against apply's in the same run.
 
 Floor (issue 3): commsync ≥ 0.20 × smtp-source's messages/s with 4 connections, and peak RSS
 ≤ 250 MB, flat from 50,000 to 200,000 recipients.
@@ -98,14 +101,16 @@ def naive(port: int, messages: int) -> float:
     return messages / (time.perf_counter() - started)
 
 
-def build_project(root: Path, customers: int, port: int, connections: int) -> None:
+def build_project(
+    root: Path, customers: int, port: int, connections: int, mail_extra: str = ""
+) -> None:
     if root.exists():
         shutil.rmtree(root)
     (root / "broadcasts").mkdir(parents=True)
     (root / "commsync.yaml").write_text(
         "version: 1\nnetwork: {name: Acme Sites, url: https://acme.example}\n"
         f"mail:\n  from: Acme Sites <hello@acme.example>\n  transport: smtp://127.0.0.1:{port}\n"
-        f"  connections: {connections}\nimports: none\n"
+        f"  connections: {connections}\n{mail_extra}imports: none\n"
     )
     content = "".join(f"  {line}\n" if line else "\n" for line in BODY.splitlines())
     (root / "broadcasts" / "holiday.yaml").write_text(
@@ -163,6 +168,9 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=50_000)
     parser.add_argument("--large", type=int, default=200_000)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--workers", action="store_true", help="also time the send by a delivery worker"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     sink, port = start_sink()
@@ -179,6 +187,18 @@ def main() -> None:
             print(
                 f"commsync apply, {count:,} recipients, {args.connections} connections: {wall:.1f} s, "
                 f"{rate:,.0f} msg/s, ratio to smtp-source {rate / source_rate:.2f}, peak RSS {rss:.0f} MiB"
+            )
+        if args.workers:
+            count = args.recipients
+            root = WORK / f"workers-{count}"
+            build_project(root, count, port, args.connections, "  delivery: workers\n")
+            froze, _, _ = run_apply(root)
+            wall, rss, _ = timed_commsync(root, "deliver")
+            rate = count / wall
+            print(
+                f"commsync deliver (mail.delivery: workers), {count:,} recipients: apply froze the "
+                f"audience in {froze:.1f} s; deliver {wall:.1f} s, {rate:,.0f} msg/s, ratio to "
+                f"smtp-source {rate / source_rate:.2f}, peak RSS {rss:.0f} MiB"
             )
     finally:
         sink.terminate()
