@@ -7,6 +7,7 @@ SMTP server; the apply is the real command. Waiting long (max_lateness) uses an 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -22,6 +23,7 @@ from commsync.delivery.worker import Worker
 from commsync.model import BroadcastSpec, LiveBroadcast, Targets
 from commsync.store.sql import SqlStore, open_store
 from tests.helpers import Repo, seed, settings_for
+from tests.http_server import Served
 from tests.smtp_server import SmtpServer, free_port, wait_for
 from tests.test_deliver_workers import _commsync, _stop, _up
 
@@ -363,3 +365,26 @@ def test_status_warns_when_scheduled_sends_have_no_worker(
     assert "wait for a delivery worker" not in status
     assert "last seen never" not in status
     assert [w["code"] for w in repo.plan_json()["warnings"]] == []
+
+
+def test_waiting_broadcasts_are_shown_by_deliver_queue_status_and_metrics(
+    repo: Repo, smtp_server: SmtpServer
+) -> None:
+    _setup(repo, smtp_server)
+    _schedule(repo, "later", datetime.now(UTC) + timedelta(days=3))
+    _apply(repo)
+    once = repo.cli("deliver", "--once")
+    assert once.exit_code == 0, once.output
+    assert "queue: empty" in once.stdout  # no system-email message waits …
+    assert re.search(r"broadcasts: 1 scheduled \(next in (2d23h|3d)", once.stdout), once.stdout
+    assert "broadcasts: 1 scheduled" in repo.cli("queue").stdout
+    status = repo.cli("status")
+    assert "Broadcasts: 1 scheduled" in status.stdout
+    document = json.loads(repo.cli("status", "--format", "json").stdout)
+    assert document["queue"]["scheduled_broadcasts"] == 1
+    assert document["workers_last_seen"] is not None  # the --once worker beat
+    with Served(repo.root) as served:
+        text = served.get("/metrics").text
+    assert 'commsync_broadcasts_pending{state="scheduled"} 1.0' in text
+    assert 'commsync_broadcasts_pending{state="sending"} 0.0' in text
+    assert "commsync_broadcast_recipients_left 0.0" in text

@@ -23,6 +23,7 @@ from commsync.diagnostics import Diagnostic
 
 if TYPE_CHECKING:
     from commsync.api.service import Service
+    from commsync.model import QueueState
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,6 +107,20 @@ def queue_line(due: int, waiting: int, next_due: datetime | None, now: datetime)
         return "empty"
     later = f" (next in {due_in(next_due, now)})" if waiting and next_due is not None else ""
     return f"{due} due, {waiting} waiting{later}"
+
+
+def broadcasts_line(queue: QueueState, now: datetime) -> str | None:
+    """`1 scheduled (next in 3d), 1 being sent (11,412 recipients left)`, or None."""
+    parts = []
+    if queue.scheduled:
+        at = queue.next_send_at
+        when = (
+            "" if at is None else f" (next {'due now' if at <= now else 'in ' + due_in(at, now)})"
+        )
+        parts.append(f"{queue.scheduled} scheduled{when}")
+    if queue.sending:
+        parts.append(f"{queue.sending} being sent ({queue.recipients_left:,} recipients left)")
+    return ", ".join(parts) or None
 
 
 def table(header: Iterable[str], rows: Iterable[Iterable[object]], indent: int = 0) -> str:

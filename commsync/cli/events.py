@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from commsync import logs
-from commsync.cli.common import format_option, options, queue_line, service
+from commsync.cli.common import broadcasts_line, format_option, options, queue_line, service
 from commsync.errors import EXIT_ERROR, EXIT_OK, CommsyncError, InvalidInput
 from commsync.model.jsontext import MAX_READ, PayloadText
 
@@ -204,8 +204,10 @@ def deliver_command(ctx: click.Context, mode: str, poll: float) -> int:
         click.echo(f"  failed: {address}: {reason}", err=True)
     click.echo(f"delivered: {_summary(_counts(report))}")
     if report.queue is not None:
-        q = report.queue
-        click.echo(f"queue: {queue_line(q.due, q.waiting, q.next_due, datetime.now(UTC))}")
+        q, now = report.queue, datetime.now(UTC)
+        click.echo(f"queue: {queue_line(q.due, q.waiting, q.next_due, now)}")
+        if (broadcasts := broadcasts_line(q, now)) is not None:
+            click.echo(f"broadcasts: {broadcasts}")
     return EXIT_ERROR if report.failed or report.uncertain else EXIT_OK
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from commsync.cli.common import format_option, queue_line, service, table
+from commsync.cli.common import broadcasts_line, format_option, queue_line, service, table
 from commsync.errors import EXIT_OK, CommsyncError
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ def _broadcasts(listing: QueueListing) -> list[str]:
 def _text(listing: QueueListing) -> str:
     q = listing.state
     lines = [f"queue: {queue_line(q.due, q.waiting, q.next_due, listing.now)}"]
+    if (broadcasts := broadcasts_line(q, listing.now)) is not None:
+        lines.append(f"broadcasts: {broadcasts}")
     lines += _broadcasts(listing)
     if listing.items:
         rows = [

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from commsync.cli.common import format_option, queue_line, service, table
+from commsync.cli.common import broadcasts_line, format_option, queue_line, service, table
 from commsync.model import JsonValue, Provenance, Waiting
 
 if TYPE_CHECKING:
@@ -99,7 +99,10 @@ def _text(report: StatusReport) -> str:
     )
     lines += _table(header2, rows) if rows else ["  none installed"]
     q = report.queue
-    lines += ["", f"Queue: {queue_line(q.due, q.waiting, q.next_due, datetime.now(UTC))}"]
+    now = datetime.now(UTC)
+    lines += ["", f"Queue: {queue_line(q.due, q.waiting, q.next_due, now)}"]
+    if (broadcasts := broadcasts_line(q, now)) is not None:
+        lines.append(f"Broadcasts: {broadcasts}")
     lines += ["", "Recent applies"]
     rows = [
         (_when(a.started_at), a.status, (a.commit or "-")[:12], a.author or "-")
@@ -197,6 +200,10 @@ def _json(report: StatusReport) -> str:
             "due": report.queue.due,
             "waiting": report.queue.waiting,
             "next_due": _iso(report.queue.next_due),
+            "scheduled_broadcasts": report.queue.scheduled,
+            "next_send_at": _iso(report.queue.next_send_at),
+            "broadcasts_sending": report.queue.sending,
+            "broadcast_recipients_left": report.queue.recipients_left,
         },
         "applies": [_apply_json(a) for a in report.applies],
         "lock": report.lock.describe() if report.lock else None,

@@ -60,6 +60,19 @@ class _Counts(Collector):
         depth.add_metric(["due"], counts.queue.due)
         depth.add_metric(["waiting"], counts.queue.waiting)
         yield depth
+        broadcasts = GaugeMetricFamily(
+            "commsync_broadcasts_pending",
+            "Email broadcasts not yet out: scheduled (waiting for send_at), or being sent.",
+            labels=["state"],
+        )
+        broadcasts.add_metric(["scheduled"], counts.queue.scheduled)
+        broadcasts.add_metric(["sending"], counts.queue.sending)
+        yield broadcasts
+        yield GaugeMetricFamily(
+            "commsync_broadcast_recipients_left",
+            "Recipients still queued in the email broadcast sends in progress.",
+            value=counts.queue.recipients_left,
+        )
         if counts.queue.next_due is not None:
             yield GaugeMetricFamily(
                 "commsync_queue_next_due_timestamp_seconds",

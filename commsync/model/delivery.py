@@ -74,6 +74,12 @@ class QueueState:
     waiting: int = 0
     next_due: datetime | None = None
     by_email: Mapping[str, Waiting] = field(default_factory=dict)
+    # email broadcasts not yet out: scheduled ones (the first `send_at`), sends in progress and
+    # their recipients still queued
+    scheduled: int = 0
+    next_send_at: datetime | None = None
+    sending: int = 0
+    recipients_left: int = 0
 
 
 @dataclass(frozen=True, slots=True)

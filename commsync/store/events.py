@@ -15,6 +15,7 @@ from sqlalchemy import Engine, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from commsync.model import (
+    BroadcastSpec,
     DeliveryStatus,
     EventResult,
     JsonObject,
@@ -100,14 +101,37 @@ class EventsMixin:
         )
         with self.reader.connect() as conn:
             rows = conn.execute(query).all()
+            broadcasts = conn.execute(
+                select(t.broadcasts.c.status, t.broadcasts.c.spec).where(
+                    t.broadcasts.c.kind == "email",
+                    t.broadcasts.c.status.in_(("scheduled", "sending")),
+                )
+            ).all()
+            left = 0
+            if any(status == "sending" for status, _ in broadcasts):
+                open_sends = select(s.c.id).where(s.c.kind == "broadcast", s.c.status == "sending")
+                left = conn.execute(
+                    select(func.count()).where(
+                        d.c.send_id.in_(open_sends), d.c.status == DeliveryStatus.QUEUED
+                    )
+                ).scalar_one()
         by_email = {str(slug): Waiting(int(count), first) for slug, count, _, first in rows}
         due_now = sum(int(n or 0) for _, _, n, _ in rows)
         firsts = [w.next_due for w in by_email.values() if w.next_due is not None]
+        sends_at = [
+            at
+            for status, data in broadcasts
+            if status == "scheduled" and (at := BroadcastSpec.from_json(data).send_at) is not None
+        ]
         return QueueState(
             due=due_now,
             waiting=sum(w.count for w in by_email.values()) - due_now,
             next_due=min(firsts, default=None),
             by_email=by_email,
+            scheduled=sum(1 for status, _ in broadcasts if status == "scheduled"),
+            next_send_at=min(sends_at, default=None),
+            sending=sum(1 for status, _ in broadcasts if status == "sending"),
+            recipients_left=int(left),
         )
 
     def queued_send(self, send_id: int) -> QueuedSend | None:
