@@ -388,3 +388,42 @@ def test_waiting_broadcasts_are_shown_by_deliver_queue_status_and_metrics(
     assert 'commsync_broadcasts_pending{state="scheduled"} 1.0' in text
     assert 'commsync_broadcasts_pending{state="sending"} 0.0' in text
     assert "commsync_broadcast_recipients_left 0.0" in text
+
+
+@pytest.mark.parametrize("store_url", ["sqlite-file", "postgresql"], indirect=True)
+def test_workers_beat_are_found_silent_and_are_forgotten_a_week_after_they_stop(
+    store_url: str,
+) -> None:
+    store = open_store(store_url)
+    ledger = store.ledger()
+    try:
+        ledger.heartbeat("host:1:alive", "host", 1)
+        ledger.heartbeat("host:2:gone", "host", 2)
+        with store.engine.begin() as conn:  # the second one last beat an hour ago
+            old = datetime.now(UTC) - timedelta(hours=1)
+            stamp = old.replace(tzinfo=None) if "sqlite" in store_url else old
+            conn.execute(
+                sa.text("UPDATE workers SET seen_at = :t WHERE id = 'host:2:gone'"), {"t": stamp}
+            )
+        assert store.snapshot().worker_seen_at is not None
+        assert ledger.recover_dead(datetime.now(UTC) - timedelta(minutes=1)) == (0, 0)
+        rows = dict(_rows(store, "SELECT id, stopped_at FROM workers"))
+        assert rows["host:2:gone"] is not None and rows["host:1:alive"] is None  # found gone
+        ledger.heartbeat("host:2:gone", "host", 2)  # it was only slow: alive again
+        assert dict(_rows(store, "SELECT id, stopped_at FROM workers"))["host:2:gone"] is None
+        with store.engine.begin() as conn:
+            long_ago = datetime.now(UTC) - timedelta(days=8)
+            stamp = long_ago.replace(tzinfo=None) if "sqlite" in store_url else long_ago
+            conn.execute(
+                sa.text("UPDATE workers SET stopped_at = :t WHERE id = 'host:2:gone'"), {"t": stamp}
+            )
+        ledger.stopped("host:1:alive")
+        assert [r[0] for r in _rows(store, "SELECT id FROM workers")] == ["host:1:alive"]
+    finally:
+        ledger.close()
+        store.close()
+
+
+def _rows(store: SqlStore, statement: str) -> list[tuple[object, ...]]:
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(statement))]

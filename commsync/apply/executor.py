@@ -194,6 +194,7 @@ def _delivery_summary(r: DeliveryReport, finished: bool) -> str:
         (r.failed, "failed"),
         (r.suppressed, "suppressed"),
         (r.uncertain, "uncertain"),
+        (r.cancelled, "cancelled (queue cancel --broadcast)"),
         (r.deferred, "left queued"),
     ):
         if count:

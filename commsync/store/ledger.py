@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -288,9 +288,13 @@ class SqlLedger:
         self._run([(sql, (claimer, host, pid, now, now))])
 
     def stopped(self, claimer: str) -> None:
-        """This worker stopped cleanly (it gave back what it had claimed)."""
-        sql = "UPDATE workers SET stopped_at = ? WHERE id = ?"
-        self._run([(sql, (self.shared.now(), claimer))])
+        """This worker stopped cleanly (it gave back what it had claimed). Workers stopped a
+        week ago are forgotten: `deliver --once` from cron starts a new one every few minutes."""
+        now = datetime.now(UTC)
+        done = "UPDATE workers SET stopped_at = ? WHERE id = ?"
+        forget = "DELETE FROM workers WHERE stopped_at < ?"
+        stamp = self.shared.stamp
+        self._run([(done, (stamp(now), claimer)), (forget, (stamp(now - timedelta(days=7)),))])
 
     def recover_dead(self, silent_since: datetime) -> tuple[int, int]:
         """Workers silent since `silent_since` are gone: the rows they were sending become
