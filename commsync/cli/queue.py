@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 
 def _when(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M") if at is not None else "now"
+    """In UTC, as every time the command line prints."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if at is not None else "now"
 
 
 def _broadcasts(listing: QueueListing) -> list[str]:

@@ -38,7 +38,9 @@ def _text(report: StatusReport) -> str:
         rows.append(
             (
                 b.id,
-                f"{b.status} for {_when(at)}" if b.status == "scheduled" and at else b.status,
+                f"{b.status} for {_when(at.astimezone(UTC))}"
+                if b.status == "scheduled" and at
+                else b.status,
                 p.total,
                 p.sent,
                 p.failed,

@@ -195,18 +195,24 @@ class SqlLedger:
 
     def _run(self, statements: Iterable[tuple[str, Sequence[Any]]], fetch: bool = False) -> Any:
         """Run statements in one transaction of their own; returns the last fetch, or the row count."""
+        return (self._run_all(statements, fetch) or [None])[-1]
+
+    def _run_all(
+        self, statements: Iterable[tuple[str, Sequence[Any]]], fetch: bool = False
+    ) -> list[Any]:
+        """Run statements in one transaction of their own; each one's fetch, or row count."""
         db = self.shared
         with db.lock:
             cursor = db.raw.cursor()
             try:
                 if not db.pg:
                     cursor.execute("BEGIN")
-                result: Any = None
+                results: list[Any] = []
                 for sql, params in statements:
                     cursor.execute(db.sql(sql), tuple(params))
-                    result = cursor.fetchall() if fetch else cursor.rowcount
+                    results.append(cursor.fetchall() if fetch else cursor.rowcount)
                 _end(db, cursor, "COMMIT")
-                return result
+                return results
             except BaseException:
                 _end(db, cursor, "ROLLBACK")
                 raise
@@ -317,29 +323,19 @@ class SqlLedger:
             "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL"
             f" WHERE status = 'queued' AND claimed_by IN ({marks})"
         )
+        gone = f"UPDATE workers SET stopped_at = ? WHERE id IN ({marks}) AND seen_at < ?"
         db = self.shared
-        with db.lock:
-            cursor = db.raw.cursor()
-            try:
-                if not db.pg:
-                    cursor.execute("BEGIN")
-                cursor.execute(db.sql(uncertain), tuple(dead))
-                unsure = int(cursor.rowcount)
-                cursor.execute(db.sql(released), tuple(dead))
-                back = int(cursor.rowcount)
-                gone = f"UPDATE workers SET stopped_at = ? WHERE id IN ({marks}) AND seen_at < ?"
-                cursor.execute(db.sql(gone), (db.now(), *dead, db.stamp(silent_since)))
-                _end(db, cursor, "COMMIT")
-            except BaseException:
-                _end(db, cursor, "ROLLBACK")
-                raise
-            finally:
-                cursor.close()
-        return unsure, back
+        unsure, back, _ = self._run_all(
+            [
+                (uncertain, dead),
+                (released, dead),
+                (gone, (db.now(), *dead, db.stamp(silent_since))),
+            ]
+        )
+        return int(unsure), int(back)
 
     def row_state(self, delivery_id: int) -> tuple[str, str | None, bool]:
-        """A row's status, who claimed it, and whether its address is suppressed now: why a
-        row could not be marked `sending`."""
+        """Why a row could not be marked `sending`: its status, claimer, suppression now."""
         sql = (
             "SELECT d.status, d.claimed_by, EXISTS (SELECT 1 FROM suppressions s"
             " WHERE s.email_key = d.email_key) FROM deliveries d WHERE d.id = ?"
