@@ -13,7 +13,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from commsync.catalog.payload import value_problem
-from commsync.config.files import DirectoryTree, FileTree, check_listed, read_checked
+from commsync.config.files import (
+    YAML_SUFFIXES,
+    DirectoryTree,
+    FileTree,
+    check_listed,
+    read_checked,
+)
 from commsync.config.schema import schema_diagnostics
 from commsync.config.yamlpos import YamlDoc, as_list, load_yaml
 from commsync.diagnostics import Diagnostic
@@ -55,7 +61,7 @@ class _Loaded:
 def _docs(cat: CatalogDir, sub: str, schema: str, diags: list[Diagnostic]) -> list[YamlDoc]:
     out = []
     for path in cat.tree.files(cat.path(sub), recursive=False):
-        if not path.endswith(".yaml"):
+        if not path.endswith(YAML_SUFFIXES):
             diags.extend(check_listed(cat.tree, path))
             continue
         data, problems = read_checked(cat.tree, path)

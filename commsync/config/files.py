@@ -25,6 +25,17 @@ if TYPE_CHECKING:
 _MAX_HOPS = 16  # links followed in a row before a chain counts as a loop
 
 
+YAML_SUFFIXES = (".yaml", ".yml")  # read alike (SPEC §9)
+
+
+def strip_yaml_suffix(path: str) -> str:
+    """`broadcasts/a.yml` → `broadcasts/a`; any other path as it is."""
+    for suffix in YAML_SUFFIXES:
+        if path.endswith(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
 class UnreadableFile(Exception):
     """A listed path that is not read: the message says why, naming the path."""
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from commsync.config.files import strip_yaml_suffix
 from commsync.config.schema import invalid_keys, schema_diagnostics
 from commsync.config.yamlpos import YamlDoc, as_list, load_yaml
 from commsync.diagnostics import Diagnostic
@@ -68,7 +69,7 @@ class ParsedBroadcast:
 
 
 def _default_id(path: str) -> str:
-    return path[len(BROADCASTS_DIR) + 1 : -len(".yaml")]
+    return strip_yaml_suffix(path)[len(BROADCASTS_DIR) + 1 :]
 
 
 def _date_diagnostics(

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from commsync.config.files import strip_yaml_suffix
 from commsync.config.schema import invalid_keys, schema_diagnostics
 from commsync.config.yamlpos import YamlDoc, load_yaml
 from commsync.diagnostics import Diagnostic
@@ -137,7 +138,7 @@ def parse_system_email(
     if not isinstance(doc.value, dict) or "email" in bad:
         return None, diags
     value = {k: v for k, v in doc.value.items() if k not in bad}
-    stem = path.rsplit("/", 1)[-1][: -len(".yaml")]
+    stem = strip_yaml_suffix(path.rsplit("/", 1)[-1])
     slug = str(value.get("email", stem))
     if "email" not in value and not _SLUG.fullmatch(slug):
         message = (

@@ -12,7 +12,13 @@ from commsync.catalog.loader import (
     core_catalog_dir,
     project_catalog_dirs,
 )
-from commsync.config.files import FileTree, check_listed, read_checked
+from commsync.config.files import (
+    YAML_SUFFIXES,
+    FileTree,
+    check_listed,
+    read_checked,
+    strip_yaml_suffix,
+)
 from commsync.config.settings import Settings, build_settings, inside, settings_diagnostics
 from commsync.config.yamlpos import YamlDoc, load_yaml
 from commsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
@@ -98,17 +104,22 @@ def _load_catalog(
 def _yaml_files(
     tree: FileTree, directory: str, recursive: bool
 ) -> tuple[list[str], list[Diagnostic]]:
-    """The YAML files of `directory`; anything there that must not be read is an error."""
+    """The YAML files of `directory` (`.yaml` and `.yml` alike); anything there that must not be
+    read is an error, and so is one stem with both endings (which file would count?)."""
     paths, diags = [], []
     for path in tree.files(directory, recursive=recursive):
-        if path.endswith(".yaml"):
+        if path.endswith(YAML_SUFFIXES):
             paths.append(path)
             continue
         diags += check_listed(tree, path)
-        if path.endswith(".yml"):
-            msg = "ignored: commsync reads .yaml files; rename it to .yaml"
-            diags.append(Diagnostic(path, 1, 1, msg, "warning"))
-    return paths, diags
+    stems: dict[str, str] = {}
+    for path in sorted(paths):
+        stem = strip_yaml_suffix(path)
+        if stem in stems:
+            msg = f"{stems[stem]} and {path} name the same object: keep one of them"
+            diags.append(Diagnostic(path, 1, 1, msg))
+        stems.setdefault(stem, path)
+    return [p for p in paths if stems[strip_yaml_suffix(p)] == p], diags
 
 
 def load_layout(

@@ -1,0 +1,37 @@
+"""The operator's path as shipped (issue 11): what a new operator meets in the first week."""
+
+from __future__ import annotations
+
+from tests.helpers import Repo, settings_for
+
+NOTICE = "kind: notice\ntargets: {all: true}\nsubject: Hello\ncontent: Hi.\n"
+
+
+def test_yml_files_are_read_like_yaml_files(repo: Repo) -> None:
+    repo.write("commsync.yaml", settings_for("maildir:out", extra="imports: none\n"))
+    repo.import_data()
+    repo.write("broadcasts/notices/hello.yml", NOTICE)
+    repo.write("emails/site_published_customer.yml", "subject: Your site is live\n")
+    repo.commit_all("yml files")
+    plan = repo.plan_json()
+    assert {(a["address"], a["action"]) for a in plan["actions"]} == {
+        ("notice.notices/hello", "create"),
+        ("system_email.site_published_customer", "import"),
+    }
+    assert all(a["path"].endswith(".yml") for a in plan["actions"])
+    applied = repo.cli("apply", "--yes")
+    assert applied.exit_code == 0, applied.output
+    assert repo.plan_json()["actions"] == []
+
+
+def test_one_name_with_both_endings_is_an_error(repo: Repo) -> None:
+    repo.write("commsync.yaml", settings_for("maildir:out", extra="imports: none\n"))
+    repo.write("broadcasts/hello.yaml", NOTICE)
+    repo.write("broadcasts/hello.yml", NOTICE.replace("Hello", "Hello again"))
+    repo.commit_all("twice")
+    result = repo.cli("validate")
+    assert result.exit_code == 1
+    assert (
+        "broadcasts/hello.yml:1:1: error: broadcasts/hello.yaml and broadcasts/hello.yml name "
+        "the same object: keep one of them"
+    ) in result.output
