@@ -35,3 +35,18 @@ def test_one_name_with_both_endings_is_an_error(repo: Repo) -> None:
         "broadcasts/hello.yml:1:1: error: broadcasts/hello.yaml and broadcasts/hello.yml name "
         "the same object: keep one of them"
     ) in result.output
+
+
+def test_apply_repeats_the_plans_warnings(repo: Repo) -> None:
+    repo.write("commsync.yaml", settings_for("maildir:out", extra="imports: none\n"))
+    repo.import_data()
+    email = "kind: email\ntargets: {all: true}\nsubject: News\ncontent: Hi.\n"
+    repo.write("broadcasts/news.yaml", email)
+    repo.commit_all("news")
+    assert repo.cli("apply", "--yes").exit_code == 0
+    repo.write("broadcasts/news.yaml", email.replace("News", "News (edited)"))
+    repo.commit_all("edit a sent email")
+    result = repo.cli("apply", "--ref", "HEAD", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "Nothing to do: the store matches the repository." in result.stdout
+    assert "Warnings (1):\n  ! email.news: edited after it was sent (subject)" in result.stdout

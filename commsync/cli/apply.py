@@ -26,7 +26,19 @@ _PAST = {
     "reset": "reset",
     "upgrade": "upgraded",
     "delete": "deleted",
+    "reschedule": "rescheduled",
+    "unschedule": "unscheduled",
+    "missed": "recorded missed",
 }
+
+
+def _warnings(plan: Plan) -> None:
+    """The plan's warnings, repeated: with --yes (CI) the apply log is all anyone reads."""
+    if not plan.warnings:
+        return
+    click.echo(f"Warnings ({len(plan.warnings)}):")
+    for w in plan.warnings:
+        click.echo(f"  ! {w.address}: {w.message}")
 
 
 def _confirm(plan: Plan) -> bool:
@@ -49,6 +61,7 @@ def _report(report: ApplyReport) -> None:
         click.echo(f"requeued {report.requeued:,} messages")
     if report.nothing_to_do:
         click.echo("Nothing to do: the store matches the repository.")
+        _warnings(report.plan)
         return
     failed = [r for r in report.results if not r.ok]
     for result in report.results:
@@ -80,6 +93,7 @@ def _report(report: ApplyReport) -> None:
             + ", ".join(r.address for r in failed)
             + " — see above; `commsync status` shows details."
         )
+    _warnings(report.plan)
 
 
 @click.command("apply")
