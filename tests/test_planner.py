@@ -12,6 +12,7 @@ from commsync.plan.model import EmailAction, FieldChange, Remaining, SystemEmail
 from tests.planning import (
     CATALOG,
     NOW,
+    actions,
     default,
     desired,
     drifted,
@@ -415,10 +416,54 @@ def test_rename_guard_points_at_the_new_file() -> None:
     outcome = plan(desired([email("e2")]), snapshot([live_of(E)]))
     (error,) = outcome.errors
     assert error.path == "broadcasts/e2.yaml"
-    assert (
-        "same subject, content and targets as email.e" in error.message
-        and "allow_resend: true" in error.message
-    )
+    assert "same subject, content and targets as email.e" in error.message
+    # the safe way out first: keeping the id sends nothing; allow_resend sends to everyone
+    keep, resend = error.message.index("`id: e`"), error.message.index("allow_resend: true")
+    assert keep < resend and "to everyone" in error.message[resend - 40 :]
+
+
+NEWSLETTER = (
+    "Hello {{ customer_first_name }},\n\nThis month we moved every site to PHP 8.3, added daily "
+    "off-site backups for all plans and opened a new data centre in Frankfurt. Thank you for "
+    "building with us.\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("subject", "content", "refused"),
+    [
+        ("News", NEWSLETTER.replace("Thank you", "Thanks"), True),  # a one-word edit
+        ("NEWS!", NEWSLETTER.replace(".", " ").upper(), True),  # case, punctuation, spacing
+        ("News", NEWSLETTER.replace("Frankfurt", "Paris"), True),
+        (  # next month's newsletter: same subject, new content
+            "News",
+            "Hello {{ customer_first_name }},\n\nIn December the support desk keeps shorter "
+            "hours, and the new billing portal shows every invoice since you joined.\n",
+            False,
+        ),
+    ],
+)
+def test_a_near_copy_of_a_sent_email_is_refused_like_a_copy(
+    subject: str, content: str, refused: bool
+) -> None:
+    sent = live_of(email("e", "News", content=NEWSLETTER))
+    outcome = plan(desired([email("e2", subject, content=content)]), snapshot([sent]))
+    if not refused:
+        assert not outcome.errors and actions(outcome) == [("email.e2", "send")]
+        return
+    (error,) = outcome.errors
+    assert "% like email.e, sent" in error.message and "`id: e`" in error.message
+    assert actions(outcome) == []
+
+
+def test_a_near_copy_to_other_targets_or_with_allow_resend_is_sent() -> None:
+    sent = live_of(email("e", "News", content=NEWSLETTER))
+    edited = NEWSLETTER.replace("Thank you", "Thanks")
+    others = email("e2", "News", targets=PRO, content=edited)
+    again = email("e3", "News", content=edited, allow_resend=True)
+    outcome = plan(desired([others, again]), snapshot([sent]))
+    assert not outcome.errors
+    assert actions(outcome) == [("email.e2", "send"), ("email.e3", "send")]
 
 
 def test_newer_default_report_is_three_way() -> None:
@@ -490,13 +535,16 @@ def test_two_new_identical_emails_in_one_change_are_refused() -> None:
     ],
 )
 def test_duplicate_send_group_rule(members: list, refused: dict[str, str]) -> None:
-    from commsync.plan.email_broadcasts import duplicate_sends
+    from commsync.plan.email_broadcasts import Twin, duplicate_sends
 
-    assert duplicate_sends(members, {}, NOW) == refused
-    sent = {members[0].spec.content_signature(): "email.old, sent earlier"}
+    def shown(twins: dict[str, Twin]) -> dict[str, str]:
+        return {bid: str(twin) for bid, twin in twins.items()}
+
+    assert shown(duplicate_sends(members, {}, NOW)) == refused
+    sent = {members[0].spec.content_signature(): Twin("old", "sent earlier")}
     expected = {
         m.id: "email.old, sent earlier"
         for m in members
         if not m.spec.allow_resend and m.spec.content_signature() in sent
     }
-    assert duplicate_sends(members, sent, NOW) == expected
+    assert shown(duplicate_sends(members, sent, NOW)) == expected

@@ -20,11 +20,13 @@ from commsync.model import (
 from commsync.plan.email_broadcasts import (
     duplicate_sends,
     is_scheduled,
+    near_duplicates,
     plan_ended_email,
     plan_new_email,
     plan_scheduled_email,
     plan_sent_email,
     sent_signatures,
+    store_emails,
     warn_without_worker,
 )
 from commsync.plan.findings import Findings, spec_changes
@@ -157,7 +159,9 @@ def plan_broadcasts(
     new_emails = [
         d for d in items if d.spec.kind == BroadcastKind.EMAIL and d.id not in live.broadcasts
     ]
+    store = store_emails(live)
     refused = duplicate_sends(new_emails, sent_signatures(live), now)
+    refused |= near_duplicates([d for d in new_emails if d.id not in refused], store)
     desired_ids = set()
     for d in items:
         desired_ids.add(d.id)

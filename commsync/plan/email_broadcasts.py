@@ -9,7 +9,10 @@ refuses a new email that copies one already sent or scheduled.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import difflib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from commsync.diagnostics import Diagnostic
@@ -41,20 +44,95 @@ def is_scheduled(live: LiveBroadcast | None) -> bool:
     return live is not None and live.status == BroadcastStatus.SCHEDULED
 
 
-def sent_signatures(live: LiveSnapshot) -> dict[str, str]:
-    """Content signature → which email already has it (for the duplicate-send guard): sent,
-    being sent, cancelled part way, or scheduled to go; a missed one never went."""
-    seen: dict[str, str] = {}
+@dataclass(frozen=True, slots=True)
+class Twin:
+    """The email a new one copies: its id, and where it is (sent when, scheduled, new here)."""
+
+    id: str
+    where: str
+    in_store: bool = True
+    likeness: float | None = None  # a near duplicate: how alike; None: identical
+
+    def __str__(self) -> str:
+        return f"email.{self.id}, {self.where}"
+
+
+def store_emails(live: LiveSnapshot) -> list[tuple[BroadcastSpec, Twin]]:
+    """The email broadcasts a new one must not copy: sent, being sent, cancelled part way, or
+    scheduled to go (a missed one never went), in id order."""
+    out = []
     for b in sorted(live.broadcasts.values(), key=lambda b: b.id):
         if b.spec.kind != BroadcastKind.EMAIL or b.status == BroadcastStatus.MISSED:
             continue
         if b.status == BroadcastStatus.SCHEDULED:
             at = b.spec.send_at.isoformat() if b.spec.send_at else "now"
-            seen.setdefault(b.spec.content_signature(), f"email.{b.id}, scheduled for {at}")
+            out.append((b.spec, Twin(b.id, f"scheduled for {at}")))
             continue
         when = b.provenance.applied_at.isoformat() if b.provenance.applied_at else "earlier"
-        seen.setdefault(b.spec.content_signature(), f"email.{b.id}, sent {when}")
+        out.append((b.spec, Twin(b.id, f"sent {when}")))
+    return out
+
+
+def sent_signatures(live: LiveSnapshot) -> dict[str, Twin]:
+    """Content signature → which email already has it (for the duplicate-send guard)."""
+    seen: dict[str, Twin] = {}
+    for spec, twin in store_emails(live):
+        seen.setdefault(spec.content_signature(), twin)
     return seen
+
+
+NEAR = 0.9  # difflib's ratio over the normalised subject and content, from which two emails are "the same"
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def _normalised(spec: BroadcastSpec) -> str:
+    """Subject and content, lower case, punctuation and runs of white space as one space."""
+    return _NOT_WORD.sub(" ", f"{spec.subject}\n{spec.content}".lower()).strip()
+
+
+def near_duplicates(
+    new_emails: Iterable[DesiredBroadcast], store: Sequence[tuple[BroadcastSpec, Twin]]
+) -> dict[str, Twin]:
+    """New emails (without `allow_resend`) that are nearly an email already sent or scheduled:
+    the same targets, and subject and content equal once case, white space and punctuation are
+    ignored, or at least 90 % alike by difflib's ratio. A rename with a small edit looks so; a
+    monthly newsletter with new content does not."""
+    found: dict[str, Twin] = {}
+    for d in new_emails:
+        if d.spec.allow_resend:
+            continue
+        text = _normalised(d.spec)
+        for spec, twin in store:
+            if spec.targets != d.spec.targets:
+                continue
+            matcher = difflib.SequenceMatcher(None, text, _normalised(spec), autojunk=False)
+            if matcher.real_quick_ratio() < NEAR or matcher.quick_ratio() < NEAR:
+                continue
+            ratio = matcher.ratio()
+            if ratio >= NEAR:
+                found[d.id] = Twin(twin.id, twin.where, likeness=ratio)
+                break
+    return found
+
+
+def twin_message(twin: Twin) -> str:
+    """Why a new email is refused, the safe way out first."""
+    if not twin.in_store:
+        return (
+            f"this email has the same subject, content and targets as {twin}: it would go out "
+            "twice. Remove one of the files (allow_resend: true sends both, to everyone)"
+        )
+    alike = (
+        f"has the same subject, content and targets as {twin}"
+        if twin.likeness is None
+        else f"is {twin.likeness:.0%} like {twin} (same targets; subject and content compared "
+        "without case, spacing and punctuation)"
+    )
+    return (
+        f"this email {alike}. If you renamed or moved its file, keep its id: add "
+        f"`id: {twin.id}` to this file, and nothing is sent again. Only to send it again to "
+        "everyone on purpose, set allow_resend: true"
+    )
 
 
 def _sends_now(d: DesiredBroadcast, now: datetime) -> bool:
@@ -62,8 +140,8 @@ def _sends_now(d: DesiredBroadcast, now: datetime) -> bool:
 
 
 def duplicate_sends(
-    new_emails: Iterable[DesiredBroadcast], sent: Mapping[str, str], now: datetime
-) -> dict[str, str]:
+    new_emails: Iterable[DesiredBroadcast], sent: Mapping[str, Twin], now: datetime
+) -> dict[str, Twin]:
     """New emails the duplicate-send guard refuses (id → which email they copy).
 
     Without `allow_resend`, a new email is refused when an email with the same subject, content
@@ -74,7 +152,7 @@ def duplicate_sends(
     groups: dict[str, list[DesiredBroadcast]] = {}
     for d in sorted(new_emails, key=lambda d: d.id):
         groups.setdefault(d.spec.content_signature(), []).append(d)
-    refused: dict[str, str] = {}
+    refused: dict[str, Twin] = {}
     for signature, members in groups.items():
         original: DesiredBroadcast | None = None
         for d in members:
@@ -84,9 +162,9 @@ def duplicate_sends(
             if signature in sent:
                 refused[d.id] = sent[signature]
             elif twin_now is not None and not _sends_now(d, now):
-                refused[d.id] = f"email.{twin_now.id}, sent in this change"
+                refused[d.id] = Twin(twin_now.id, "sent in this change", in_store=False)
             elif original is not None:
-                refused[d.id] = f"email.{original.id}, also new in this change"
+                refused[d.id] = Twin(original.id, "also new in this change", in_store=False)
             else:
                 original = d
     return refused
@@ -95,16 +173,13 @@ def duplicate_sends(
 def plan_new_email(
     d: DesiredBroadcast,
     audience: Audience | None,
-    twin: str | None,
+    twin: Twin | None,
     now: datetime,
     out: Findings,
 ) -> None:
     spec = d.spec
     if twin is not None:
-        msg = (
-            f"this email has the same subject, content and targets as {twin}; "
-            "a renamed or copied file would send it twice. Set allow_resend: true to send it again"
-        )
+        msg = twin_message(twin)
         out.errors.append(Diagnostic(d.origin.path, d.origin.line, d.origin.col, msg))
         return
     scheduled = spec.send_at is not None and spec.send_at > now
