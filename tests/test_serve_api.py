@@ -199,7 +199,10 @@ def test_unsubscribe_get_asks_and_post_records_for_broadcasts_only(
 
     # the next broadcast skips the two who unsubscribed
     smtp_server.recorder.messages.clear()
-    repo.write("broadcasts/more-news.yaml", NEWS.replace("News", "More news"))
+    more = NEWS.replace("News", "More news").replace(
+        "here is the news", "our billing portal now lists every invoice"
+    )
+    repo.write("broadcasts/more-news.yaml", more)
     repo.commit_all("more")
     assert repo.cli("apply", "--yes").exit_code == 0
     assert sorted(r for m in smtp_server.recorder.messages for r in m.recipients) == [

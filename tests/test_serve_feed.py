@@ -76,11 +76,15 @@ def test_each_customer_sees_exactly_the_notices_meant_for_them(feed_repo: Repo) 
             "to-retract",
         }
         ada, grace, alan = (_token(feed_repo, c) for c in ("1", "2", "3"))
-        common = ["everyone", "soon-over", "sticky", "to-retract"]
-        # ada: pro active; grace: pro trialing; alan: pro *cancelled* (and starter active)
-        assert _ids(served, "1", ada) == sorted(["for-ada", "pro", *common])
-        assert _ids(served, "2", grace) == sorted(["for-grace", "pro", *common])
-        assert _ids(served, "3", alan) == sorted(common)
+        # ada: pro active; grace: pro trialing; alan: pro *cancelled* (and starter active);
+        # the most severe first: sticky (error), pro (warning), the infos, everyone (success)
+        for customer, token, own in (("1", ada, ["for-ada"]), ("2", grace, ["for-grace"])):
+            ids = _ids(served, customer, token)
+            assert ids[:2] == ["sticky", "pro"] and ids[-1] == "everyone"
+            assert sorted(ids[2:-1]) == sorted([*own, "soon-over", "to-retract"])
+        ids = _ids(served, "3", alan)
+        assert ids[0] == "sticky" and ids[-1] == "everyone"
+        assert sorted(ids[1:-1]) == ["soon-over", "to-retract"]
 
         feed = served.get("/v1/customers/1/notices", headers=served.bearer(ada)).json()
         pro = next(n for n in feed["notices"] if n["id"] == "pro")
@@ -100,7 +104,7 @@ def test_each_customer_sees_exactly_the_notices_meant_for_them(feed_repo: Repo) 
         while "soon-over" in _ids(served, "2", grace):
             assert time.monotonic() < deadline, "the expired notice is still served"
             time.sleep(0.25)
-        assert _ids(served, "2", grace) == sorted(["everyone", "for-grace", "pro", "sticky"])
+        assert _ids(served, "2", grace) == ["sticky", "pro", "for-grace", "everyone"]
 
 
 def test_dismissing_hides_a_notice_for_that_customer_only_and_for_good(feed_repo: Repo) -> None:
@@ -190,16 +194,17 @@ def test_a_thousand_active_notices(repo: Repo) -> None:
 
     with Served(repo.root) as served:
         # 1: pro active; 3: pro cancelled, starter active; 5: starter expired
-        assert _ids(served, "1", _token(repo, "1")) == expected({0, 1, 2})
-        assert _ids(served, "3", _token(repo, "3")) == expected({0, 3})
-        assert _ids(served, "5", _token(repo, "5")) == expected({0})
+        # (all info: newest first, the order of the dedicated test below)
+        assert sorted(_ids(served, "1", _token(repo, "1"))) == expected({0, 1, 2})
+        assert sorted(_ids(served, "3", _token(repo, "3"))) == expected({0, 3})
+        assert sorted(_ids(served, "5", _token(repo, "5"))) == expected({0})
         token = _token(repo, "1")
         for i in (0, 1, 2, 998):
             response = served.post(
                 f"/v1/customers/1/notices/bulk/n{i:04d}/dismiss", headers=served.bearer(token)
             )
             assert response.status_code == 204
-        assert _ids(served, "1", token) == [
+        assert sorted(_ids(served, "1", token)) == [
             n
             for n in expected({0, 1, 2})
             if n not in {"bulk/n0000", "bulk/n0001", "bulk/n0002", "bulk/n0998"}
@@ -260,3 +265,29 @@ def test_rotating_the_key_invalidates_issued_tokens(
         response = served.get("/v1/customers/1/notices", headers=served.bearer(old))
         assert response.status_code == 401
         assert "everyone" in _ids(served, "1", _token(feed_repo, "1"))
+
+
+def test_the_feed_shows_the_most_severe_first_and_the_newest_first_within_one(
+    repo: Repo,
+) -> None:
+    repo.import_data()
+    token = _token(repo, "1")
+
+    def add(name: str, message_type: str) -> None:
+        repo.write(f"broadcasts/{name}.yaml", _notice("all: true", message_type=message_type))
+        repo.commit_all(name)
+        assert repo.cli("apply", "--yes").exit_code == 0
+
+    add("a-old-info", "info")
+    add("b-success", "success")
+    add("c-new-info", "info")
+    add("d-warning", "warning")
+    add("e-error", "error")
+    with Served(repo.root) as served:
+        assert _ids(served, "1", token) == [
+            "e-error",
+            "d-warning",
+            "c-new-info",
+            "a-old-info",
+            "b-success",
+        ]

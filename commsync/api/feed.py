@@ -18,6 +18,9 @@ _CACHE_SIZE = 10_000
 log = logging.getLogger(__name__)
 
 
+# The feed's order: the most severe first, and within one severity the newest first.
+_SEVERITY = {"error": 0, "warning": 1, "info": 2, "success": 3}
+
 class NoticeJson(TypedDict):
     """One notice as the feed returns it (and the widget shows it)."""
 
@@ -115,6 +118,7 @@ class Feed:
                     "expires_at": spec.expires_at.isoformat() if spec.expires_at else None,
                 }
             )
+        out.sort(key=lambda n: _SEVERITY.get(n["message_type"], len(_SEVERITY)))  # stable
         return out
 
     def dismissible(self, customer: CustomerRecord, notice_id: str, now: datetime) -> bool | None:

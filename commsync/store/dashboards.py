@@ -27,8 +27,9 @@ _CUSTOMER_SQL = (
     "SELECT id, email, username, first_name, last_name, display_name, locale"
     " FROM customers WHERE id = ?"
 )
+# Newest first (the feed then puts them in order of severity, keeping this order within one).
 _NOTICES_SQL = """
-SELECT b.id, b.spec_hash FROM broadcasts b
+SELECT b.id, b.spec_hash, b.created_at FROM broadcasts b
 WHERE b.kind = 'notice' AND b.status = 'active'
   AND b.id IN (
     SELECT broadcast_id FROM broadcast_targets WHERE target_type = 'all'
@@ -42,7 +43,7 @@ WHERE b.kind = 'notice' AND b.status = 'active'
   AND NOT EXISTS (
     SELECT 1 FROM dismissals d WHERE d.broadcast_id = b.id AND d.customer_id = ?
   )
-ORDER BY b.id
+ORDER BY b.created_at DESC, b.id
 """
 
 
@@ -52,7 +53,7 @@ def _feed_sql(statuses: int, pg: bool) -> tuple[str, str, str]:
     notices = _NOTICES_SQL.format(statuses=", ".join("?" * statuses) if statuses else "NULL")
     both = (
         f"SELECT c.*, n.id, n.spec_hash FROM ({_CUSTOMER_SQL}) c"
-        f" LEFT JOIN ({notices}) n ON 1 = 1 ORDER BY n.id"
+        f" LEFT JOIN ({notices}) n ON 1 = 1 ORDER BY n.created_at DESC, n.id"
     )
     return driver_sql(_CUSTOMER_SQL, pg), driver_sql(notices, pg), driver_sql(both, pg)
 
@@ -92,14 +93,15 @@ class DashboardsMixin:
                     notices = cursor.fetchall()
             finally:
                 cursor.close()
-        return CustomerRecord(*customer), [(str(i), str(h)) for i, h in notices]
+        return CustomerRecord(*customer), [(str(r[0]), str(r[1])) for r in notices]
 
     def notices_for(self, customer_id: str, statuses: Sequence[str]) -> list[tuple[str, str]]:
-        """(id, spec hash) of active notices targeted at the customer and not dismissed by them."""
+        """(id, spec hash) of active notices targeted at the customer and not dismissed by them,
+        newest first."""
         notices_sql = _feed_sql(len(statuses), self.engine.dialect.name == "postgresql")[1]
         params = (customer_id, customer_id, *statuses, customer_id)
         with self.reader.connect() as conn:
-            return [(str(i), str(h)) for i, h in conn.exec_driver_sql(notices_sql, params)]
+            return [(str(i), str(h)) for i, h, _ in conn.exec_driver_sql(notices_sql, params)]
 
     def notice_specs(self, ids: Sequence[str]) -> dict[str, BroadcastSpec]:
         if not ids:
