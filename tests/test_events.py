@@ -475,9 +475,10 @@ def test_test_send_renders_with_the_mock_payload_and_records_nothing(
     assert received.recipients == ["me@example.org"]
     message = received.parsed()
     mock = PAYMENT.mock_payload()
-    assert (
-        message["Subject"] == f"Draft receipt {mock['payment_reference_code']}"
-    )  # the working tree's
+    # the working tree's subject, marked as a test; To is the operator's address alone (not the
+    # example customer's name on it)
+    assert message["Subject"] == f"[test] Draft receipt {mock['payment_reference_code']}"
+    assert message["To"] == "me@example.org"
     body = message.get_body(("plain",))
     assert body is not None and f"payment_total = {mock['payment_total']}" in body.get_content()
     assert dump_store(repo.store_url) == before

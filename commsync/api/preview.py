@@ -185,7 +185,8 @@ def test_send(ctx: Context, slug: str, to: str, data: JsonObject | None) -> str:
     fields = effective_fields(loaded, store, slug)
     payload = {**_payload(loaded, fields, data), "customer_user_email": to}
     factory = system_email_factory(store.store_id, settings, loaded.layout, slug, fields)
-    built = factory.build(to, str(payload.get("customer_name", "")), payload, key="test")
+    # the operator's own address, without the example customer's name; the subject says it is a test
+    built = factory.build(to, "", payload, key="test", subject_prefix="[test] ")
     transport = parse_transport(settings.mail.transport, settings.root, ctx.project.env)
     outcome = send_one(transport, settings.mail.from_address, to, built.data)
     if outcome.kind != OutcomeKind.SENT:

@@ -316,14 +316,17 @@ class MessageFactory:
         *,
         key: str = "",
         dated: bool = True,
+        subject_prefix: str = "",
     ) -> Built:
         """The message for one recipient: To is this recipient alone.
 
         `dated=False` leaves out the Date header, for messages stored now and sent later (the
-        sender prepends it then).
+        sender prepends it then). `subject_prefix` marks a test (`[test] `).
         """
         merged = {**self.static, **values}
         subject, text, body = self._render(merged)
+        if subject_prefix:
+            subject = subject_prefix + subject
         header_value(subject, "the rendered subject")
         if len(subject) > self.limits.subject_chars:
             raise RenderError(
