@@ -50,3 +50,27 @@ def test_apply_repeats_the_plans_warnings(repo: Repo) -> None:
     assert result.exit_code == 0, result.output
     assert "Nothing to do: the store matches the repository." in result.stdout
     assert "Warnings (1):\n  ! email.news: edited after it was sent (subject)" in result.stdout
+
+
+def test_only_commands_that_write_say_nothing_was_changed(repo: Repo) -> None:
+    repo.write("commsync.yaml", settings_for("maildir:out", extra="imports: none\n"))
+    repo.write("broadcasts/broken.yaml", "kind: notice\nsubject: [\n")
+    repo.commit_all("broken")
+    for command in (["plan"], ["validate"]):
+        result = repo.cli(*command)
+        assert result.exit_code == 1 and "broadcasts/broken.yaml:3:1: error:" in result.output
+        assert "nothing was changed" not in result.stderr, command
+    applied = repo.cli("apply", "--yes")
+    assert applied.exit_code == 1 and "nothing was changed" in applied.stderr
+
+
+def test_an_unknown_event_is_suggested_only_when_it_looks_like_a_typo(repo: Repo) -> None:
+    repo.write("commsync.yaml", settings_for("maildir:out", extra="imports: none\n"))
+    custom = "event: {event}\ntarget: customer\nsubject: Hi\ncontent: Hello.\n"
+    repo.write("emails/welcome.yaml", custom.format(event="customer_created"))
+    repo.write("emails/receipt_copy.yaml", custom.format(event="paymnet_received"))
+    result = repo.cli("validate")
+    assert result.exit_code == 1
+    assert "unknown event 'paymnet_received' (did you mean 'payment_received'?)" in result.output
+    welcome = next(line for line in result.output.splitlines() if "welcome.yaml" in line)
+    assert "did you mean" not in welcome and "known: " in welcome and "domain_created" in welcome

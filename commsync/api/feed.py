@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # The feed's order: the most severe first, and within one severity the newest first.
 _SEVERITY = {"error": 0, "warning": 1, "info": 2, "success": 3}
 
+
 class NoticeJson(TypedDict):
     """One notice as the feed returns it (and the widget shows it)."""
 

@@ -22,7 +22,11 @@ from commsync.errors import (
 )
 
 
-def _handle(exc: BaseException, debug: bool) -> int:
+# Commands that only read: "nothing was changed" after their errors would suggest otherwise.
+_READ_ONLY = frozenset({"plan", "validate", "drift", "preview", "status", "schema"})
+
+
+def _handle(exc: BaseException, debug: bool, command: str | None = None) -> int:
     """The one place that maps errors to messages and exit codes."""
     if isinstance(exc, click.exceptions.Exit):
         return exc.exit_code
@@ -37,7 +41,8 @@ def _handle(exc: BaseException, debug: bool) -> int:
         return EXIT_INTERRUPTED
     if isinstance(exc, ValidationFailed):
         echo_diagnostics(exc.diagnostics)
-        click.echo(f"error: {exc.message}; nothing was changed", err=True)
+        unchanged = "" if command in _READ_ONLY else "; nothing was changed"
+        click.echo(f"error: {exc.message}{unchanged}", err=True)
         return exc.exit_code
     if isinstance(exc, CommsyncError):
         click.echo(f"error: {exc.message}", err=True)
@@ -71,7 +76,8 @@ class CommsyncGroup(click.Group):
         except BaseException as exc:
             if isinstance(exc, SystemExit):
                 raise
-            code = _handle(exc, "--debug" in argv)
+            command = next((a for a in argv if a in self.commands), None)
+            code = _handle(exc, "--debug" in argv, command)
         if standalone_mode:
             sys.exit(code)
         return code

@@ -119,7 +119,8 @@ def render_markdown(
         others = len(plan.actions) - len(detailed)
         head += [
             f"Details below cover the {n(len(detailed))} action(s) in files changed since "
-            f"`{_escape(since)}`; {n(others)} more are in the summary above.",
+            f"`{_escape(since)}`; the other {n(others)} {'is' if others == 1 else 'are'} in the "
+            "summary above.",
             "",
         ]
     text = "\n".join(head)

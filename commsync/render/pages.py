@@ -30,7 +30,7 @@ def _page(settings: Settings, title: str, body: str) -> str:
 def confirm(settings: Settings, address: str, action: str) -> str:
     name = escape(settings.network_name)
     body = (
-        f"<h1>Unsubscribe?</h1><p>Stop {name}'s announcement emails to <strong>{escape(_masked(address))}</strong>. "
+        f"<h1>Unsubscribe?</h1><p>Stop announcement emails from {name} to <strong>{escape(_masked(address))}</strong>. "
         "Emails about your account, payments and sites still arrive.</p>"
         f'<form method="post" action="{escape(action)}"><button type="submit">Unsubscribe</button></form>'
     )

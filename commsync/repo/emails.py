@@ -68,7 +68,10 @@ def _event_diagnostics(
 ) -> list[Diagnostic]:
     event = ctx.catalog.events.get(fields.event)
     if event is None:
-        close = difflib.get_close_matches(fields.event, sorted(ctx.catalog.events), n=1)
+        # a typo, not a different event that shares a suffix (customer_created is not
+        # domain_created): suggest only a close match, else list them all
+        events = sorted(ctx.catalog.events)
+        close = difflib.get_close_matches(fields.event, events, n=1, cutoff=0.8)
         hint = (
             f"did you mean {close[0]!r}?"
             if close
