@@ -21,7 +21,6 @@ from commsync.errors import (
     ValidationFailed,
 )
 
-
 # Commands that only read: "nothing was changed" after their errors would suggest otherwise.
 _READ_ONLY = frozenset({"plan", "validate", "drift", "preview", "status", "schema"})
 
