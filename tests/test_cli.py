@@ -224,6 +224,7 @@ def test_emails_list_shows_defaults_installed_customised_and_importable(demo_rep
         "SLUG",
         "EVENT",
         "TARGET",
+        "ACTIVE",
         "STATE",
         "CUSTOMISED",
         "FILE",
@@ -236,6 +237,10 @@ def test_emails_list_shows_defaults_installed_customised_and_importable(demo_rep
         "SENT",
     ]
     assert "payment_failed_admin" in text and "2026-11-20 10:00" in text
+    # on or off at a glance: the demo turns payment_failed_admin off; importable ones are not
+    # installed at all
+    cells = {line.split()[0]: line.split()[3] for line in text.splitlines()[1:-1]}
+    assert cells["payment_failed_admin"] == "no" and cells["payment_received_admin"] == "-"
 
 
 def test_store_overrides_flag_then_environment_then_file(
