@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tests.helpers import Repo, settings_for
+import json
+
+from tests.helpers import Repo, dump_store, settings_for
+from tests.smtp_server import SmtpServer
 
 NOTICE = "kind: notice\ntargets: {all: true}\nsubject: Hello\ncontent: Hi.\n"
 
@@ -74,3 +77,48 @@ def test_an_unknown_event_is_suggested_only_when_it_looks_like_a_typo(repo: Repo
     assert "unknown event 'paymnet_received' (did you mean 'payment_received'?)" in result.output
     welcome = next(line for line in result.output.splitlines() if "welcome.yaml" in line)
     assert "did you mean" not in welcome and "known: " in welcome and "domain_created" in welcome
+
+
+def test_suppressions_are_listed_added_imported_and_removed_all_or_nothing(
+    repo: Repo, smtp_server: SmtpServer
+) -> None:
+    repo.write("commsync.yaml", settings_for(smtp_server.url, extra="imports: none\n"))
+    repo.import_data()
+    added = repo.cli("suppressions", "add", "Ada@Example.com", "grace@example.com")
+    assert added.exit_code == 0, added.output
+    assert added.stdout.strip() == "suppressions: 2 added"
+    stronger = repo.cli("suppressions", "add", "ada@example.com", "--reason", "hard_bounce")
+    assert stronger.stdout.strip() == "suppressions: 0 added, 1 now kept from every email"
+    document = json.loads(repo.cli("suppressions", "list", "--format", "json").stdout)
+    rows = {r["address"]: r for r in document["suppressions"]}
+    assert document["total"] == 2 and set(rows) == {"ada@example.com", "grace@example.com"}
+    assert rows["ada@example.com"]["scope"] == "all"
+    assert rows["grace@example.com"]["reason"] == "unsubscribe"
+    assert rows["grace@example.com"]["scope"] == "marketing"
+    assert rows["grace@example.com"]["source"] == "commsync suppressions add"
+    text = repo.cli("suppressions", "list").stdout
+    assert text.splitlines()[0].split() == ["ADDRESS", "SCOPE", "REASON", "SOURCE", "SINCE"]
+
+    before = dump_store(repo.store_url)
+    bad = repo.cli("suppressions", "add", "alan@example.org", "not-an-address")
+    assert bad.exit_code == 1 and "not an email address: 'not-an-address'" in bad.stderr
+    repo.write("bounces.csv", "address,reason\nalan@example.org,hard_bounce\nnope,unsubscribe\n")
+    refused = repo.cli("suppressions", "import", "bounces.csv")
+    assert refused.exit_code == 1 and "bounces.csv:3" in refused.output
+    gone = repo.cli("suppressions", "remove", "grace@example.com", "kat@example.net")
+    assert gone.exit_code == 1 and "not suppressed: kat@example.net" in gone.stderr
+    assert dump_store(repo.store_url) == before  # nothing of any of them was recorded
+
+    repo.write("bounces.csv", "address,reason\nalan@example.org,hard_bounce\n")
+    imported = repo.cli("suppressions", "import", "bounces.csv")
+    assert imported.stdout.strip() == "suppressions: 1 added", imported.output
+    assert repo.cli("suppressions", "remove", "GRACE@example.com").exit_code == 0
+
+    # a broadcast to everyone skips ada and alan; grace gets it again
+    repo.write(
+        "broadcasts/news.yaml", "kind: email\ntargets: {all: true}\nsubject: News\ncontent: Hi.\n"
+    )
+    repo.commit_all("news")
+    assert repo.cli("apply", "--yes").exit_code == 0
+    got = {r for m in smtp_server.recorder.messages for r in m.recipients}
+    assert "grace@example.com" in got and not {"ada@example.com", "alan@example.org"} & got

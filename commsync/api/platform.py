@@ -14,7 +14,13 @@ from commsync.api.context import Context
 from commsync.api.project import Project
 from commsync.diagnostics import Diagnostic
 from commsync.errors import ConfigError, InvalidInput, NotFound, ValidationFailed
-from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
+from commsync.model import (
+    CustomerRecord,
+    ImportCounts,
+    MembershipRecord,
+    ProductRecord,
+    SuppressionRecord,
+)
 from commsync.model.limits import Limits
 from commsync.repo.records import (
     CUSTOMERS,
@@ -29,7 +35,7 @@ from commsync.repo.scaffold import DEMO_DATA, InitResult, create_repository
 from commsync.store.roles import Store
 
 RecordKind = Literal["customers", "products", "memberships"]
-R = TypeVar("R", CustomerRecord, ProductRecord, MembershipRecord)
+R = TypeVar("R", CustomerRecord, ProductRecord, MembershipRecord, SuppressionRecord)
 
 
 def _unknown_references(
@@ -39,7 +45,7 @@ def _unknown_references(
     return reference_problems(rows, customers, store.product_slugs())
 
 
-def _parse_file(file: Path, display: str, layout: Layout[R], limits: Limits) -> list[tuple[int, R]]:
+def parse_file(file: Path, display: str, layout: Layout[R], limits: Limits) -> list[tuple[int, R]]:
     """Every row of a data file, read a line at a time; any bad row refuses the whole file."""
     try:
         with file.open("rb") as stream:
@@ -58,12 +64,12 @@ def import_records(ctx: Context, kind: RecordKind, file: Path, display: str) -> 
     settings = ctx.settings()
     store, limits = ctx.store(settings), settings.limits
     if kind == "customers":
-        customers = _parse_file(file, display, CUSTOMERS, limits)
+        customers = parse_file(file, display, CUSTOMERS, limits)
         return store.upsert_customers([r for _, r in customers])
     if kind == "products":
-        products = _parse_file(file, display, PRODUCTS, limits)
+        products = parse_file(file, display, PRODUCTS, limits)
         return store.upsert_products([r for _, r in products])
-    rows = _parse_file(file, display, MEMBERSHIPS, limits)
+    rows = parse_file(file, display, MEMBERSHIPS, limits)
     problems = _unknown_references(store, rows)
     if problems:
         raise ValidationFailed([Diagnostic(display, line, 0, msg) for line, msg in problems])

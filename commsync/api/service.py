@@ -14,7 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-from commsync.api import applying, gitops, inventory, operations, planning, platform, preview
+from commsync.api import (
+    applying,
+    gitops,
+    inventory,
+    operations,
+    planning,
+    platform,
+    preview,
+    suppressions,
+)
 from commsync.api.access import OPERATOR, Caller, require_admin
 from commsync.api.applying import ApplyRequest
 from commsync.api.context import Context
@@ -35,6 +44,7 @@ from commsync.api.planning import PlanResult, ValidationReport
 from commsync.api.platform import InitReport, RecordKind, Upserted
 from commsync.api.preview import Preview
 from commsync.api.project import Project
+from commsync.api.suppressions import Suppressed, SuppressionList
 from commsync.apply.executor import ApplyListener, ApplyReport
 from commsync.apply.run import Confirm
 from commsync.config.settings import Settings
@@ -206,6 +216,24 @@ class Service:
     def rotate_key(self) -> None:
         """`rotate-key`: a new signing key; every customer token stops working."""
         operations.rotate_key(self.ctx)
+
+    def suppressions(self, limit: int = 100) -> SuppressionList:
+        """`suppressions list`: how many addresses are suppressed, the newest first."""
+        return suppressions.listing(self.ctx, limit)
+
+    def suppress(
+        self, addresses: Sequence[str], reason: str, scope: str | None = None
+    ) -> Suppressed:
+        """`suppressions add`: record addresses (all or none)."""
+        return suppressions.add(self.ctx, addresses, reason, scope, "commsync suppressions add")
+
+    def import_suppressions(self, file: Path, display: str) -> Suppressed:
+        """`suppressions import`: a CSV/JSONL file of addresses, all rows or none."""
+        return suppressions.import_file(self.ctx, file, display)
+
+    def unsuppress(self, addresses: Sequence[str]) -> int:
+        """`suppressions remove`: these addresses get email again (all or none)."""
+        return suppressions.remove(self.ctx, addresses)
 
     def import_records(self, kind: RecordKind, file: Path, display: str) -> ImportCounts:
         """`customers|products|memberships import`: a CSV/JSONL file, all rows or none."""

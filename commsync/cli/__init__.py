@@ -128,6 +128,7 @@ def _register() -> None:
         plan,
         queue,
         status,
+        suppressions,
         validate,
     )
 
@@ -141,6 +142,7 @@ def _register() -> None:
     cli.add_command(events.event_command)
     cli.add_command(events.deliver_command)
     cli.add_command(queue.queue_group)
+    cli.add_command(suppressions.suppressions_group)
     cli.add_command(events.test_send_command)
     cli.add_command(events.token_command)
     cli.add_command(events.rotate_key_command)

@@ -22,7 +22,14 @@ from commsync.model.events import (
     QueuedEmail,
     QueuedMessage,
 )
-from commsync.model.records import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
+from commsync.model.records import (
+    CustomerRecord,
+    ImportCounts,
+    MembershipRecord,
+    ProductRecord,
+    Suppression,
+    SuppressionRecord,
+)
 from commsync.model.state import (
     DesiredBroadcast,
     DesiredState,
@@ -68,6 +75,7 @@ from commsync.model.vocab import (
     MessageType,
     PayloadType,
     Style,
+    SuppressionReason,
     SuppressionScope,
 )
 
@@ -124,6 +132,9 @@ __all__ = [
     "Sender",
     "SourceInfo",
     "Style",
+    "Suppression",
+    "SuppressionReason",
+    "SuppressionRecord",
     "SuppressionScope",
     "SystemEmailFields",
     "Targets",

@@ -1,8 +1,11 @@
-"""Platform data: customers, products and memberships, as imported."""
+"""Platform data: customers, products and memberships, as imported; suppressed addresses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+
+from commsync.model.vocab import SuppressionReason, SuppressionScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +42,31 @@ class MembershipRecord:
 class ImportCounts:
     inserted: int
     updated: int
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionRecord:
+    """An address to suppress, as a file row or `suppressions add` gives it."""
+
+    address: str
+    reason: SuppressionReason = SuppressionReason.UNSUBSCRIBE
+    scope: SuppressionScope | None = None  # None: the reason's own scope
+
+    @property
+    def email_key(self) -> str:
+        return self.address.lower()
+
+    @property
+    def effective_scope(self) -> SuppressionScope:
+        return self.scope or self.reason.scope
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """A suppressed address in the store."""
+
+    address: str  # as the store keys it (lower case)
+    scope: SuppressionScope
+    reason: str
+    source: str | None
+    created_at: datetime

@@ -98,6 +98,24 @@ class SuppressionScope(StrEnum):
     ALL = "all"
 
 
+class SuppressionReason(StrEnum):
+    """Why an address gets no (marketing) email."""
+
+    UNSUBSCRIBE = "unsubscribe"  # the link, one-click, or a mail to the unsubscribe address
+    HARD_BOUNCE = "hard_bounce"  # the address does not exist: nothing is sent to it at all
+    COMPLAINT = "complaint"  # marked as spam
+    MANUAL = "manual"
+
+    @property
+    def scope(self) -> SuppressionScope:
+        """The scope a suppression of this reason has unless told otherwise."""
+        return (
+            SuppressionScope.ALL
+            if self is SuppressionReason.HARD_BOUNCE
+            else SuppressionScope.MARKETING
+        )
+
+
 class JournalStatus(StrEnum):
     """An apply, as the journal records it."""
 

@@ -1,4 +1,5 @@
-"""Platform data files (customers, products, memberships) as CSV with a header row, or JSONL.
+"""Platform data files (customers, products, memberships) and suppression lists, as CSV with a
+header row, or JSONL.
 
 Parsing is all-or-nothing: every bad row is reported as `FILE:line: error: …` and, if there is
 one, nothing of the file is written.
@@ -13,11 +14,19 @@ from dataclasses import dataclass
 from typing import BinaryIO, Generic, TypeVar
 
 from commsync.diagnostics import Diagnostic
-from commsync.model import CustomerRecord, MembershipRecord, ProductRecord, jsontext
+from commsync.model import (
+    CustomerRecord,
+    MembershipRecord,
+    ProductRecord,
+    SuppressionReason,
+    SuppressionRecord,
+    SuppressionScope,
+    jsontext,
+)
 from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.model.mail import is_address
 
-R = TypeVar("R", CustomerRecord, ProductRecord, MembershipRecord)
+R = TypeVar("R", CustomerRecord, ProductRecord, MembershipRecord, SuppressionRecord)
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
@@ -86,6 +95,28 @@ def _membership(row: Mapping[str, str]) -> MembershipRecord:
     )
 
 
+def _choice(
+    row: Mapping[str, str], name: str, kind: type[SuppressionReason] | type[SuppressionScope]
+) -> str | None:
+    value = _text(row, name, 32)
+    if value is not None and value not in {str(v) for v in kind}:
+        raise RowError(f"{name} {value!r} is not one of: {', '.join(str(v) for v in kind)}")
+    return value
+
+
+def _suppression(row: Mapping[str, str]) -> SuppressionRecord:
+    address = _text(row, "address", 320)
+    if address is None or not is_address(address):
+        raise RowError(f"address {address or ''!r} is not an email address")
+    reason = _choice(row, "reason", SuppressionReason)
+    scope = _choice(row, "scope", SuppressionScope)
+    return SuppressionRecord(
+        address,
+        SuppressionReason(reason) if reason else SuppressionReason.UNSUBSCRIBE,
+        SuppressionScope(scope) if scope else None,
+    )
+
+
 CUSTOMERS: Layout[CustomerRecord] = Layout(
     ("id", "email"),
     ("username", "first_name", "last_name", "display_name", "locale"),
@@ -95,6 +126,9 @@ CUSTOMERS: Layout[CustomerRecord] = Layout(
 PRODUCTS: Layout[ProductRecord] = Layout(("slug",), ("name",), lambda r: (r.slug,), _product)
 MEMBERSHIPS: Layout[MembershipRecord] = Layout(
     ("customer_id", "product", "status"), (), lambda r: (r.customer_id, r.product), _membership
+)
+SUPPRESSIONS: Layout[SuppressionRecord] = Layout(
+    ("address",), ("reason", "scope"), lambda r: (r.email_key,), _suppression
 )
 
 

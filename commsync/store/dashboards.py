@@ -1,6 +1,7 @@
-"""What customers do, in SQL: the notices feed (its hot path), dismissals, unsubscribes.
+"""What customers do, in SQL: the notices feed (its hot path), dismissals, unsubscribes; and
+the suppression list operators keep.
 
-Implements the `Dashboards` role of `SqlStore`.
+Implements the `Dashboards` and `Suppressions` roles of `SqlStore`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from commsync.model import (
@@ -18,6 +19,8 @@ from commsync.model import (
     BroadcastSpec,
     BroadcastStatus,
     CustomerRecord,
+    Suppression,
+    SuppressionRecord,
     SuppressionScope,
 )
 from commsync.store import tables as t
@@ -153,6 +156,77 @@ class DashboardsMixin:
         with self.engine.begin() as conn:
             stmt = insert_for(self.engine.dialect.name, t.suppressions).values(values)
             conn.execute(stmt.on_conflict_do_nothing())
+
+    def suppressions(self, limit: int) -> tuple[int, list[Suppression]]:
+        """How many addresses are suppressed, and the newest `limit` of them."""
+        s = t.suppressions.c
+        query = select(s.email_key, s.scope, s.reason, s.source, s.created_at)
+        query = query.order_by(s.created_at.desc(), s.email_key).limit(limit)
+        with self.reader.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(t.suppressions)).scalar_one()
+            rows = conn.execute(query).all()
+        return int(total), [
+            Suppression(str(k), SuppressionScope(str(sc)), str(r), src, at)
+            for k, sc, r, src, at in rows
+        ]
+
+    def add_suppressions(
+        self, rows: Sequence[SuppressionRecord], source: str, now: datetime
+    ) -> tuple[int, int]:
+        """Record each address, all in one transaction: (added, made stronger). An address
+        already suppressed keeps its reason and time; a scope of `all` over `marketing` wins."""
+        s = t.suppressions
+        wanted = {r.email_key: r for r in rows}
+        added = strengthened = 0
+        with self.engine.begin() as conn:
+            known: dict[str, str] = {}
+            keys = list(wanted)
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                found = conn.execute(
+                    select(s.c.email_key, s.c.scope).where(s.c.email_key.in_(chunk))
+                ).all()
+                known.update((str(k), str(scope)) for k, scope in found)
+            new = [
+                {
+                    "email_key": key,
+                    "scope": str(r.effective_scope),
+                    "reason": str(r.reason),
+                    "source": source,
+                    "created_at": now,
+                }
+                for key, r in wanted.items()
+                if key not in known
+            ]
+            if new:
+                conn.execute(insert(s), new)
+                added = len(new)
+            stronger = [
+                key
+                for key, r in wanted.items()
+                if known.get(key) == SuppressionScope.MARKETING
+                and r.effective_scope == SuppressionScope.ALL
+            ]
+            if stronger:
+                conn.execute(
+                    update(s).where(s.c.email_key.in_(stronger)).values(scope=SuppressionScope.ALL)
+                )
+                strengthened = len(stronger)
+        return added, strengthened
+
+    def remove_suppressions(self, email_keys: Sequence[str]) -> list[str]:
+        """Remove these addresses' suppressions — all of them, or none: the addresses that are
+        not suppressed are returned, and then nothing is removed."""
+        s = t.suppressions
+        keys = sorted(set(email_keys))
+        with self.engine.begin() as conn:
+            found = set(
+                conn.execute(select(s.c.email_key).where(s.c.email_key.in_(keys))).scalars()
+            )
+            missing = [k for k in keys if k not in found]
+            if not missing:
+                conn.execute(delete(s).where(s.c.email_key.in_(keys)))
+        return missing
 
     def dismissed(self, notice_id: str, customer_id: str) -> bool:
         d = t.dismissals.c

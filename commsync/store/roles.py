@@ -37,6 +37,8 @@ from commsync.model import (
     QueuedSend,
     QueueState,
     Record,
+    Suppression,
+    SuppressionRecord,
     SuppressionScope,
     Targets,
 )
@@ -343,6 +345,24 @@ class Dashboards(Protocol):
         ...
 
 
+class Suppressions(Protocol):
+    """The suppression list, as operators keep it (`commsync suppressions`)."""
+
+    def suppressions(self, limit: int) -> tuple[int, list[Suppression]]:
+        """How many addresses are suppressed, and the newest `limit` of them."""
+        ...
+
+    def add_suppressions(
+        self, rows: Sequence[SuppressionRecord], source: str, now: datetime
+    ) -> tuple[int, int]:
+        """All in one transaction: (added, made stronger)."""
+        ...
+
+    def remove_suppressions(self, email_keys: Sequence[str]) -> list[str]:
+        """All or none: the addresses not suppressed (then nothing was removed)."""
+        ...
+
+
 class Events(Protocol):
     """Events received and the system emails they queued."""
 
@@ -430,5 +450,15 @@ class Control(Protocol):
         ...
 
 
-class Store(Identity, PlatformData, ManagedObjects, Sends, Dashboards, Events, Control, Protocol):
+class Store(
+    Identity,
+    PlatformData,
+    ManagedObjects,
+    Sends,
+    Dashboards,
+    Suppressions,
+    Events,
+    Control,
+    Protocol,
+):
     """The live store: every role."""
