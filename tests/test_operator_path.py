@@ -122,3 +122,28 @@ def test_suppressions_are_listed_added_imported_and_removed_all_or_nothing(
     assert repo.cli("apply", "--yes").exit_code == 0
     got = {r for m in smtp_server.recorder.messages for r in m.recipients}
     assert "grace@example.com" in got and not {"ada@example.com", "alan@example.org"} & got
+
+
+def test_the_plan_says_who_is_counted_twice_and_who_is_suppressed(
+    repo: Repo, smtp_server: SmtpServer
+) -> None:
+    repo.write("commsync.yaml", settings_for(smtp_server.url, extra="imports: none\n"))
+    repo.import_data()  # alan (3): pro cancelled, starter active; lin (5): starter expired
+    repo.write(
+        "broadcasts/starter.yaml",
+        "kind: email\ntargets: {products: [starter], customers: ['3', '4']}\n"
+        "subject: Starter news\ncontent: Hi.\n",
+    )
+    repo.commit_all("starter news")
+    assert repo.cli("suppressions", "add", "kat@example.net").exit_code == 0
+    (action,) = repo.plan_json()["actions"]
+    audience = action["audience"]
+    assert (audience["total"], audience["customers"]) == (2, 2)  # alan and kat
+    assert audience["listed_in_products"] == 1 and audience["suppressed"] == 1
+    text = repo.cli("plan").stdout
+    assert (
+        "2 recipients (starter 1; 2 listed customers, 1 of them counted in the products), "
+        "1 of them suppressed (not sent to)"
+    ) in text
+    applied = repo.cli("apply", "--yes")
+    assert "1 sent, 1 suppressed" in applied.stdout, applied.stdout

@@ -132,6 +132,29 @@ def test_audiences_follow_statuses_and_count_each_customer_once(store: SqlStore)
     assert counts[selections["empty"]].total == 0
     wider = store.count_audiences([selections["pro"]], ("active", "trialing", "cancelled"))
     assert wider[selections["pro"]].total == 3
+    # listed customers the products already count, and suppressed addresses among the audience
+    assert counts[selections["pro+listed"]].listed_in_products == 1  # customer 1
+    assert all(a.suppressed == 0 for a in counts.values())
+    from commsync.model import SuppressionReason, SuppressionRecord
+
+    store.add_suppressions(
+        [
+            SuppressionRecord("ada@example.com", SuppressionReason.UNSUBSCRIBE),  # customer 1
+            SuppressionRecord("nobody@example.com", SuppressionReason.HARD_BOUNCE),
+        ],
+        "test",
+        datetime.now(UTC),
+    )
+    counts = store.count_audiences(list(selections.values()), STATUSES)
+    suppressed = {name: counts[t].suppressed for name, t in selections.items()}
+    assert suppressed == {
+        "pro": 1,
+        "pro+starter": 1,
+        "pro+listed": 1,
+        "listed": 0,
+        "all": 1,
+        "empty": 0,
+    }
 
 
 def _notice(subject: str = "Hello", **kw: object) -> BroadcastSpec:
@@ -573,9 +596,10 @@ def test_the_feed_reads_targeted_active_undismissed_notices(store: SqlStore) -> 
         assert [i for i, _ in found] == [i for i, _ in store.notices_for(customer, STATUSES)]
         return [i for i, _ in found]
 
-    assert ids("1") == ["n/all", "n/pro", "n/starter-or-3"]
+    # the newest first (the feed then orders by severity, keeping this order within one)
+    assert ids("1") == ["n/starter-or-3", "n/pro", "n/all"]
     assert ids("2") == ["n/pro"]  # trialing pro; dismissed n/all
-    assert ids("3") == ["n/all", "n/starter-or-3"]  # pro cancelled, starter expired; listed
+    assert ids("3") == ["n/starter-or-3", "n/all"]  # pro cancelled, starter expired; listed
     assert ids("4") == ["n/all"]
     assert store.feed_rows("nobody", STATUSES) == (None, [])
     record, found = store.feed_rows("1", STATUSES)

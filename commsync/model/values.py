@@ -303,6 +303,8 @@ class Audience:
     all: bool = False
     customers: int = 0
     products: tuple[tuple[str, int], ...] = ()
+    listed_in_products: int = 0  # listed customers the products already count
+    suppressed: int = 0  # of `total`, customers whose address is suppressed now (never sent to)
 
     def to_json(self) -> JsonObject:
         return {
@@ -310,6 +312,8 @@ class Audience:
             "all": self.all,
             "customers": self.customers,
             "products": dict(self.products),
+            "listed_in_products": self.listed_in_products,
+            "suppressed": self.suppressed,
         }
 
 

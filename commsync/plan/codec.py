@@ -158,7 +158,14 @@ def _audience_from(data: Any) -> Audience | None:
     if data is None:
         return None
     products = tuple(sorted((str(k), int(v)) for k, v in data["products"].items()))
-    return Audience(int(data["total"]), bool(data["all"]), int(data["customers"]), products)
+    return Audience(
+        int(data["total"]),
+        bool(data["all"]),
+        int(data["customers"]),
+        products,
+        int(data.get("listed_in_products", 0)),
+        int(data.get("suppressed", 0)),
+    )
 
 
 def _install_from(data: Any) -> EmailInstall | None:

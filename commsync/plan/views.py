@@ -88,8 +88,14 @@ def audience_text(audience: Audience, *, email: bool) -> str:
         parts.append("all customers")
     parts.extend(f"{slug} {n(count)}" for slug, count in audience.products)
     if audience.customers:
-        parts.append(f"{plural(audience.customers, 'listed customer')}")
-    return f"{who} ({'; '.join(parts)})" if parts else who
+        listed = plural(audience.customers, "listed customer")
+        if audience.listed_in_products:
+            listed += f", {n(audience.listed_in_products)} of them counted in the products"
+        parts.append(listed)
+    text = f"{who} ({'; '.join(parts)})" if parts else who
+    if email and audience.suppressed:
+        text += f", {n(audience.suppressed)} of them suppressed (not sent to)"
+    return text
 
 
 def headline(action: Action) -> str:

@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
 
-from sqlalchemy import ColumnElement, Connection, distinct, func, select
+from sqlalchemy import ColumnElement, Connection, distinct, false, func, or_, select
 from sqlalchemy.sql.functions import aggregate_strings
 
 from commsync.model import Audience, Targets
-from commsync.store.tables import customers, memberships
+from commsync.store.tables import customers, memberships, suppressions
 
 _CHUNK = 500
 _HISTOGRAM_RATIO = (
@@ -134,6 +134,7 @@ def count_audiences(
         conn, {c for t in partial if t.products for c in t.customers}, statuses
     )
     everyone: int | None = None
+    any_suppressed = conn.execute(select(suppressions.c.email_key).limit(1)).first() is not None
     out: dict[Targets, Audience] = {}
     for t in unique:
         if t.all:
@@ -149,5 +150,37 @@ def count_audiences(
             extra = sum(1 for c in t.customers if not listed.get(c, set()) & set(t.products))
             total = from_products + extra
         products = tuple((slug, per_product[slug]) for slug in t.products)
-        out[t] = Audience(total=total, all=t.all, customers=len(t.customers), products=products)
+        out[t] = Audience(
+            total=total,
+            all=t.all,
+            customers=len(t.customers),
+            products=products,
+            listed_in_products=0 if t.all else len(t.customers) - extra,
+            suppressed=_suppressed(conn, t, statuses) if any_suppressed else 0,
+        )
     return out
+
+
+def _suppressed(conn: Connection, t: Targets, statuses: Sequence[str]) -> int:
+    """Customers of the selection whose address is suppressed: a walk over the suppression list
+    (through the customers' email index), never over the audience."""
+    c = customers.c
+    query = select(func.count(distinct(c.id))).select_from(
+        suppressions.join(customers, c.email_key == suppressions.c.email_key)
+    )
+    if not t.all:
+        reached: list[ColumnElement[bool]] = []
+        if t.products:
+            reached.append(
+                select(memberships.c.customer_id)
+                .where(
+                    memberships.c.customer_id == c.id,
+                    memberships.c.product_slug.in_(t.products),
+                    _qualifying(statuses),
+                )
+                .exists()
+            )
+        if t.customers:
+            reached.append(c.id.in_(t.customers))
+        query = query.where(or_(*reached)) if reached else query.where(false())
+    return int(conn.execute(query).scalar_one())
