@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import sqlalchemy as sa
+
 from tests.helpers import Repo, dump_store, settings_for
 from tests.smtp_server import SmtpServer
 
@@ -147,3 +149,40 @@ def test_the_plan_says_who_is_counted_twice_and_who_is_suppressed(
     ) in text
     applied = repo.cli("apply", "--yes")
     assert "1 sent, 1 suppressed" in applied.stdout, applied.stdout
+
+
+def test_a_system_email_whose_file_is_removed_with_prune_off_is_released_once(
+    repo: Repo,
+) -> None:
+    repo.write("commsync.yaml", settings_for("maildir:out", extra="imports: none\n"))
+    repo.write("emails/site_published_admin.yaml", "subject: Site up\n")
+    custom = "event: site_published\ntarget: customer\nsubject: Checklist\ncontent: Do this.\n"
+    repo.write("emails/checklist.yaml", custom)
+    repo.commit_all("emails")
+    assert repo.cli("apply", "--yes").exit_code == 0
+    repo.remove("emails/site_published_admin.yaml")
+    repo.remove("emails/checklist.yaml")
+    repo.commit_all("remove both")
+    actions = repo.plan_json()["actions"]
+    assert [a["action"] for a in actions] == ["update", "update"]
+    assert all("no longer managed by a file" in a["reason"] for a in actions)
+    assert repo.cli("apply", "--yes").exit_code == 0
+    # said once: afterwards plan and drift agree there is nothing to report, and both stay live
+    assert repo.plan_json()["actions"] == []
+    drift = repo.cli("drift", "--detailed-exitcode")
+    assert drift.exit_code == 0 and "No drift" in drift.stdout, drift.output
+    listed = repo.cli("emails", "list").stdout
+    assert "checklist" in listed and "site_published_admin" in listed
+    # one that commsync did not leave so (written into the store by another tool: no apply
+    # recorded) is still reported, with the way to adopt it
+    engine = sa.create_engine(repo.store_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE system_emails SET applied_at = NULL WHERE slug = 'site_published_admin'"
+            )
+        )
+    engine.dispose()
+    drift = repo.cli("drift", "--detailed-exitcode")
+    assert drift.exit_code == 2 and "system_email.site_published_admin" in drift.stdout
+    assert "customised (subject) but no file manages it" in drift.stdout

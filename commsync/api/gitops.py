@@ -49,6 +49,8 @@ def _unmanaged(
     for slug, e in sorted(live.system_emails.items()):
         if slug in email_slugs:
             continue
+        if e.provenance.applied_at is not None and not e.drift:
+            continue  # commsync left it so: its file was removed with prune off (said once, by plan)
         if slug not in defaults:
             detail = "a custom system email no file manages; `commsync pull` writes its file"
         elif e.overrides:

@@ -199,7 +199,11 @@ def _plan_removed(live: LiveSystemEmail, prune: bool, out: Findings) -> None:
         )
         return
     target = EmailInstall(live.fields, live.overrides, live.base_version, live.base_fields, None)
-    reason = f"{live.managed_path} was removed; the email stays installed as it is (prune is off)"
+    reason = (
+        f"{live.managed_path} was removed; the email stays installed as it is, no longer managed "
+        "by a file (prune is off): plan and drift stop reporting it, `commsync pull` writes its "
+        "file again"
+    )
     out.actions.append(
         SystemEmailAction(
             name=live.slug,
