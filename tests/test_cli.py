@@ -63,7 +63,8 @@ def test_init_scaffolds_and_commits(tmp_path: Path) -> None:
 def test_init_inside_an_existing_repository_leaves_committing_to_the_operator(repo: Repo) -> None:
     result = run_cli("-C", str(repo.root), "init", "ops/comms")
     assert result.exit_code == 0
-    assert "inside an existing git repository" in result.stdout
+    assert f"inside the git repository at {repo.root}" in result.stdout
+    assert f"git -C {repo.root} add ops/comms" in result.stdout
     assert "ops/comms/commsync.yaml" in repo.git("status", "--porcelain", "--untracked-files=all")
 
 

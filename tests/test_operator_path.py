@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+from pathlib import Path
 
 import sqlalchemy as sa
 
 from tests.helpers import Repo, dump_store, settings_for
 from tests.smtp_server import SmtpServer
 
+ROOT = Path(__file__).resolve().parent.parent
 NOTICE = "kind: notice\ntargets: {all: true}\nsubject: Hello\ncontent: Hi.\n"
 
 
@@ -186,3 +191,52 @@ def test_a_system_email_whose_file_is_removed_with_prune_off_is_released_once(
     drift = repo.cli("drift", "--detailed-exitcode")
     assert drift.exit_code == 2 and "system_email.site_published_admin" in drift.stdout
     assert "customised (subject) but no file manages it" in drift.stdout
+
+
+def _bash(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        **{
+            f"GIT_{r}_{p}": v
+            for r in ("AUTHOR", "COMMITTER")
+            for p, v in (("NAME", "Ada"), ("EMAIL", "ada@acme.example"))
+        },
+    }
+    return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def test_the_readmes_first_command_works_from_the_root_of_a_git_checkout(tmp_path: Path) -> None:
+    """As a newcomer runs it: inside a clone of commsync (a git repository of its own)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first = re.findall(r"```sh\n(.*?)\n```", readme, re.S)[0]
+    commands = first[first.index("commsync init") :]  # the install part is this test's venv
+    checkout = tmp_path / "commsync"
+    checkout.mkdir()
+    assert (
+        _bash(
+            "git init -q . && echo x > README.md && git add . && git commit -qm x", checkout
+        ).returncode
+        == 0
+    )
+    done = _bash(commands, checkout)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "Apply complete" in done.stdout
+    assert len(list((checkout / "demo" / ".commsync" / "outbox" / "new").iterdir())) == 320
+    assert (checkout / "demo" / ".git").is_dir()  # the demo is a repository of its own
+
+
+def test_a_plain_init_inside_a_repository_says_how_to_commit(tmp_path: Path) -> None:
+    mono = tmp_path / "platform"
+    mono.mkdir()
+    assert (
+        _bash("git init -q . && echo x > x && git add . && git commit -qm x", mono).returncode == 0
+    )
+    done = _bash("commsync init ops/comms", mono)
+    assert done.returncode == 0, done.stderr
+    assert not (mono / "ops" / "comms" / ".git").exists()  # the monorepo keeps it
+    assert f"git -C {mono} add ops/comms" in done.stdout
+    steps = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("git -C")]
+    assert _bash(" && ".join(steps), mono).returncode == 0  # the printed commands work as given
+    applied = _bash("commsync -C ops/comms apply --yes", mono)
+    assert applied.returncode == 0, (applied.stdout, applied.stderr)

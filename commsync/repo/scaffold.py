@@ -105,19 +105,33 @@ def _ignore_store(root: Path) -> str:
     return ".gitignore"
 
 
-def _commit(root: Path, files: list[str]) -> tuple[str | None, str]:
+_FIRST_COMMIT = "Start managing customer communications with commsync"
+
+
+def _commit(root: Path, files: list[str], *, own: bool) -> tuple[str | None, str]:
+    """A first commit in a repository of its own — always for the demo (self-contained, wherever
+    it is created); otherwise only when `root` is not inside a git repository already (a
+    directory of a monorepo is a real layout), and then the note says how to commit."""
     import git
 
-    try:
-        git.Repo(root, search_parent_directories=True)
-        return None, "inside an existing git repository: review and commit the new files yourself"
-    except git.InvalidGitRepositoryError:
-        pass
+    if not own:
+        try:
+            enclosing = git.Repo(root, search_parent_directories=True)
+        except git.InvalidGitRepositoryError:
+            pass
+        else:
+            top = Path(enclosing.working_tree_dir or root)
+            where = root.resolve().relative_to(top.resolve()).as_posix() or "."
+            return None, (
+                f"inside the git repository at {top}: apply refuses files that are not "
+                f"committed, so commit them first:\n  git -C {top} add {where}\n"
+                f'  git -C {top} commit -m "{_FIRST_COMMIT}"'
+            )
     configured = git.Git().config("--get", "init.defaultBranch", with_exceptions=False)
     # the operator's own default branch if they set one, else main (not git's historical master)
     repo = git.Repo.init(root, initial_branch=configured.strip() or "main")
     repo.index.add(files)
-    commit = repo.index.commit("Start managing customer communications with commsync")
+    commit = repo.index.commit(_FIRST_COMMIT)
     return commit.hexsha, f"initialised a git repository with a first commit ({commit.hexsha[:12]})"
 
 
@@ -127,5 +141,5 @@ def create_repository(root: Path, *, demo: bool) -> InitResult:
         raise ConfigError(f"{root / 'commsync.yaml'} already exists; nothing was changed")
     root.mkdir(parents=True, exist_ok=True)
     files = sorted([*(_copy_demo(root) if demo else _write_scaffold(root)), _ignore_store(root)])
-    commit, note = _commit(root, files)
+    commit, note = _commit(root, files, own=demo)
     return InitResult(root, tuple(files), commit, note)
