@@ -108,6 +108,7 @@ RUNS: dict[tuple[str, ...], list[str]] = {
     ("serve",): ["serve"],
     ("drift",): ["drift"],
     ("pull",): ["pull"],
+    ("schema",): ["schema", "--out", "{root}/schemas"],
     ("preview",): ["preview", "broadcasts/emails/2026-12-holiday-support-hours.yaml", "--out", "p"],
 }
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 from commsync.config.schema import schema_diagnostics
 from commsync.config.yamlpos import load_yaml
 from tests.conftest import EXAMPLES
-from tests.helpers import Repo
+from tests.helpers import Repo, run_cli
 
 
 def test_examples_validate(demo_repo: Repo) -> None:
@@ -65,18 +69,43 @@ def test_examples_plan_with_real_audiences(demo_repo: Repo) -> None:
     assert block_editor["total"] < sum(block_editor["products"].values())
 
 
-def test_example_files_declare_their_schema_for_editors() -> None:
-    for path in sorted(EXAMPLES.rglob("*.yaml")):
+def test_example_files_declare_their_schema_for_editors_and_it_resolves_offline(
+    tmp_path: Path,
+) -> None:
+    """In a demo repository (`init --demo`), each file's yaml-language-server line points at the
+    repository's own copy of its schema, and check-jsonschema validates every file with the
+    local files alone: no schema refers to a URL."""
+    demo = tmp_path / "demo"
+    assert run_cli("init", "--demo", str(demo)).exit_code == 0
+    checker = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    assert checker, "check-jsonschema is part of the test extras"
+    for path in sorted(demo.glob("**/*.yaml")):
+        rel = path.relative_to(demo).as_posix()
+        if rel.startswith((".commsync/", "schemas/")):
+            continue
         first = path.read_text().splitlines()[0]
-        assert first.startswith(
-            "# yaml-language-server: $schema=https://commsync.dev/schemas/1/"
-        ), path
-        schema_name = first.rsplit("/", 1)[1]
-        name = "commsync.schema.json" if path.name == "commsync.yaml" else schema_name
-        assert name == schema_name
+        assert first.startswith("# yaml-language-server: $schema="), rel
+        target = (path.parent / first.split("$schema=", 1)[1]).resolve()
+        assert target.is_file() and target.parent == (demo / "schemas").resolve(), rel
         doc, problems = load_yaml(path.name, path.read_bytes())
         assert doc is not None and not problems
-        assert schema_diagnostics(doc, schema_name) == []
-    assert json.loads((EXAMPLES.parent / "schemas" / "broadcast.schema.json").read_text())[
-        "$id"
-    ].endswith("broadcast.schema.json")
+        assert schema_diagnostics(doc, target.name) == []
+        done = subprocess.run(
+            [checker, "--schemafile", str(target), str(path)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, (rel, done.stdout, done.stderr)
+    for schema in (demo / "schemas").glob("*.json"):
+        assert "commsync.dev" not in schema.read_text() and "$id" not in json.loads(
+            schema.read_text()
+        )
+    settings = json.loads((demo / ".vscode" / "settings.json").read_text())
+    assert settings["yaml.schemas"]["./schemas/broadcast.schema.json"][0] == "broadcasts/**/*.yaml"
+    # the catalogs' schemas refer to each other by relative file names, resolved offline
+    core = Path(__file__).resolve().parent.parent / "commsync" / "catalog" / "core"
+    for kind in ("events", "emails", "groups"):
+        schema = demo / "schemas" / f"catalog-{kind[:-1]}.schema.json"
+        files = sorted(str(p) for p in (core / kind).glob("*.yaml"))
+        done = subprocess.run(
+            [checker, "--schemafile", str(schema), *files], capture_output=True, text=True
+        )
+        assert done.returncode == 0, (kind, done.stdout, done.stderr)

@@ -125,7 +125,12 @@ def pull(ctx: Context) -> list[FileEdit]:
             continue
         note = "Adopted by `commsync pull` from the live store."
         planned.append(
-            (bid, f"{BROADCASTS_DIR}/{bid}.yaml", notice_yaml(b.spec, note), "active notice")
+            (
+                bid,
+                f"{BROADCASTS_DIR}/{bid}.yaml",
+                notice_yaml(b.spec, note, f"{BROADCASTS_DIR}/{bid}.yaml"),
+                "active notice",
+            )
         )
     for slug, e in sorted(live.system_emails.items()):
         if slug in known_emails:

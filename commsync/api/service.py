@@ -57,6 +57,7 @@ from commsync.events.service import EventService
 from commsync.model import EventResult, ImportCounts, JsonObject
 from commsync.render.emails import SystemEmailFactories
 from commsync.render.message import RenderError
+from commsync.repo.schemas import write_schemas
 from commsync.store.failures import STORE_ERRORS, describe
 from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder
 
@@ -216,6 +217,10 @@ class Service:
     def rotate_key(self) -> None:
         """`rotate-key`: a new signing key; every customer token stops working."""
         operations.rotate_key(self.ctx)
+
+    def write_schemas(self, out: Path) -> list[Path]:
+        """`schema --out DIR`: the installed JSON Schemas, for editors and checkers offline."""
+        return write_schemas(out)
 
     def suppressions(self, limit: int = 100) -> SuppressionList:
         """`suppressions list`: how many addresses are suppressed, the newest first."""

@@ -150,6 +150,7 @@ def _register() -> None:
     cli.add_command(gitops.drift_command)
     cli.add_command(gitops.pull_command)
     cli.add_command(gitops.preview_command)
+    cli.add_command(gitops.schema_command)
     for group in data.GROUPS:
         cli.add_command(group)
 

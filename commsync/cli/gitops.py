@@ -135,3 +135,30 @@ def _inline(text: str) -> JsonObject:
     if not isinstance(value, dict):
         raise CommsyncError("--data must be a JSON object of the event's keys")
     return value
+
+
+@click.command("schema")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The directory to write the schemas into (created if need be).",
+)
+@click.pass_context
+def schema_command(ctx: click.Context, out: Path) -> int:
+    """Write commsync's JSON Schemas (commsync.yaml, broadcasts, emails, catalogs, plans) into
+    DIR, from the installed version. Their `$ref`s are relative, so editors and
+    check-jsonschema use them offline; `init` writes them to `schemas/`, where the files'
+    `yaml-language-server` lines and `.vscode/settings.json` point. Run it again after
+    upgrading commsync.
+
+    \b
+    Example:
+      commsync schema --out schemas
+    """
+    with service(ctx) as s:
+        written = s.write_schemas(options(ctx).path(out))
+    for path in written:
+        click.echo(f"wrote {path.name}")
+    return 0

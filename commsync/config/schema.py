@@ -41,8 +41,7 @@ def _registry() -> Registry[Any]:
     for name in SCHEMA_FILES:
         contents = json.loads((data_dir("schemas") / name).read_text(encoding="utf-8"))
         resource = Resource.from_contents(contents)
-        resources.append((name, resource))
-        resources.append((contents["$id"], resource))
+        resources.append((name, resource))  # its relative $refs name the other files
     return Registry().with_resources(resources)
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from commsync.errors import CommsyncError
 
-SCHEMA_COMMENT = "# yaml-language-server: $schema=https://commsync.dev/schemas/1/email.schema.json"
+SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/email.schema.json"  # emails/<slug>
 
 
 class EditError(CommsyncError):

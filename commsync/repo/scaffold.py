@@ -9,9 +9,10 @@ from typing import Literal
 
 from commsync.config.resources import data_dir
 from commsync.errors import ConfigError
+from commsync.repo.schemas import EDITOR_SETTINGS, SCHEMAS_DIR, editor_settings, write_schemas
 
 SETTINGS = """\
-# yaml-language-server: $schema=https://commsync.dev/schemas/1/commsync.schema.json
+# yaml-language-server: $schema=schemas/commsync.schema.json
 version: 1
 
 network:
@@ -35,7 +36,7 @@ imports: critical
 """
 
 WELCOME = """\
-# yaml-language-server: $schema=https://commsync.dev/schemas/1/broadcast.schema.json
+# yaml-language-server: $schema=../schemas/broadcast.schema.json
 # A dashboard notice for every customer. Change it, run `commsync plan`, open a pull request.
 kind: notice
 message_type: info
@@ -47,7 +48,7 @@ content: |
 """
 
 IMPORT_ONLY = """\
-# yaml-language-server: $schema=https://commsync.dev/schemas/1/email.schema.json
+# yaml-language-server: $schema=../schemas/email.schema.json
 # Installs the registered default as it ships. Add keys (subject, content, active, delay, …)
 # to override them; delete a key to put it back to the default.
 email: site_published_customer
@@ -95,6 +96,18 @@ def _copy_demo(root: Path) -> list[str]:
     return written
 
 
+def _editor_support(root: Path) -> list[str]:
+    """The schemas (which the files' modelines point at) and VS Code's settings, unless the
+    repository has its own settings already."""
+    out = [p.relative_to(root).as_posix() for p in write_schemas(root / SCHEMAS_DIR)]
+    settings = root / EDITOR_SETTINGS
+    if not settings.exists():
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        settings.write_text(editor_settings(), encoding="utf-8")
+        out.append(EDITOR_SETTINGS)
+    return out
+
+
 def _ignore_store(root: Path) -> str:
     path = root / ".gitignore"
     text = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -140,6 +153,7 @@ def create_repository(root: Path, *, demo: bool) -> InitResult:
     if (root / "commsync.yaml").exists():
         raise ConfigError(f"{root / 'commsync.yaml'} already exists; nothing was changed")
     root.mkdir(parents=True, exist_ok=True)
-    files = sorted([*(_copy_demo(root) if demo else _write_scaffold(root)), _ignore_store(root)])
+    written = _copy_demo(root) if demo else _write_scaffold(root)
+    files = sorted([*written, *_editor_support(root), _ignore_store(root)])
     commit, note = _commit(root, files, own=demo)
     return InitResult(root, tuple(files), commit, note)

@@ -16,15 +16,13 @@ from commsync.model import (
     format_datetime,
 )
 from commsync.repo.edit import SCHEMA_COMMENT
+from commsync.repo.schemas import modeline
 
 _SPEC_DEFAULTS = field_defaults(BroadcastSpec)
 # A custom email's file leaves out what equals the default: `sender`'s default is no sender.
 _EMAIL_DEFAULTS: dict[str, JsonValue] = {
     k: v for k, v in field_defaults(SystemEmailFields).items() if v is not None
 }
-BROADCAST_SCHEMA = (
-    "# yaml-language-server: $schema=https://commsync.dev/schemas/1/broadcast.schema.json"
-)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -64,7 +62,8 @@ def _targets(spec: BroadcastSpec) -> dict[str, Any]:
     return out
 
 
-def notice_yaml(spec: BroadcastSpec, note: str) -> str:
+def notice_yaml(spec: BroadcastSpec, note: str, path: str) -> str:
+    """The file at `path` (relative to the repository) that manages this notice."""
     data: dict[str, Any] = {"kind": "notice", "message_type": spec.message_type}
     data["subject"] = spec.subject
     data["targets"] = _targets(spec)
@@ -77,7 +76,7 @@ def notice_yaml(spec: BroadcastSpec, note: str) -> str:
     if spec.format != _SPEC_DEFAULTS["format"]:
         data["format"] = spec.format
     data["content"] = spec.content
-    return f"{BROADCAST_SCHEMA}\n# {note}\n{_dump(data)}"
+    return f"{modeline(path)}\n# {note}\n{_dump(data)}"
 
 
 def email_yaml(
