@@ -154,8 +154,37 @@ def test_markdown_of_a_500_action_plan_stays_under_the_limit_and_says_what_it_cu
     big = plan(state).plan
     assert len(big.actions) == 520
     text = render_markdown(big)
-    assert len(text) < LIMIT
-    assert "Truncated:" in text and "of 520 actions are not shown" in text
+    assert len(text) <= LIMIT
+    assert "Truncated:" in text and "of 520 actions are not shown (" in text
+    assert "notice create" in text and "plan --out plan.json" in text
     assert text.index("| create | 520 |") < text.index("<details>")  # the summary comes first
     short = render_markdown(plan(desired([notice("a")])).plan)
     assert "Truncated" not in short
+
+
+LONG = "\n".join(f"Paragraph {i} of a long notice body, long enough to matter." for i in range(40))
+
+
+def test_a_cut_comment_keeps_every_send_and_change_and_folds_the_bulk() -> None:
+    """600 new notices and one system-email edit: the edit is named and detailed, the notices
+    are counted, and the comment stays under the limit."""
+    notices = [notice(f"notices/n{i:03}", f"Notice {i}", content=LONG) for i in range(600)]
+    edit = file_email("receipt", subject="Your receipt, edited")
+    live = snapshot([], [installed("receipt")])
+    big = plan(desired(notices, [edit]), live).plan
+    assert [a.action for a in big.actions].count("update") == 1
+    text = render_markdown(big)
+    assert len(text) <= LIMIT
+    listed = text.index("**Sends and changes**")
+    assert "`~ system_email.receipt` **update**" in text[listed : text.index("<details>")]
+    assert text.index("system_email.receipt</code>") < text.index("notice.notices/n000</code>")
+    assert "600 × notice create" not in text and "× notice create" in text  # some fit, not all
+
+
+def test_when_even_the_sends_and_changes_do_not_fit_the_comment_says_so() -> None:
+    emails = [email(f"news/e{i:04}", f"Newsletter number {i}", content=LONG) for i in range(2000)]
+    big = plan(desired(emails)).plan
+    text = render_markdown(big)
+    assert len(text) <= LIMIT
+    assert "**Too large for one comment:**" in text and "of 2,000 sends and changes" in text
+    assert "plan --out plan.json" in text and "<details>" not in text

@@ -92,50 +92,123 @@ def _drift_warning(action: Action) -> str:
     )
 
 
+# What a reviewer must see first: sends, then changes to what exists, then the bulk (new objects),
+# then what only informs. A cut comment keeps the earlier ones.
+_PRIORITY = {
+    Verb.SEND: 0,
+    Verb.RESUME: 0,
+    Verb.SCHEDULED: 0,
+    Verb.RESCHEDULE: 0,
+    Verb.UNSCHEDULE: 0,
+    Verb.MISSED: 0,
+    Verb.UPDATE: 1,
+    Verb.RESET: 1,
+    Verb.UPGRADE: 1,
+    Verb.DELETE: 1,
+    Verb.RETRACT: 1,
+    Verb.CREATE: 2,
+    Verb.IMPORT: 2,
+}
+_BULK = 2
+_FULL_PLAN = (
+    "the full plan is `commsync plan` (and `commsync plan --out plan.json`, which the CI recipes "
+    "keep as an artifact)"
+)
+
+
+def _line(action: Action) -> str:
+    """One line naming an action, for the list of what must be seen."""
+    text = f"- `{SYMBOLS[action.action]} {action.address}` **{action.action}** — {_escape(headline(action))}"
+    return text if len(text) <= 300 else text[:297] + "…"
+
+
+class _Budget:
+    """The comment as it grows: nothing is added that would pass the limit (less a reserve
+    kept for the closing note)."""
+
+    def __init__(self, limit: int, reserve: int) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.room = limit - reserve
+
+    def add(self, text: str) -> bool:
+        if self.size + len(text) > self.room:
+            return False
+        self.parts.append(text)
+        self.size += len(text)
+        return True
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
 def render_markdown(
     plan: Plan, *, limit: int = LIMIT, changed: frozenset[str] | None = None, since: str = ""
 ) -> str:
-    """Warnings, a summary table, then one collapsed section per action, kept under `limit`.
+    """Warnings, a summary table, the list of every send and change, then one collapsed section
+    per action — sends and changes first, new objects after — kept under `limit` characters.
 
     With `changed`, sections only for actions in those files (changed since `since`); the
-    warnings and the summary still cover the whole plan.
+    warnings, the summary and the list still cover the whole plan. What does not fit is said, by
+    count and kind; when even the warnings and the list do not fit, the comment says so and
+    points at the full plan.
     """
-    head = [f"### commsync plan: {_escape(summary_line(plan))}", ""]
-    head.append(
-        f"Source: {_escape(plan.source.label)} · store `{plan.store_id[:12]}` · plan `{plan.plan_id[7:19]}`"
+    out = _Budget(limit, reserve=600)
+    out.add(f"### commsync plan: {_escape(summary_line(plan))}\n\n")
+    out.add(
+        f"Source: {_escape(plan.source.label)} · store `{plan.store_id[:12]}` · plan `{plan.plan_id[7:19]}`\n\n"
     )
-    head.append("")
+    left_out: list[str] = []
     drifted = [a for a in plan.actions if a.drift]
-    if plan.warnings or drifted:
-        head += ["**Warnings**", "", *(_warning(w) for w in plan.warnings)]
-        head += [*(_drift_warning(a) for a in drifted), ""]
+    notes = [*(_warning(w) for w in plan.warnings), *(_drift_warning(a) for a in drifted)]
+    if notes:
+        out.add("**Warnings**\n\n")
+        shown = next((i for i, w in enumerate(notes) if not out.add(w + "\n")), len(notes))
+        if shown < len(notes):
+            left_out.append(f"{n(len(notes) - shown)} of {n(len(notes))} warnings")
+        out.add("\n")
     if plan.actions:
-        head += [_table(plan), ""]
+        out.add(_table(plan) + "\n\n")
+    must = sorted(
+        (a for a in plan.actions if _PRIORITY.get(a.action, 3) < _BULK),
+        key=lambda a: (_PRIORITY[a.action], a.address),
+    )
+    if must:
+        out.add("**Sends and changes**\n\n")
+        shown = next((i for i, a in enumerate(must) if not out.add(_line(a) + "\n")), len(must))
+        if shown < len(must):
+            left_out.append(f"{n(len(must) - shown)} of {n(len(must))} sends and changes")
+        out.add("\n")
     if plan.available_imports:
         names = ", ".join(f"`{s}`" for s in plan.available_imports)
-        head += [f"Available to import ({len(plan.available_imports)}): {names}", ""]
-    detailed = [a for a in plan.actions if changed is None or a.path in changed]
+        out.add(f"Available to import ({len(plan.available_imports)}): {names}\n\n")
+    detailed = sorted(
+        (a for a in plan.actions if changed is None or a.path in changed),
+        key=lambda a: (_PRIORITY.get(a.action, 3), a.address),
+    )
     if len(detailed) < len(plan.actions):
         others = len(plan.actions) - len(detailed)
-        head += [
+        out.add(
             f"Details below cover the {n(len(detailed))} action(s) in files changed since "
             f"`{_escape(since)}`; the other {n(others)} {'is' if others == 1 else 'are'} in the "
-            "summary above.",
-            "",
-        ]
-    text = "\n".join(head)
-    reserve = 400
-    shown = 0
-    for action in detailed:
-        section = "\n" + _details(action) + "\n"
-        if len(text) + len(section) > limit - reserve:
-            break
-        text += section
-        shown += 1
-    hidden = len(detailed) - shown
-    if hidden:
-        text += (
-            f"\n> **Truncated:** {n(hidden)} of {n(len(detailed))} actions are not shown, to stay under "
-            f"{n(limit)} characters. The summary above covers them all; run `commsync plan` for every detail.\n"
+            "summary above.\n\n"
         )
-    return text
+    if left_out:  # not even the list fits: no details, say so plainly
+        return out.text() + (
+            f"\n> **Too large for one comment:** {' and '.join(left_out)} are not shown; "
+            f"{_FULL_PLAN}.\n"
+        )
+    hidden: dict[str, int] = {}
+    for action in detailed:
+        if not out.add("\n" + _details(action) + "\n"):
+            key = f"{action.kind} {action.action}"
+            hidden[key] = hidden.get(key, 0) + 1
+    if hidden:
+        what = ", ".join(f"{n(count)} × {key}" for key, count in sorted(hidden.items()))
+        out.room = limit  # the reserve is for this note
+        out.add(
+            f"\n> **Truncated:** details of {n(sum(hidden.values()))} of {n(len(detailed))} actions "
+            f"are not shown ({what}), to stay under {n(limit)} characters. The list and the summary "
+            f"above name every send and change; {_FULL_PLAN}.\n"
+        )
+    return out.text()

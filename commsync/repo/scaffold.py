@@ -70,6 +70,8 @@ def requirement_text() -> str:
         f"#   commsync[postgres] @ https://files.example.com/commsync-{__version__}-py3-none-any.whl\n"
         f"commsync[postgres]=={__version__}\n"
     )
+
+
 DEMO_DATA: tuple[tuple[Literal["customers", "products", "memberships"], str], ...] = (
     ("products", "data/products.csv"),
     ("customers", "data/customers.csv"),
