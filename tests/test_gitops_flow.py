@@ -116,25 +116,47 @@ def test_a_change_from_branch_to_apply(repo: Repo, smtp_server: SmtpServer) -> N
     assert _changes(repo.plan_json("--ref", commit_b)) == {}
     assert len(smtp_server.recorder.messages) == 2  # nothing was sent twice
 
-
-def test_ref_plans_work_in_a_shallow_ci_checkout(repo: Repo, tmp_path: Path) -> None:
-    repo.import_data()
-    repo.write("broadcasts/notices/maintenance.yaml", NOTICE)
-    repo.commit_all("notice")
-    repo.write("broadcasts/notices/maintenance.yaml", NOTICE.replace("06:00", "07:00"))
-    repo.commit_all("later")
-    clone = tmp_path / "ci"
-    subprocess.run(
-        ["git", "clone", "-q", "--depth", "1", f"file://{repo.root}", str(clone)], check=True
+    # commit C: the sent email's file renamed, with a one-word edit: refused, the id hint first
+    repo.git("checkout", "--", ".")  # drop the working-tree edits of above
+    repo.remove("broadcasts/notices/draft.yaml")
+    repo.git("mv", "broadcasts/news/autumn.yaml", "broadcasts/news/2026-autumn.yaml")
+    repo.write("broadcasts/news/2026-autumn.yaml", NEWS.replace("what is new", "what's new"))
+    commit_c = repo.commit_all("C: rename the autumn news, and fix a word")
+    refused = repo.cli("plan", "--ref", commit_c)
+    assert refused.exit_code == 1
+    error = next(line for line in refused.output.splitlines() if "2026-autumn.yaml" in line)
+    assert "like email.news/autumn, sent" in error
+    assert error.index("`id: news/autumn`") < error.index("allow_resend: true")
+    assert repo.cli("apply", "--ref", commit_c, "--yes").exit_code == 1
+    repo.write(
+        "broadcasts/news/2026-autumn.yaml",
+        "id: news/autumn\n" + NEWS.replace("what is new", "what's new"),
     )
-    (clone / ".commsync").mkdir()
-    store = f"sqlite:///{repo.root / '.commsync' / 'store.db'}"
-    plan = run_cli("-C", str(clone), "--store", store, "plan", "--ref", "HEAD", "--format", "json")
-    assert plan.exit_code == 0, plan.output
-    changes = _changes(json.loads(plan.stdout))
-    assert changes["notice.notices/maintenance"] == "create"  # (and the critical defaults)
-    missing = run_cli("-C", str(clone), "--store", store, "plan", "--changed-since", "HEAD~1")
-    assert missing.exit_code == 1 and "unknown git reference 'HEAD~1'" in missing.stderr
-    assert "shallow checkout" in missing.stderr
-    older = run_cli("-C", str(clone), "--store", store, "plan", "--ref", "HEAD~1")
-    assert older.exit_code == 1 and "unknown git reference 'HEAD~1'" in older.stderr
+    commit_d = repo.commit_all("D: keep its id")
+    kept = repo.plan_json("--ref", commit_d)
+    assert _changes(kept) == {} and [w["code"] for w in kept["warnings"]] == ["edited_after_send"]
+    assert repo.cli("apply", "--ref", commit_d, "--yes").exit_code == 0
+    assert len(smtp_server.recorder.messages) == 2  # the rename sent nothing
+
+    # commit E: a large pull request — 600 new notices and one system-email edit. The comment
+    # stays under GitHub's limit and still names (and details) the system-email change.
+    for i in range(600):
+        body = "\n".join(f"Line {j} of notice {i}, long enough to matter." for j in range(30))
+        repo.write(
+            f"broadcasts/bulk/n{i:03}.yaml",
+            f"kind: notice\nsubject: Notice {i}\ntargets: {{all: true}}\ncontent: |\n"
+            + "".join(f"  {line}\n" for line in body.splitlines()),
+        )
+    repo.write("emails/receipt.yaml", RECEIPT.replace("Thanks", "Thank you"))
+    commit_e = repo.commit_all("E: 600 notices, and our receipt again")
+    comment = repo.cli(
+        "plan", "--ref", commit_e, "--format", "markdown", "--changed-since", commit_d
+    ).stdout
+    assert len(comment) <= 65_000
+    assert "Truncated:" in comment
+    listed = comment[comment.index("**Sends and changes**") : comment.index("<details>")]
+    assert "system_email.payment_received_customer" in listed
+    # its details come first: changes before new objects
+    assert comment[comment.index("<details>") :].startswith(
+        "<details><summary><code>~ system_email.payment_received_customer</code>"
+    )
