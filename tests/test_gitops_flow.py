@@ -160,3 +160,26 @@ def test_a_change_from_branch_to_apply(repo: Repo, smtp_server: SmtpServer) -> N
     assert comment[comment.index("<details>") :].startswith(
         "<details><summary><code>~ system_email.payment_received_customer</code>"
     )
+
+
+def test_ref_plans_work_in_a_shallow_ci_checkout(repo: Repo, tmp_path: Path) -> None:
+    repo.import_data()
+    repo.write("broadcasts/notices/maintenance.yaml", NOTICE)
+    repo.commit_all("notice")
+    repo.write("broadcasts/notices/maintenance.yaml", NOTICE.replace("06:00", "07:00"))
+    repo.commit_all("later")
+    clone = tmp_path / "ci"
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", f"file://{repo.root}", str(clone)], check=True
+    )
+    (clone / ".commsync").mkdir()
+    store = f"sqlite:///{repo.root / '.commsync' / 'store.db'}"
+    plan = run_cli("-C", str(clone), "--store", store, "plan", "--ref", "HEAD", "--format", "json")
+    assert plan.exit_code == 0, plan.output
+    changes = _changes(json.loads(plan.stdout))
+    assert changes["notice.notices/maintenance"] == "create"  # (and the critical defaults)
+    missing = run_cli("-C", str(clone), "--store", store, "plan", "--changed-since", "HEAD~1")
+    assert missing.exit_code == 1 and "unknown git reference 'HEAD~1'" in missing.stderr
+    assert "shallow checkout" in missing.stderr
+    older = run_cli("-C", str(clone), "--store", store, "plan", "--ref", "HEAD~1")
+    assert older.exit_code == 1 and "unknown git reference 'HEAD~1'" in older.stderr
