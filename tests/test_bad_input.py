@@ -110,6 +110,21 @@ CASES = [
         ["broadcasts/a.yaml:6:1: error: key 'send_at' is only for email broadcasts (kind: email)"],
     ),
     Case(
+        "max_lateness is not a duration",
+        {
+            "broadcasts/a.yaml": NOTICE.replace("kind: notice", "kind: email")
+            + "send_at: 2026-12-01T00:00:00Z\nmax_lateness: soon\n"
+        },
+        [
+            "broadcasts/a.yaml:7:15: error: 'soon': must be a duration such as 90m, 2h, 3d or 1d12h",
+        ],
+    ),
+    Case(
+        "max_lateness on a notice",
+        {"broadcasts/a.yaml": NOTICE + "max_lateness: 2h\n"},
+        ["broadcasts/a.yaml:6:1: error: key 'max_lateness' is only for email broadcasts"],
+    ),
+    Case(
         "notice-only key on an email",
         {
             "broadcasts/a.yaml": NOTICE.replace("kind: notice", "kind: email")
@@ -375,6 +390,18 @@ CASES = [
         extra={
             "commsync.yaml": SETTINGS + "  transport: smtp://user:secret@smtp.acme.example:587\n"
         },
+    ),
+    Case(
+        "settings: mail.delivery is apply or workers",
+        {},
+        ["commsync.yaml:8:13: error: 'sometimes' is not one of: apply, workers"],
+        extra={"commsync.yaml": SETTINGS + "  delivery: sometimes\n"},
+    ),
+    Case(
+        "settings: mail.worker_timeout too short",
+        {},
+        ["commsync.yaml:8:19: error: must be ≥ 3, got 1"],
+        extra={"commsync.yaml": SETTINGS + "  worker_timeout: 1\n"},
     ),
     Case(
         "settings: connections out of range",
