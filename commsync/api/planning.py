@@ -14,7 +14,7 @@ from commsync.model import SAMPLE_CUSTOMER, Catalog
 from commsync.plan.codec import dumps, with_id
 from commsync.plan.diff import audience_requests, build_plan
 from commsync.plan.model import Action, EmailAction, NoticeAction, Plan, Verb
-from commsync.render.sandbox import environment
+from commsync.render.sandbox import environment, substitute
 from commsync.repo.git import changed_since, git_prefix
 from commsync.repo.loader import LoadedRepository, resolve_desired
 from commsync.store.roles import Store
@@ -105,9 +105,13 @@ def _sample_subject(action: Action, catalog: Catalog, settings: Settings) -> str
         event = catalog.events.get(fields.event)
         subject = fields.subject
         values = {**(event.mock_payload() if event else {}), **_PLAN_SAMPLE}
+    values = {**values, **settings.network_context}
+    fast = substitute(subject, values)  # most subjects: no template to compile (2,000 files: 1 s)
+    if fast is not None:
+        return fast
     try:
         template = environment(False, settings.limits).from_string(subject)
-        return template.render({**values, **settings.network_context})
+        return template.render(values)
     except Exception:  # the plan still shows everything else; validate reports template errors
         return None
 

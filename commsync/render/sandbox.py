@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
@@ -179,6 +179,16 @@ def simple_placeholders(source: str) -> list[tuple[str, int]] | None:
         found.append((match.group(1), match.start(1)))
         start = source.find("{{", match.end())
     return found
+
+
+def substitute(source: str, values: Mapping[str, object]) -> str | None:
+    """What the sandbox renders for a template that only substitutes `{{ name }}` placeholders,
+    without compiling it; None when it does more, or names a value that is not there (the
+    sandbox would refuse it: StrictUndefined)."""
+    names = simple_placeholders(source)
+    if names is None or any(name not in values for name, _ in names):
+        return None
+    return _SIMPLE.sub(lambda m: str(values[m.group(1)]), source)
 
 
 def _simple_issues(
