@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, func, insert, select, tuple_
+from sqlalchemy import Engine, Table, delete, func, insert, select
 
 from commsync.model import (
     Audience,
@@ -72,21 +72,16 @@ class PlatformMixin:
     def _upsert_counted(
         self, table: Table, rows: list[dict[str, Any]], keys: Sequence[str]
     ) -> ImportCounts:
-        key_cols = [table.c[k] for k in keys]
         wanted = {tuple(r[k] for k in keys) for r in rows}
-        existing = 0
+        count = select(func.count()).select_from(table)
         with self.engine.begin() as conn:
-            for chunk in chunks(sorted(wanted)):
-                if len(keys) == 1:
-                    cond = key_cols[0].in_([k[0] for k in chunk])
-                else:
-                    cond = tuple_(*key_cols).in_(list(chunk))
-                existing += int(
-                    conn.execute(select(func.count()).select_from(table).where(cond)).scalar_one()
-                )
+            # new rows are what the table gained: an upsert never removes one (looking up each
+            # key instead cost 21 s of a 300,000-membership import on SQLite)
+            before = int(conn.execute(count).scalar_one())
             if rows:
                 upsert(conn, table, rows, keys)
-        return ImportCounts(inserted=len(wanted) - existing, updated=existing)
+            inserted = int(conn.execute(count).scalar_one()) - before
+        return ImportCounts(inserted=inserted, updated=len(wanted) - inserted)
 
     def upsert_customers(self, rows: Sequence[CustomerRecord]) -> ImportCounts:
         stamp = now()
