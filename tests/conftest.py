@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +80,16 @@ def guard_smtp(monkeypatch: pytest.MonkeyPatch) -> None:
 def smtp_server() -> Iterator[SmtpServer]:
     with SmtpServer(Recorder()) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel built from this tree (the packaging and CI-recipe tests install it)."""
+    out = tmp_path_factory.mktemp("dist")
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run([*build, "-w", str(out), str(REPO_ROOT)], check=True)
+    (built,) = out.glob("commsync-*.whl")
+    return built
 
 
 @pytest.fixture

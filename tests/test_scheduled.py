@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from commsync.api import Project
 from commsync.api.context import Context
 from commsync.delivery.broadcast import WorkerBroadcasts
+from commsync.delivery.engine import DeliveryReport
 from commsync.delivery.worker import Worker
 from commsync.model import BroadcastSpec, LiveBroadcast, Targets
 from commsync.store.sql import SqlStore, open_store
@@ -135,25 +136,28 @@ def test_a_worker_that_comes_after_send_at_sends_it_once(
     assert len(smtp_server.recorder.messages) == RECIPIENTS
 
 
-def _worker(repo: Repo, store: SqlStore, clock: datetime) -> Worker:
-    settings = Context(Project(repo.root)).settings()
-    broadcasts = WorkerBroadcasts(store, settings, lambda: None)
-    return Worker(store, settings, {}, clock=lambda: clock, broadcasts=broadcasts)
+def _late_worker_round(repo: Repo, max_lateness: str) -> DeliveryReport:
+    """A broadcast scheduled an hour ahead with `max_lateness`, applied; then one worker round
+    two hours after its send_at (an injected clock: no waiting)."""
+    send_at = datetime.now(UTC) + timedelta(hours=1)
+    _schedule(repo, "party", send_at, f"max_lateness: {max_lateness}\n")
+    _apply(repo)
+    store = open_store(repo.store_url)
+    try:
+        settings = Context(Project(repo.root)).settings()
+        broadcasts = WorkerBroadcasts(store, settings, lambda: None)
+        late = send_at + timedelta(hours=2)
+        worker = Worker(store, settings, {}, clock=lambda: late, broadcasts=broadcasts)
+        return worker.run_blocking(loop=False)
+    finally:
+        store.close()
 
 
 def test_past_max_lateness_a_scheduled_send_is_missed_and_never_sent(
     repo: Repo, smtp_server: SmtpServer
 ) -> None:
     _setup(repo, smtp_server)
-    send_at = datetime.now(UTC) + timedelta(hours=1)
-    _schedule(repo, "party", send_at, "max_lateness: 30m\n")
-    _apply(repo)
-    store = open_store(repo.store_url)
-    try:
-        # no worker ran for two hours after send_at (the clock says so)
-        report = _worker(repo, store, send_at + timedelta(hours=2)).run_blocking(loop=False)
-    finally:
-        store.close()
+    report = _late_worker_round(repo, "30m")  # no worker ran for two hours after send_at
     assert report.sent == 0 and smtp_server.recorder.messages == []
     assert _status(repo, "party") == "missed"
     assert _sql(repo, "SELECT count(*) FROM sends") == [(0,)]
@@ -167,14 +171,7 @@ def test_past_max_lateness_a_scheduled_send_is_missed_and_never_sent(
 
 def test_within_max_lateness_a_late_worker_still_sends(repo: Repo, smtp_server: SmtpServer) -> None:
     _setup(repo, smtp_server)
-    send_at = datetime.now(UTC) + timedelta(hours=1)
-    _schedule(repo, "party", send_at, "max_lateness: 3h\n")
-    _apply(repo)
-    store = open_store(repo.store_url)
-    try:
-        report = _worker(repo, store, send_at + timedelta(hours=2)).run_blocking(loop=False)
-    finally:
-        store.close()
+    report = _late_worker_round(repo, "3h")
     assert report.sent == RECIPIENTS
     assert _status(repo, "party") == "sent"
     _each_once(smtp_server, "Party news")
