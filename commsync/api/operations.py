@@ -23,7 +23,7 @@ from commsync.model import (
     QueueState,
     SendProgress,
 )
-from commsync.plan.email_broadcasts import WORKER_SILENCE
+from commsync.plan.email_broadcasts import no_worker_message
 from commsync.store.failures import describe
 from commsync.store.roles import BroadcastCancel, FailedRecipient, JournalEntry, LockHolder
 
@@ -74,15 +74,9 @@ def _status_warnings(
         for b in emails
         if b.status == BroadcastStatus.MISSED
     ]
-    waiting = [b.id for b in emails if b.status == BroadcastStatus.SCHEDULED]
-    if waiting and (seen is None or now - seen > WORKER_SILENCE):
-        when = f"since {seen:%Y-%m-%d %H:%M} UTC" if seen else "yet on this store"
-        out.append(
-            f"{len(waiting)} scheduled email broadcast(s) wait for a delivery worker, and none "
-            f"has been seen {when}: run `commsync deliver --loop`, `commsync serve`, or "
-            "`commsync deliver --once` every few minutes (docs/delivery.md)"
-        )
-    return tuple(out)
+    waiting = sum(1 for b in emails if b.status == BroadcastStatus.SCHEDULED)
+    no_worker = no_worker_message(waiting, seen, now)
+    return tuple(out if no_worker is None else [*out, no_worker])
 
 
 def failed_recipients(ctx: Context, broadcast_id: str) -> list[FailedRecipient]:

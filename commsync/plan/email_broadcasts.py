@@ -327,18 +327,20 @@ def warn_without_worker(out: Findings, live: LiveSnapshot, now: datetime) -> Non
                 waiting.add(a.name)
             elif a.action in (Verb.SEND, Verb.MISSED, Verb.UNSCHEDULE):
                 waiting.discard(a.name)
-    seen = live.worker_seen_at
+    msg = no_worker_message(len(waiting), live.worker_seen_at, now)
+    if msg is not None:
+        first = sorted(waiting)[0]
+        out.warnings.append(PlanWarning(ObjectKind.EMAIL, first, WarningCode.NO_WORKER, msg))
+
+
+def no_worker_message(waiting: int, seen: datetime | None, now: datetime) -> str | None:
+    """What plan and status say when `waiting` scheduled sends have no worker to start them (none
+    seen for WORKER_SILENCE); None when all is well."""
     if not waiting or (seen is not None and now - seen <= WORKER_SILENCE):
-        return
-    when = (
-        f"been seen since {seen:%Y-%m-%d %H:%M} UTC"
-        if seen is not None
-        else "run on this store yet"
-    )
-    first = sorted(waiting)[0]
-    msg = (
-        f"{len(waiting)} scheduled email broadcast(s) wait for a delivery worker, and none has "
+        return None
+    when = f"been seen since {seen:%Y-%m-%d %H:%M} UTC" if seen else "run on this store yet"
+    return (
+        f"{waiting} scheduled email broadcast(s) wait for a delivery worker, and none has "
         f"{when}: run `commsync deliver --loop` or `commsync serve`, or `commsync "
         "deliver --once` every few minutes from cron or CI (docs/delivery.md)"
     )
-    out.warnings.append(PlanWarning(ObjectKind.EMAIL, first, WarningCode.NO_WORKER, msg))
