@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import sys
 from datetime import UTC, datetime
 
 LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -48,12 +49,21 @@ class MaskTokens(logging.Filter):
 
 class BrokenConnections(logging.Filter):
     """SQLAlchemy's pool logs a traceback each time it discards a connection the store broke
-    (an outage, a restart): expected then, and the failure itself is logged where it mattered.
-    Such a record becomes one warning line naming the cause."""
+    (an outage, a restart), and uvicorn one for each request it cancels when SIGTERM's grace runs
+    out: expected then, and the failure itself is logged where it mattered. Such a record becomes
+    one warning line naming the cause."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.startswith("sqlalchemy.pool") and record.exc_info:
-            exc = record.exc_info[1]
+        exc = record.exc_info[1] if record.exc_info else None
+        asyncio = sys.modules.get("asyncio")  # not imported for it: start-up stays cheap
+        if asyncio and record.name == "uvicorn.error" and isinstance(exc, asyncio.CancelledError):
+            # SIGTERM's grace ran out while a request still waited (on a silent store): uvicorn
+            # cancels it and would log the whole stack of the ASGI app.
+            record.msg = "a request still in progress at shutdown was cancelled: %s"
+            record.args = (str(exc) or "the shutdown grace ran out",)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        elif record.name.startswith("sqlalchemy.pool") and record.exc_info:
             cause = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else ""
             record.msg = f"{record.getMessage()}: {type(exc).__name__}: {cause}"
             record.args, record.exc_info, record.exc_text = None, None, None

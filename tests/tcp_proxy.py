@@ -6,6 +6,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 
 from tests.smtp_server import free_port
 
@@ -15,7 +16,9 @@ class TcpProxy:
 
     `cut()` resets every open connection (both sides see a RST, as when a database host
     restarts or a firewall drops state) and closes the listening socket, so new connections are
-    refused; `restore()` listens again on the same port.
+    refused; `restore()` listens again on the same port. `freeze()` makes the store go silent
+    instead, as a network partition does: connections stay open and nothing more passes (new ones
+    are accepted and hear nothing) until `thaw()`.
     """
 
     def __init__(self, upstream: tuple[str, int]) -> None:
@@ -26,6 +29,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self.connections = 0  # accepted so far
+        self._frozen = threading.Event()
 
     def __enter__(self) -> TcpProxy:
         self.restore()
@@ -66,6 +70,17 @@ class TcpProxy:
             except OSError:
                 pass
 
+    def _check(self, sock: socket.socket) -> None:
+        with self._lock:
+            if sock in self._reset:
+                raise ConnectionResetError("cut")
+
+    def freeze(self) -> None:
+        self._frozen.set()
+
+    def thaw(self) -> None:
+        self._frozen.clear()
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -77,7 +92,9 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
-            server.settimeout(None)
+            # Relays wake every 0.2 s, so a cut or a freeze reaches one blocked in a send too.
+            client.settimeout(0.2)
+            server.settimeout(0.2)
             with self._lock:
                 if self._listener is not listener:  # cut meanwhile
                     client.close()
@@ -90,8 +107,23 @@ class TcpProxy:
 
     def _relay(self, source: socket.socket, target: socket.socket) -> None:
         try:
-            while data := source.recv(65536):
-                target.sendall(data)
+            while True:
+                try:
+                    data = source.recv(65536)
+                except TimeoutError:
+                    self._check(source)
+                    continue
+                if not data:
+                    break
+                view = memoryview(data)
+                while view:
+                    try:
+                        if self._frozen.is_set():
+                            raise TimeoutError  # hold what came: the peer hears nothing
+                        view = view[target.send(view) :]
+                    except TimeoutError:
+                        self._check(target)
+                        time.sleep(0.05 if self._frozen.is_set() else 0)
         except OSError:
             pass
         finally:

@@ -673,3 +673,20 @@ def test_a_message_cancelled_while_a_worker_holds_it_is_never_started(store: Sql
         status = conn.execute(sa.select(t.deliveries.c.status)).scalar_one()
     assert status == "cancelled"
     assert store.queue_state(now).due == 0 and store.queued_messages(10) == []
+
+
+def test_postgresql_connections_give_up_on_a_silent_peer(pg_url: str) -> None:
+    """A partition must not hold a request forever: every PostgreSQL connection the store opens,
+    the writer's and serve's readers', asks libpq for TCP keepalives and a user timeout."""
+    store = open_store(pg_url, read_timeout=2.0)
+    try:
+        for engine in (store.engine, store.reader):
+            with engine.connect() as conn:
+                dbapi = conn.connection.dbapi_connection
+                assert dbapi is not None
+                params = dbapi.info.get_parameters()  # type: ignore[attr-defined]
+                assert params["keepalives"] == "1"
+                assert int(params["keepalives_idle"]) + 3 * int(params["keepalives_interval"]) <= 60
+                assert 0 < int(params["tcp_user_timeout"]) <= 60_000
+    finally:
+        store.close()

@@ -283,3 +283,38 @@ def test_serve_survives_another_process_locking_sqlite_for_five_seconds(
         _check(url, log, traffic, began, ended, store_url, smtp_server)
     text = log.read_text()
     _no_traceback(text)
+
+
+def test_serve_stops_when_postgresql_goes_silent(
+    repo: Repo, smtp_server: SmtpServer, pg_url: str, tmp_path: Path
+) -> None:
+    """A partition, not a reset: the store's connections stay open and nothing answers. A request
+    and the delivery worker block on it (the proxy's kernel still acknowledges every packet, so
+    TCP keepalives cannot tell); SIGTERM still stops serve within its grace periods (`_serving`
+    fails the test when it does not exit in 60 s), saying what it left behind."""
+    with TcpProxy(("127.0.0.1", 5432)) as proxy:
+        proxied = make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
+        settings = settings_for(smtp_server.url, connections=2, extra="imports: none\n")
+        _setup(repo, smtp_server, settings=settings + f"store: {proxied}\n")
+        log = tmp_path / "serve.log"
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        with _serving(repo, log) as url:
+            event = {"type": "payment_received", "data": payment(customer_id=1), "key": "before"}
+            assert httpx.post(f"{url}/v1/events", json=event, headers=headers).status_code == 202
+            proxy.freeze()
+            event = {"type": "payment_received", "data": payment(customer_id=2), "key": "during"}
+            try:
+                status: int | str = httpx.post(
+                    f"{url}/v1/events", json=event, headers=headers, timeout=5
+                ).status_code
+            except httpx.ReadTimeout:
+                status = "waiting"
+            assert status in ("waiting", 503), status
+            stopping = time.monotonic()
+        took = time.monotonic() - stopping
+        proxy.thaw()
+    text = log.read_text()
+    assert took < 45, took
+    assert "a request still in progress at shutdown was cancelled" in text, text[-3000:]
+    assert "the delivery worker did not stop within" in text, text[-3000:]
+    _no_traceback(text)

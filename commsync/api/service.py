@@ -8,6 +8,7 @@ The work is done in the use-case modules beside this one; this class is their ta
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -80,6 +81,8 @@ describe_unavailable = describe
 
 RoundHook = Callable[[int, DeliveryReport], None]
 
+log = logging.getLogger(__name__)
+
 
 class Service:
     """Opened once per process (`with Service(project) as service:`), closed at the end."""
@@ -103,11 +106,22 @@ class Service:
     ) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Stop the background worker (in-flight messages finish) and close the stores."""
+    def close(self, grace: float | None = None) -> None:
+        """Stop the background worker (in-flight messages finish) and close the stores.
+
+        With `grace`, wait at most that many seconds for the worker: one blocked on a store that
+        went silent is left behind (its claims are taken over like a vanished worker's) rather
+        than holding the process forever.
+        """
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(grace)
+            if self._thread.is_alive():
+                log.warning(
+                    "the delivery worker did not stop within %.0f s (waiting on the store?); "
+                    "leaving it: its claimed messages are recovered like a vanished worker's",
+                    grace,
+                )
             self._thread = None
         self.ctx.close()
 
@@ -315,6 +329,7 @@ class Service:
             self._thread = threading.Thread(
                 target=lambda: worker.run_blocking(loop=True, stop=self._stop),
                 name="commsync-deliver",
+                daemon=True,  # close() joins it; a daemon only so a stuck one cannot pin the exit
             )
             self._thread.start()
 

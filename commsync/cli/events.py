@@ -326,12 +326,20 @@ def serve_command(
     with service(ctx) as s:
         s.settings()  # fail here, with diagnostics, not inside a worker
     logs.configure(log_level)  # uvicorn is told to keep this configuration (log_config=None)
+    from commsync.http.app import SHUTDOWN_GRACE
+
     if workers == 1:
         from commsync.http.app import create_app
 
         app = create_app(opts.project(), deliver=deliver)
         uvicorn.run(
-            app, host=host, port=port, log_level=log_level, log_config=None, proxy_headers=True
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            log_config=None,
+            proxy_headers=True,
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
         )
     else:
         os.environ["COMMSYNC_SERVE_ROOT"] = str(opts.root)
@@ -348,5 +356,6 @@ def serve_command(
             log_level=log_level,
             log_config=None,
             proxy_headers=True,
+            timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
         )
     return EXIT_OK

@@ -42,6 +42,9 @@ from commsync.http.metrics import Metrics
 log = logging.getLogger(__name__)
 KEY_TTL = 10.0  # seconds a serve process trusts its copy of the signing key
 READ_TIMEOUT = 2.0  # seconds a read on the event loop (the feed) may wait for the store
+# Seconds SIGTERM waits for in-flight requests, then for the delivery worker's message in hand:
+# a request or a worker blocked on a store that went silent must not keep serve from stopping.
+SHUTDOWN_GRACE = 10.0
 
 
 class EventIn(BaseModel):
@@ -275,7 +278,7 @@ def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
             app.state.service = service
             yield
         finally:
-            service.close()  # in-flight messages finish; claimed but unsent ones go back
+            service.close(SHUTDOWN_GRACE)  # in-flight messages finish; claimed unsent ones go back
 
     # No /docs or /redoc: those pages load their scripts from a CDN, which the policy every HTML
     # response carries forbids. /openapi.json is the document; open it in any OpenAPI viewer.

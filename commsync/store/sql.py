@@ -29,6 +29,17 @@ from commsync.store.sends import SendsMixin
 from commsync.store.sqlutil import BUSY_TIMEOUT_MS
 
 CONNECT_TIMEOUT = 10  # seconds to reach PostgreSQL before a connection counts as failed
+# A PostgreSQL peer that goes silent (a network partition, a host that vanished without a reset)
+# must not hold a request or a worker forever: libpq's TCP keepalives find an idle connection dead
+# after about 10 + 3 × 5 s, and tcp_user_timeout drops one whose sent data stays unacknowledged
+# for 30 s. Without them a blocked read waits as long as the kernel's defaults (over two hours).
+PG_LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -73,7 +84,7 @@ def create_store_engine(url: str, pool_size: int = 5) -> Engine:
             pool_pre_ping=True,
             pool_size=pool_size,
             max_overflow=pool_size * 2,
-            connect_args={"connect_timeout": CONNECT_TIMEOUT},
+            connect_args={"connect_timeout": CONNECT_TIMEOUT, **PG_LIVENESS},
         )
     if parsed.drivername != "sqlite":
         raise ConfigError(f"unsupported store URL {url!r}: use sqlite:/// or postgresql://")
@@ -158,7 +169,7 @@ def _reader(engine: Engine, timeout: float | None, pool_size: int) -> Engine:
             pool_size=pool_size,
             max_overflow=pool_size,
             isolation_level="AUTOCOMMIT",
-            connect_args={"connect_timeout": max(1, int(timeout))},
+            connect_args={"connect_timeout": max(1, int(timeout)), **PG_LIVENESS},
         )
 
         def limit(dbapi_conn: Any, _record: Any) -> None:
