@@ -65,6 +65,7 @@ class WorkerHealth:
     """How the worker is doing, for `/healthz` and `/metrics`."""
 
     running: bool = False
+    started_at: datetime | None = None
     last_round_at: datetime | None = None  # the last round (or batch) that reached the store
     failing_since: datetime | None = None
     last_error: str | None = None
@@ -78,8 +79,10 @@ class WorkerHealth:
         self.last_error = error
 
     def healthy(self, now: datetime, stall: timedelta = STALL) -> bool:
-        """Running, reaching the store, and not stuck in one round for `stall`."""
-        recent = self.last_round_at is not None and now - self.last_round_at <= stall
+        """Running, reaching the store, and not stuck in one round for `stall` (a worker that
+        has just started has until `stall` for its first round)."""
+        since = self.last_round_at or self.started_at
+        recent = since is not None and now - since <= stall
         return self.running and self.failing_since is None and recent
 
 
@@ -117,9 +120,14 @@ class Worker:
     def __post_init__(self) -> None:
         self.claimer = f"{hostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
+    def starting(self) -> None:
+        """Counted as running from now (before its thread is scheduled: `/healthz` may ask)."""
+        self.health.running, self.health.started_at = True, self.clock()
+
     async def run(self, *, loop: bool, stop: threading.Event, poll: float = 1.0) -> DeliveryReport:
         report = DeliveryReport()
-        self.health.running = True
+        if not self.health.running:
+            self.starting()
         backoff = 0
         try:
             while not stop.is_set():
