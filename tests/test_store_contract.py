@@ -564,8 +564,9 @@ def test_an_older_store_is_migrated_on_first_use_and_keeps_its_data(persistent_u
         assert (
             conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
             == HEAD
-            == "0005"
+            == "0006"
         )
+        assert "deleted_at" in {c["name"] for c in sa.inspect(conn).get_columns("customers")}
         assert "message" in {c["name"] for c in sa.inspect(conn).get_columns("deliveries")}
         sends = {c["name"] for c in sa.inspect(conn).get_columns("sends")}
         assert {"email_hash", "by_workers"} <= sends

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import BinaryIO, Literal, TypeVar
 
 from commsync.api.context import Context
 from commsync.api.project import Project
 from commsync.diagnostics import Diagnostic
-from commsync.errors import ConfigError, InvalidInput, NotFound, ValidationFailed
+from commsync.errors import CommsyncError, ConfigError, InvalidInput, NotFound, ValidationFailed
 from commsync.model import (
     CustomerRecord,
     ImportCounts,
@@ -30,9 +30,10 @@ from commsync.repo.records import (
     parse_records,
     records_of,
     reference_problems,
+    stream_records,
 )
 from commsync.repo.scaffold import DEMO_DATA, InitResult, create_repository
-from commsync.store.roles import Store
+from commsync.store.roles import AllowRemoval, RowsRefused, Store
 
 RecordKind = Literal["customers", "products", "memberships"]
 R = TypeVar("R", CustomerRecord, ProductRecord, MembershipRecord, SuppressionRecord)
@@ -48,9 +49,7 @@ def _unknown_references(
 def parse_file(file: Path, display: str, layout: Layout[R], limits: Limits) -> list[tuple[int, R]]:
     """Every row of a data file, read a line at a time; any bad row refuses the whole file."""
     try:
-        with file.open("rb") as stream:
-            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
-                raise ConfigError(f"cannot read {display}: not a regular file")
+        with _open(file, display) as stream:
             rows, diags = parse_records(display, stream, layout, limits)
     except OSError as exc:
         raise ConfigError(f"cannot read {display}: {exc.strerror or exc}") from exc
@@ -59,21 +58,93 @@ def parse_file(file: Path, display: str, layout: Layout[R], limits: Limits) -> l
     return rows
 
 
-def import_records(ctx: Context, kind: RecordKind, file: Path, display: str) -> ImportCounts:
-    """Upsert a CSV/JSONL file of customers, products or memberships; all rows or none."""
+def _open(file: Path, display: str) -> BinaryIO:
+    stream = file.open("rb")
+    if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+        stream.close()
+        raise ConfigError(f"cannot read {display}: not a regular file")
+    return stream
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOptions:
+    """`--sync` (the file is the whole truth), the share of what exists it may remove, `--force`."""
+
+    sync: bool = False
+    max_remove: float = 0.10
+    force: bool = False
+    progress: Callable[[int], None] | None = None  # rows read so far
+
+
+PLAIN_IMPORT = ImportOptions()
+SYNCABLE: tuple[RecordKind, ...] = ("customers", "memberships")
+
+
+def _removal_guard(kind: RecordKind, display: str, options: ImportOptions) -> AllowRemoval | None:
+    if not options.sync:
+        return None
+    what = "customers marked deleted" if kind == "customers" else "memberships ended"
+
+    def allow(removing: int, existing: int) -> None:
+        if options.force or removing <= options.max_remove * existing:
+            return
+        raise CommsyncError(
+            f"{display}: --sync would leave {removing:,} of {existing:,} {what} "
+            f"({removing / existing:.0%}), more than --max-remove {options.max_remove:.0%}; "
+            "nothing was written. Check that the file is the whole export, or pass --force"
+        )
+
+    return allow
+
+
+def _all_or_nothing(
+    rows: Iterator[tuple[int, R]], diags: list[Diagnostic]
+) -> Iterator[tuple[int, R]]:
+    """The reader's rows; once they are all read, any refused row refuses the file (raised while
+    the store's transaction is open, so nothing is written)."""
+    yield from rows
+    if diags:
+        raise ValidationFailed(diags)
+
+
+def import_records(
+    ctx: Context,
+    kind: RecordKind,
+    file: Path,
+    display: str,
+    options: ImportOptions = PLAIN_IMPORT,
+) -> ImportCounts:
+    """Upsert a CSV/JSONL file of customers, products or memberships, streamed in one
+    transaction; all rows or none. With `options.sync`, what the file lacks is removed."""
+    if options.sync and kind not in SYNCABLE:
+        raise CommsyncError(f"--sync is for {' and '.join(SYNCABLE)} imports, not {kind}")
     settings = ctx.settings()
     store, limits = ctx.store(settings), settings.limits
-    if kind == "customers":
-        customers = parse_file(file, display, CUSTOMERS, limits)
-        return store.upsert_customers([r for _, r in customers])
-    if kind == "products":
-        products = parse_file(file, display, PRODUCTS, limits)
-        return store.upsert_products([r for _, r in products])
-    rows = parse_file(file, display, MEMBERSHIPS, limits)
-    problems = _unknown_references(store, rows)
-    if problems:
-        raise ValidationFailed([Diagnostic(display, line, 0, msg) for line, msg in problems])
-    return store.upsert_memberships([r for _, r in rows])
+    allow = _removal_guard(kind, display, options)
+    diags: list[Diagnostic] = []
+    try:
+        with _open(file, display) as stream:
+            try:
+                if kind == "customers":
+                    rows = _all_or_nothing(
+                        stream_records(display, stream, CUSTOMERS, limits, diags), diags
+                    )
+                    return store.import_customers(rows, sync=allow, progress=options.progress)
+                if kind == "products":
+                    products = _all_or_nothing(
+                        stream_records(display, stream, PRODUCTS, limits, diags), diags
+                    )
+                    return store.import_products(products, progress=options.progress)
+                memberships = _all_or_nothing(
+                    stream_records(display, stream, MEMBERSHIPS, limits, diags), diags
+                )
+                return store.import_memberships(memberships, sync=allow, progress=options.progress)
+            except RowsRefused as exc:
+                raise ValidationFailed(
+                    [Diagnostic(display, line, 0, message) for line, message in exc.problems]
+                ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {display}: {exc.strerror or exc}") from exc
 
 
 def _one(source: str, row: Mapping[str, object], layout: Layout[R]) -> R:

@@ -42,6 +42,7 @@ class MembershipRecord:
 class ImportCounts:
     inserted: int
     updated: int
+    removed: int = 0  # with --sync: customers marked deleted, or memberships ended
 
 
 @dataclass(frozen=True, slots=True)

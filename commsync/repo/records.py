@@ -256,13 +256,10 @@ def _csv_records(
     return _build(path, _csv_rows(lines, header), layout, False)
 
 
-def _build(
-    path: str, rows: Iterable[Row], layout: Layout[R], typed: bool, unit: str = "line"
-) -> tuple[list[tuple[int, R]], list[Diagnostic]]:
-    """Records of `rows`, each checked by the layout; a key seen twice is an error."""
-    records: list[tuple[int, R]] = []
-    diags: list[Diagnostic] = []
-    seen: dict[tuple[str, ...], int] = {}
+def _checked(
+    path: str, rows: Iterable[Row], layout: Layout[R], typed: bool, diags: list[Diagnostic]
+) -> Iterator[tuple[int, R]]:
+    """The records of `rows` the layout accepts; a refused row goes to `diags` instead."""
     for line, row, problem in rows:
         try:
             if problem or row is None:
@@ -271,6 +268,54 @@ def _build(
         except RowError as exc:
             diags.append(Diagnostic(path, line, 0, str(exc)))
             continue
+        yield line, record
+
+
+def stream_records(
+    path: str,
+    stream: BinaryIO,
+    layout: Layout[R],
+    limits: Limits,
+    diags: list[Diagnostic],
+) -> Iterator[tuple[int, R]]:
+    """(line, record) of a CSV or JSONL file as it is read, in constant memory: refused rows go
+    to `diags` (so does an empty file) and are not yielded. Keys seen twice are not looked for
+    here: the caller's store finds them among everything it staged."""
+    lines = _lines(stream, limits.row_bytes)
+    count = 0
+    try:
+        if path.endswith((".jsonl", ".ndjson")):
+            rows = _jsonl_rows(lines, limits.json_depth)
+            typed = True
+        else:
+            first = next(lines, "")
+            try:
+                header = [h.strip() for h in next(csv.reader([first]), [])]
+            except csv.Error as exc:
+                raise _Stop(1, f"unreadable CSV: {exc}") from None
+            problems = _header_problems(header, layout)
+            if problems:
+                diags.extend(Diagnostic(path, 1, 0, p) for p in problems)
+                return
+            rows, typed = _csv_rows(lines, header), False
+        for item in _checked(path, rows, layout, typed, diags):
+            count += 1
+            yield item
+    except _Stop as exc:
+        diags.append(Diagnostic(path, exc.line, 0, exc.message))
+        return
+    if not count and not diags:
+        diags.append(Diagnostic(path, 1, 0, "no rows to import"))
+
+
+def _build(
+    path: str, rows: Iterable[Row], layout: Layout[R], typed: bool, unit: str = "line"
+) -> tuple[list[tuple[int, R]], list[Diagnostic]]:
+    """Records of `rows`, each checked by the layout; a key seen twice is an error."""
+    records: list[tuple[int, R]] = []
+    diags: list[Diagnostic] = []
+    seen: dict[tuple[str, ...], int] = {}
+    for line, record in _checked(path, rows, layout, typed, diags):
         key = layout.key(record)
         if key in seen:
             message = f"duplicate row for {', '.join(key)} (first on {unit} {seen[key]})"

@@ -10,7 +10,9 @@ customers; there are two ways to get them, and a cost estimate picks one:
   distinct sets) and adds each set's count to every selection it meets — cheaper once the
   selections together would sort more rows than the memberships table holds twice over.
 
-Customers listed by id are counted by looking up only their own memberships.
+Customers listed by id are counted by looking up only their own memberships. Customers a
+`customers import --sync` marked deleted have no memberships left and are skipped where listed
+or reached by `all`.
 """
 
 from __future__ import annotations
@@ -64,6 +66,17 @@ def _listed_products(
         for cid, slug in conn.execute(query):
             found[str(cid)].add(str(slug))
     return found
+
+
+def _deleted(conn: Connection, ids: set[str]) -> set[str]:
+    """Of customers listed by id, those a `customers import --sync` marked deleted."""
+    out: set[str] = set()
+    for chunk in _chunks(sorted(ids)):
+        query = select(customers.c.id).where(
+            customers.c.id.in_(chunk), customers.c.deleted_at.is_not(None)
+        )
+        out.update(str(cid) for cid in conn.execute(query).scalars())
+    return out
 
 
 def _distinct_count(conn: Connection, products: Sequence[str], statuses: Sequence[str]) -> int:
@@ -133,6 +146,7 @@ def count_audiences(
     listed = _listed_products(
         conn, {c for t in partial if t.products for c in t.customers}, statuses
     )
+    gone = _deleted(conn, {c for t in partial for c in t.customers})
     everyone: int | None = None
     any_suppressed = conn.execute(select(suppressions.c.email_key).limit(1)).first() is not None
     suppressed = _Suppressed(conn, statuses) if any_suppressed else None
@@ -140,15 +154,18 @@ def count_audiences(
     for t in unique:
         if t.all:
             if everyone is None:
-                everyone = int(
-                    conn.execute(select(func.count()).select_from(customers)).scalar_one()
-                )
+                living = select(func.count()).where(customers.c.deleted_at.is_(None))
+                everyone = int(conn.execute(living).scalar_one())
             total = everyone
         else:
             from_products = (
                 multi[t] if len(t.products) > 1 else sum(per_product[p] for p in t.products)
             )
-            extra = sum(1 for c in t.customers if not listed.get(c, set()) & set(t.products))
+            extra = sum(
+                1
+                for c in t.customers
+                if c not in gone and not listed.get(c, set()) & set(t.products)
+            )
             total = from_products + extra
         products = tuple((slug, per_product[slug]) for slug in t.products)
         out[t] = Audience(
@@ -156,7 +173,7 @@ def count_audiences(
             all=t.all,
             customers=len(t.customers),
             products=products,
-            listed_in_products=0 if t.all else len(t.customers) - extra,
+            listed_in_products=0 if t.all else len(set(t.customers) - gone) - extra,
             suppressed=suppressed.count(t) if suppressed is not None else 0,
         )
     return out
@@ -172,7 +189,10 @@ class _Suppressed:
 
     def __init__(self, conn: Connection, statuses: Sequence[str]) -> None:
         m = memberships.c
-        joined = suppressions.join(customers, customers.c.email_key == suppressions.c.email_key)
+        joined = suppressions.join(
+            customers,
+            (customers.c.email_key == suppressions.c.email_key) & customers.c.deleted_at.is_(None),
+        )
         joined = joined.outerjoin(
             memberships, (m.customer_id == customers.c.id) & _qualifying(statuses)
         )

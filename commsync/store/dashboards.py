@@ -28,7 +28,7 @@ from commsync.store.sqlutil import driver_sql, insert_for
 
 _CUSTOMER_SQL = (
     "SELECT id, email, username, first_name, last_name, display_name, locale"
-    " FROM customers WHERE id = ?"
+    " FROM customers WHERE id = ? AND deleted_at IS NULL"  # deleted: `import --sync`
 )
 # Newest first (the feed then puts them in order of severity, keeping this order within one).
 _NOTICES_SQL = """

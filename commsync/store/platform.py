@@ -96,6 +96,7 @@ class PlatformMixin:
                 "display_name": r.display_name,
                 "locale": r.locale,
                 "updated_at": stamp,
+                "deleted_at": None,  # written again: no longer deleted
             }
             for r in rows
         ]

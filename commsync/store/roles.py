@@ -10,7 +10,7 @@ each with its values, so that the whole contract of a store is read in one place
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -109,6 +109,18 @@ class FailedRecipient:
     attempts: int
 
 
+ImportProgress = Callable[[int], None]  # rows staged so far
+AllowRemoval = Callable[[int, int], None]  # (would remove, exist now): raises to refuse
+
+
+class RowsRefused(Exception):
+    """Rows of an import the store refuses, as (line, message): duplicates, unknown references."""
+
+    def __init__(self, problems: list[tuple[int, str]]) -> None:
+        super().__init__(f"{len(problems)} row(s) refused")
+        self.problems = problems
+
+
 # -- the roles --------------------------------------------------------------------------------
 
 
@@ -154,6 +166,39 @@ class PlatformData(Protocol):
     def replace_memberships(self, customer_id: str, rows: Sequence[MembershipRecord]) -> None:
         """The customer's memberships become exactly `rows`, in one transaction."""
         ...
+
+
+class Imports(Protocol):
+    """A data file's rows, streamed in one transaction: all of them or none (`store/imports.py`).
+
+    Rows are (line, record). Duplicates and unknown references raise `RowsRefused` with every
+    refused line; an exception from the rows themselves (the reader's) rolls back too. With
+    `sync`, what the file lacks is removed, after `sync(would_remove, exist_now)` returns (it
+    raises to refuse). `progress(rows)` is called as rows are staged.
+    """
+
+    def import_customers(
+        self,
+        rows: Iterable[tuple[int, CustomerRecord]],
+        *,
+        sync: AllowRemoval | None = None,
+        progress: ImportProgress | None = None,
+    ) -> ImportCounts: ...
+
+    def import_products(
+        self,
+        rows: Iterable[tuple[int, ProductRecord]],
+        *,
+        progress: ImportProgress | None = None,
+    ) -> ImportCounts: ...
+
+    def import_memberships(
+        self,
+        rows: Iterable[tuple[int, MembershipRecord]],
+        *,
+        sync: AllowRemoval | None = None,
+        progress: ImportProgress | None = None,
+    ) -> ImportCounts: ...
 
 
 class ManagedObjects(Protocol):
@@ -453,6 +498,7 @@ class Control(Protocol):
 class Store(
     Identity,
     PlatformData,
+    Imports,
     ManagedObjects,
     Sends,
     Dashboards,

@@ -19,7 +19,6 @@ from sqlalchemy import (
     insert,
     literal,
     select,
-    true,
     union,
     update,
 )
@@ -177,7 +176,9 @@ def freeze_audience(
                 s, s.c.email_key == c.c.email_key
             )
         )
-        .where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT … SELECT
+        # deleted customers (`import --sync`) are in no audience; SQLite also needs a WHERE
+        # before ON CONFLICT in INSERT … SELECT
+        .where(c.c.deleted_at.is_(None))
     )
     columns = [
         "send_id",

@@ -21,6 +21,7 @@ from commsync.store import tables as t
 from commsync.store.control import ControlMixin
 from commsync.store.dashboards import DashboardsMixin
 from commsync.store.events import EventsMixin
+from commsync.store.imports import ImportsMixin
 from commsync.store.managed import ManagedMixin
 from commsync.store.migrate import ensure_schema
 from commsync.store.platform import PlatformMixin
@@ -107,6 +108,7 @@ def create_store_engine(url: str, pool_size: int = 5) -> Engine:
 
 class SqlStore(
     PlatformMixin,
+    ImportsMixin,
     ManagedMixin,
     SendsMixin,
     SchedulesMixin,

@@ -74,6 +74,7 @@ customers = Table(
     Column("display_name", String(255)),
     Column("locale", String(35)),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("deleted_at", UTCDateTime),  # absent from a `customers import --sync`
 )
 
 products = Table(

@@ -1,0 +1,262 @@
+"""Bulk imports of platform data in SQL: a file's rows staged, checked and merged set-based.
+
+Implements the `Imports` role of `SqlStore`. One transaction per file: the rows are streamed into
+a temporary staging table (`COPY` on PostgreSQL, `executemany` on SQLite), so memory stays flat
+whatever the file's size; duplicates and unknown references are found by SQL over the stage; one
+`INSERT … SELECT … ON CONFLICT` merges it; with `sync`, what the stage lacks is removed. Any
+problem — a refused row from the reader, a duplicate, an unknown reference, a removal the caller
+does not allow — rolls everything back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
+from commsync.store.roles import AllowRemoval, RowsRefused
+from commsync.store.roles import ImportProgress as Progress
+from commsync.store.sqlutil import driver_sql, driver_stamp, now
+
+BATCH = 10_000  # rows per executemany / progress report
+STAGE = "commsync_import_stage"
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    table: str
+    key: tuple[str, ...]
+    columns: tuple[str, ...]  # staged and merged, the key first
+    row: Callable[[Any], tuple[Any, ...]]
+    sync_count: str | None = None  # with sync: rows the stage lacks (counted, then removed)
+    sync_total: str | None = None
+    sync_remove: tuple[str, ...] = ()
+
+
+def _customer_row(r: CustomerRecord) -> tuple[Any, ...]:
+    return (
+        r.id,
+        r.email,
+        r.email.lower(),
+        r.username,
+        r.first_name,
+        r.last_name,
+        r.display_name,
+        r.locale,
+    )
+
+
+def _product_row(r: ProductRecord) -> tuple[Any, ...]:
+    return (r.slug, r.name)
+
+
+def _membership_row(r: MembershipRecord) -> tuple[Any, ...]:
+    return (r.customer_id, r.product, r.status)
+
+
+_ABSENT_CUSTOMER = f"NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE s.id = customers.id)"
+_ABSENT_MEMBERSHIP = (
+    f"NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE s.customer_id = memberships.customer_id"
+    " AND s.product_slug = memberships.product_slug)"
+)
+CUSTOMERS = _Kind(
+    "customers",
+    ("id",),
+    ("id", "email", "email_key", "username", "first_name", "last_name", "display_name", "locale"),
+    _customer_row,
+    sync_count=f"SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL AND {_ABSENT_CUSTOMER}",
+    sync_total="SELECT COUNT(*) FROM customers WHERE deleted_at IS NULL",
+    sync_remove=(
+        # marked deleted, not removed: what refers to them (files, the ledger) stays resolvable
+        f"UPDATE customers SET deleted_at = ? WHERE deleted_at IS NULL AND {_ABSENT_CUSTOMER}",
+        # …and they leave every product's audience
+        "DELETE FROM memberships WHERE customer_id IN"
+        " (SELECT id FROM customers WHERE deleted_at IS NOT NULL)",
+    ),
+)
+PRODUCTS = _Kind("products", ("slug",), ("slug", "name"), _product_row)
+MEMBERSHIPS = _Kind(
+    "memberships",
+    ("customer_id", "product_slug"),
+    ("customer_id", "product_slug", "status"),
+    _membership_row,
+    sync_count=f"SELECT COUNT(*) FROM memberships WHERE {_ABSENT_MEMBERSHIP}",
+    sync_total="SELECT COUNT(*) FROM memberships",
+    sync_remove=(f"DELETE FROM memberships WHERE {_ABSENT_MEMBERSHIP}",),
+)
+
+# Memberships must name customers that exist (and are not deleted) and products that exist.
+_REFERENCES = (
+    f"SELECT s.line, s.customer_id, c.id IS NULL FROM {STAGE} s"
+    " LEFT JOIN customers c ON c.id = s.customer_id"
+    " WHERE c.id IS NULL OR c.deleted_at IS NOT NULL",
+    f"SELECT s.line, s.product_slug FROM {STAGE} s"
+    " LEFT JOIN products p ON p.slug = s.product_slug WHERE p.slug IS NULL",
+)
+
+
+class ImportsMixin:
+    engine: Engine
+
+    def import_customers(
+        self,
+        rows: Iterable[tuple[int, CustomerRecord]],
+        *,
+        sync: AllowRemoval | None = None,
+        progress: Progress | None = None,
+    ) -> ImportCounts:
+        return self._import(CUSTOMERS, rows, sync, progress)
+
+    def import_products(
+        self, rows: Iterable[tuple[int, ProductRecord]], *, progress: Progress | None = None
+    ) -> ImportCounts:
+        return self._import(PRODUCTS, rows, None, progress)
+
+    def import_memberships(
+        self,
+        rows: Iterable[tuple[int, MembershipRecord]],
+        *,
+        sync: AllowRemoval | None = None,
+        progress: Progress | None = None,
+    ) -> ImportCounts:
+        return self._import(MEMBERSHIPS, rows, sync, progress)
+
+    def _import(
+        self,
+        kind: _Kind,
+        rows: Iterable[tuple[int, Any]],
+        sync: AllowRemoval | None,
+        progress: Progress | None,
+    ) -> ImportCounts:
+        with self.engine.connect() as conn:
+            pg = conn.dialect.name == "postgresql"
+            try:
+                with conn.begin():
+                    _create_stage(conn, kind, pg)
+                    _stage(conn, kind, rows, pg, progress)
+                    _refuse_problems(conn, kind)
+                    return _merge(conn, kind, pg, sync)
+            finally:
+                if not pg:  # SQLite's temporary tables live as long as the connection
+                    conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGE}")
+
+
+def _create_stage(conn: Connection, kind: _Kind, pg: bool) -> None:
+    columns = ", ".join(f"{c} TEXT" for c in kind.columns)
+    if pg:
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {STAGE} (line INTEGER NOT NULL, {columns}) ON COMMIT DROP"
+        )
+    else:
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGE}")
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {STAGE} (line INTEGER NOT NULL, {columns})")
+
+
+def _batches(rows: Iterable[tuple[int, Any]], kind: _Kind) -> Iterator[list[tuple[Any, ...]]]:
+    it = iter(rows)
+    while batch := [(line, *kind.row(r)) for line, r in islice(it, BATCH)]:
+        yield batch
+
+
+def _stage(
+    conn: Connection,
+    kind: _Kind,
+    rows: Iterable[tuple[int, Any]],
+    pg: bool,
+    progress: Progress | None,
+) -> None:
+    names = ("line", *kind.columns)
+    staged = 0
+    if pg:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor.copy(f"COPY {STAGE} ({', '.join(names)}) FROM STDIN") as copy:
+                for batch in _batches(rows, kind):
+                    for row in batch:
+                        copy.write_row(row)
+                    staged += len(batch)
+                    if progress:
+                        progress(staged)
+        finally:
+            cursor.close()
+    else:
+        insert = f"INSERT INTO {STAGE} VALUES ({', '.join('?' * len(names))})"
+        for batch in _batches(rows, kind):
+            conn.exec_driver_sql(insert, batch)
+            staged += len(batch)
+            if progress:
+                progress(staged)
+    key = ", ".join(kind.key)
+    conn.exec_driver_sql(f"CREATE INDEX {STAGE}_key ON {STAGE} ({key}, line)")
+
+
+def _refuse_problems(conn: Connection, kind: _Kind) -> None:
+    key = ", ".join(kind.key)
+    joined = " AND ".join(f"f.{k} = s.{k}" for k in kind.key)
+    duplicates = (
+        f"SELECT s.line, {', '.join(f's.{k}' for k in kind.key)}, f.first FROM {STAGE} s JOIN"
+        f" (SELECT {key}, MIN(line) AS first FROM {STAGE} GROUP BY {key} HAVING COUNT(*) > 1) f"
+        f" ON {joined} WHERE s.line > f.first"
+    )
+    problems: list[tuple[int, str]] = []
+    for line, *values in conn.exec_driver_sql(duplicates):
+        *keys, first = values
+        problems.append(
+            (int(line), f"duplicate row for {', '.join(map(str, keys))} (first on line {first})")
+        )
+    if kind is MEMBERSHIPS:
+        customers, products = _REFERENCES
+        for line, customer, unknown in conn.exec_driver_sql(customers):
+            problems.append(
+                (
+                    int(line),
+                    f"unknown customer {customer!r} (import customers first)"
+                    if unknown
+                    else f"customer {customer!r} was marked deleted by `customers import --sync`"
+                    " (import it again first)",
+                )
+            )
+        for line, product in conn.exec_driver_sql(products):
+            problems.append((int(line), f"unknown product {product!r} (import products first)"))
+    if problems:
+        problems.sort()
+        raise RowsRefused(problems)
+
+
+def _merge(conn: Connection, kind: _Kind, pg: bool, sync: AllowRemoval | None) -> ImportCounts:
+    stamp = driver_stamp(now(), pg)
+    removed = 0
+    if sync is not None and kind.sync_count and kind.sync_total:
+        removed = int(conn.exec_driver_sql(kind.sync_count).scalar_one())
+        sync(removed, int(conn.exec_driver_sql(kind.sync_total).scalar_one()))
+        for statement in kind.sync_remove:
+            params: Sequence[Any] = (stamp,) if "?" in statement else ()
+            conn.exec_driver_sql(driver_sql(statement, pg), tuple(params))
+    matches = " AND ".join(f"t.{k} = s.{k}" for k in kind.key)
+    staged = int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {STAGE}").scalar_one())
+    inserted = int(
+        conn.exec_driver_sql(
+            f"SELECT COUNT(*) FROM {STAGE} s WHERE NOT EXISTS"
+            f" (SELECT 1 FROM {kind.table} t WHERE {matches})"
+        ).scalar_one()
+    )
+    columns = ", ".join(kind.columns)
+    changing = [c for c in kind.columns if c not in kind.key] + ["updated_at"]
+    sets = ", ".join(f"{c} = excluded.{c}" for c in changing)
+    extra, values = ", updated_at", ", ?"
+    if kind is CUSTOMERS:  # written again: no longer deleted
+        extra, values, sets = (
+            extra + ", deleted_at",
+            values + ", NULL",
+            sets + ", deleted_at = NULL",
+        )
+    merge = (
+        f"INSERT INTO {kind.table} ({columns}{extra}) SELECT {columns}{values} FROM {STAGE}"
+        f" WHERE true ON CONFLICT ({', '.join(kind.key)}) DO UPDATE SET {sets}"
+    )
+    conn.exec_driver_sql(driver_sql(merge, pg), (stamp,))
+    return ImportCounts(inserted=inserted, updated=staged - inserted, removed=removed)

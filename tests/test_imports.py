@@ -1,0 +1,170 @@
+"""`customers|products|memberships import`: streamed, all-or-nothing, and `--sync` — on SQLite
+and PostgreSQL, through the real command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from commsync.model import Targets
+from commsync.store.sql import open_store
+from tests.helpers import SETTINGS, Repo, dump_store
+
+NOTICE = """\
+kind: notice
+message_type: info
+subject: Hello
+content: Hello {{ customer_name }}.
+targets:
+  customers: ["5"]
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, repo: Repo) -> tuple[Repo, str]:
+    """A repository with the standard data imported, on each store backend."""
+    url = repo.store_url
+    if request.param == "postgresql":
+        url = str(request.getfixturevalue("pg_url"))
+        repo.write("commsync.yaml", SETTINGS + f"store: {url}\n")
+        repo.commit_all("postgresql")
+    repo.import_data()
+    return repo, url
+
+
+def _audience(url: str, targets: Targets) -> int:
+    store = open_store(url)
+    try:
+        return store.count_audiences([targets], ["active", "trialing"])[targets].total
+    finally:
+        store.close()
+
+
+def _deleted(url: str) -> set[str]:
+    rows = dump_store(url)["customers"]
+    # columns in table order: id … updated_at, deleted_at
+    return {str(r[0]) for r in rows if r[-1] is not None}
+
+
+def test_sync_marks_absent_customers_deleted_and_they_leave_every_audience(
+    backend: tuple[Repo, str],
+) -> None:
+    repo, url = backend
+    everyone, pro = Targets(all=True), Targets(products=("pro",))
+    assert (_audience(url, everyone), _audience(url, pro)) == (5, 2)
+    repo.write(
+        "data/customers-now.csv",
+        "id,email\n1,ada@example.com\n3,alan@example.org\n4,kat@example.net\n"
+        "5,lin@example.com\n6,barbara@example.com\n",
+    )
+    done = repo.cli("customers", "import", "--sync", "--force", "data/customers-now.csv")
+    assert done.exit_code == 0, done.output
+    assert done.stdout.strip() == "customers: 1 inserted, 4 updated, 1 marked deleted"
+    assert _deleted(url) == {"2"}
+    # customer 2 (pro, trialing) left `all` and the product; customer 6 joined `all`
+    assert (_audience(url, everyone), _audience(url, pro)) == (5, 1)
+    # a file that lists a deleted customer still plans (it is known, and reaches nobody)
+    repo.write("broadcasts/notices/to-two.yaml", NOTICE.replace('"5"', '"2"'))
+    plan = repo.plan_json()
+    [action] = [a for a in plan["actions"] if a["address"].endswith("to-two")]
+    assert action["audience"]["total"] == 0
+    # importing the customer again (with or without --sync) brings them back
+    again = repo.cli("customers", "import", "data/customers.csv")
+    assert again.exit_code == 0, again.output
+    assert _deleted(url) == set()
+    assert _audience(url, everyone) == 6
+
+
+def test_sync_of_memberships_ends_those_the_file_lacks(backend: tuple[Repo, str]) -> None:
+    repo, url = backend
+    repo.write(
+        "data/memberships-now.csv",
+        "customer_id,product,status\n1,pro,active\n2,pro,trialing\n3,pro,cancelled\n"
+        "3,starter,active\n4,agency,active\n",
+    )
+    done = repo.cli("memberships", "import", "--sync", "--force", "data/memberships-now.csv")
+    assert done.exit_code == 0, done.output
+    assert done.stdout.strip() == "memberships: 0 inserted, 5 updated, 1 ended"
+    pairs = {(str(r[0]), str(r[1])) for r in dump_store(url)["memberships"]}
+    assert ("5", "starter") not in pairs and len(pairs) == 5
+    # without --sync nothing is removed
+    repo.write("data/one.csv", "customer_id,product,status\n5,starter,active\n")
+    assert repo.cli("memberships", "import", "data/one.csv").exit_code == 0
+    assert len(dump_store(url)["memberships"]) == 6
+
+
+def test_sync_refuses_to_remove_more_than_the_share_unless_forced(
+    backend: tuple[Repo, str],
+) -> None:
+    repo, url = backend
+    repo.write("data/truncated.csv", "id,email\n1,ada@example.com\n")
+    before = dump_store(url)
+    refused = repo.cli("customers", "import", "--sync", "data/truncated.csv")
+    assert refused.exit_code == 1
+    assert (
+        "data/truncated.csv: --sync would leave 4 of 5 customers marked deleted (80%), "
+        "more than --max-remove 10%; nothing was written" in refused.stderr
+    )
+    assert dump_store(url) == before
+    # the share is the operator's: 80% is within --max-remove 80
+    allowed = repo.cli("customers", "import", "--sync", "--max-remove", "80", "data/truncated.csv")
+    assert allowed.exit_code == 0, allowed.output
+    assert _deleted(url) == {"2", "3", "4", "5"}
+
+
+def test_bad_rows_name_their_lines_and_nothing_is_written(backend: tuple[Repo, str]) -> None:
+    repo, url = backend
+    repo.write(
+        "data/bad-customers.csv",
+        "id,email\n7,new@example.com\n8,not-an-address\n7,again@example.com\n",
+    )
+    repo.write(
+        "data/bad-memberships.csv",
+        "customer_id,product,status\n1,pro,active\n99,pro,active\n1,nosuch,active\n",
+    )
+    before = dump_store(url)
+    bad = repo.cli("customers", "import", "--sync", "--force", "data/bad-customers.csv")
+    assert bad.exit_code == 1
+    assert "data/bad-customers.csv:3:" in bad.stderr and "not an email address" in bad.stderr
+    duplicate = repo.write("data/dup.csv", "id,email\n7,new@example.com\n7,again@example.com\n")
+    dup = repo.cli("customers", "import", str(duplicate))
+    assert dup.exit_code == 1
+    assert "dup.csv:3:" in dup.stderr and "duplicate row for 7 (first on line 2)" in dup.stderr
+    refs = repo.cli("memberships", "import", "--sync", "--force", "data/bad-memberships.csv")
+    assert refs.exit_code == 1
+    assert "bad-memberships.csv:3:" in refs.stderr and "unknown customer '99'" in refs.stderr
+    assert "bad-memberships.csv:4:" in refs.stderr and "unknown product 'nosuch'" in refs.stderr
+    assert dump_store(url) == before
+
+
+def test_memberships_of_a_deleted_customer_are_refused_until_it_returns(
+    backend: tuple[Repo, str],
+) -> None:
+    repo, _ = backend
+    repo.write(
+        "data/four.csv",
+        "id,email\n1,a@example.com\n2,b@example.com\n3,c@example.com\n4,d@example.com\n",
+    )
+    assert repo.cli("customers", "import", "--sync", "--force", "data/four.csv").exit_code == 0
+    repo.write("data/m.csv", "customer_id,product,status\n5,pro,active\n")
+    refused = repo.cli("memberships", "import", "data/m.csv")
+    assert refused.exit_code == 1
+    assert "m.csv:2:" in refused.stderr and "customer '5' was marked deleted" in refused.stderr
+
+
+def test_sync_is_only_for_customers_and_memberships(repo: Repo) -> None:
+    repo.import_data()
+    done = repo.cli("products", "import", "--sync", "data/products.csv")
+    assert done.exit_code == 1
+    assert "--sync is for customers and memberships imports, not products" in done.stderr
+
+
+def test_a_large_file_streams_with_the_counts_right(backend: tuple[Repo, str]) -> None:
+    """More rows than one staging batch (10,000): inserts, then the same file as updates."""
+    repo, url = backend
+    rows = "".join(f"c{n},user{n}@example.com\n" for n in range(25_000))
+    repo.write("data/many.csv", "id,email\n" + rows)
+    first = repo.cli("customers", "import", "data/many.csv")
+    assert first.stdout.strip() == "customers: 25000 inserted, 0 updated", first.output
+    second = repo.cli("customers", "import", "data/many.csv")
+    assert second.stdout.strip() == "customers: 0 inserted, 25000 updated", second.output
+    assert _audience(url, Targets(all=True)) == 25_005
