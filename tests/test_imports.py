@@ -168,3 +168,30 @@ def test_a_large_file_streams_with_the_counts_right(backend: tuple[Repo, str]) -
     second = repo.cli("customers", "import", "data/many.csv")
     assert second.stdout.strip() == "customers: 0 inserted, 25000 updated", second.output
     assert _audience(url, Targets(all=True)) == 25_005
+
+
+def test_changed_rows_are_updated_and_unchanged_ones_kept(backend: tuple[Repo, str]) -> None:
+    repo, url = backend
+    before = {str(r[0]): r for r in dump_store(url)["customers"]}
+    repo.write(
+        "data/changed.csv",
+        "id,email,username\n1,ada@example.com,ada\n2,grace.hopper@example.com,grace\n",
+    )
+    done = repo.cli("customers", "import", "data/changed.csv")
+    assert done.stdout.strip() == "customers: 0 inserted, 2 updated", done.output
+    after = {str(r[0]): r for r in dump_store(url)["customers"]}
+    assert after["2"][1] == "grace.hopper@example.com"
+    assert after["2"][-2] > before["2"][-2]  # updated_at: when the data last changed
+    # customer 1's file row lost first_name, last_name and locale: an update too
+    assert (
+        after["1"][4:6] == (None, None)
+        and after["1"][7] is None
+        and after["1"][-2] > before["1"][-2]
+    )
+    unchanged = repo.cli("customers", "import", "data/changed.csv")
+    assert unchanged.exit_code == 0
+    assert {str(r[0]): r for r in dump_store(url)["customers"]} == after
+    repo.write("data/m.csv", "customer_id,product,status\n1,pro,cancelled\n")
+    assert repo.cli("memberships", "import", "data/m.csv").exit_code == 0
+    statuses = {(str(r[0]), str(r[1])): r[2] for r in dump_store(url)["memberships"]}
+    assert statuses[("1", "pro")] == "cancelled" and statuses[("2", "pro")] == "trialing"

@@ -245,18 +245,22 @@ def _merge(conn: Connection, kind: _Kind, pg: bool, sync: AllowRemoval | None) -
         ).scalar_one()
     )
     columns = ", ".join(kind.columns)
-    changing = [c for c in kind.columns if c not in kind.key] + ["updated_at"]
-    sets = ", ".join(f"{c} = excluded.{c}" for c in changing)
+    data = [c for c in kind.columns if c not in kind.key]
+    sets = ", ".join(f"{c} = excluded.{c}" for c in [*data, "updated_at"])
+    # A row the file repeats unchanged is not rewritten (a nightly re-import changes few rows:
+    # rewriting 300,000 memberships cost 2.4 s of a 4.9 s import on SQLite); `updated_at` is
+    # then when the platform's data last changed.
+    differs = " IS DISTINCT FROM " if pg else " IS NOT "
+    changed = [f"{kind.table}.{c}{differs}excluded.{c}" for c in data]
     extra, values = ", updated_at", ", ?"
     if kind is CUSTOMERS:  # written again: no longer deleted
-        extra, values, sets = (
-            extra + ", deleted_at",
-            values + ", NULL",
-            sets + ", deleted_at = NULL",
-        )
+        extra, values = extra + ", deleted_at", values + ", NULL"
+        sets += ", deleted_at = NULL"
+        changed.append("customers.deleted_at IS NOT NULL")
     merge = (
         f"INSERT INTO {kind.table} ({columns}{extra}) SELECT {columns}{values} FROM {STAGE}"
-        f" WHERE true ON CONFLICT ({', '.join(kind.key)}) DO UPDATE SET {sets}"
+        f" WHERE true ORDER BY {', '.join(kind.key)}"  # the table's key order: fewer page splits
+        f" ON CONFLICT ({', '.join(kind.key)}) DO UPDATE SET {sets} WHERE {' OR '.join(changed)}"
     )
     conn.exec_driver_sql(driver_sql(merge, pg), (stamp,))
     return ImportCounts(inserted=inserted, updated=staged - inserted, removed=removed)
