@@ -195,3 +195,52 @@ def test_changed_rows_are_updated_and_unchanged_ones_kept(backend: tuple[Repo, s
     assert repo.cli("memberships", "import", "data/m.csv").exit_code == 0
     statuses = {(str(r[0]), str(r[1])): r[2] for r in dump_store(url)["memberships"]}
     assert statuses[("1", "pro")] == "cancelled" and statuses[("2", "pro")] == "trialing"
+
+
+def test_a_row_another_writer_adds_meanwhile_is_merged_not_refused(repo: Repo, pg_url: str) -> None:
+    """PostgreSQL: the API inserts a membership the file also has while the import runs (its
+    insert waits on the other transaction's row, then meets it): the import still succeeds."""
+    import subprocess
+    import time
+
+    import sqlalchemy as sa
+
+    from tests.hostile import EXE
+
+    repo.write("commsync.yaml", SETTINGS + f"store: {pg_url}\n")
+    repo.import_data()
+    repo.write("data/m.csv", "customer_id,product,status\n5,pro,active\n1,pro,active\n")
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as other, engine.connect() as watch:
+            watch.execution_options(isolation_level="AUTOCOMMIT")
+            with other.begin():
+                other.execute(
+                    sa.text(
+                        "INSERT INTO memberships (customer_id, product_slug, status, updated_at)"
+                        " VALUES ('5', 'pro', 'trialing', now())"
+                    )
+                )
+                importing = subprocess.Popen(
+                    [EXE, "-C", str(repo.root), "memberships", "import", "data/m.csv"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                deadline = time.monotonic() + 60
+                waiting = sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE 'INSERT INTO memberships%'"
+                )
+                while watch.execute(waiting).scalar_one() == 0:
+                    assert importing.poll() is None, importing.communicate()
+                    assert time.monotonic() < deadline, "the import never met the other row"
+                    time.sleep(0.05)
+            out, err = importing.communicate(timeout=60)
+    finally:
+        engine.dispose()
+    assert importing.returncode == 0, err
+    # both rows were there when the import merged them
+    assert out.strip() == "memberships: 0 inserted, 2 updated", out
+    statuses = {(str(r[0]), str(r[1])): r[2] for r in dump_store(pg_url)["memberships"]}
+    assert statuses[("5", "pro")] == "active"  # the file's row, merged over the other writer's

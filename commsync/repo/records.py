@@ -221,8 +221,6 @@ def _jsonl_fields(row: dict[str, object], layout: Layout[R]) -> dict[str, str]:
     return out
 
 
-
-
 def parse_records(
     path: str, stream: BinaryIO, layout: Layout[R], limits: Limits = DEFAULT_LIMITS
 ) -> tuple[list[tuple[int, R]], list[Diagnostic]]:
