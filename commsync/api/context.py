@@ -4,17 +4,19 @@ its settings, and the store, opened on first use and kept until the service clos
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from commsync.api.project import Project
 from commsync.config.files import DirectoryTree, FileTree, GitTree, read_checked
-from commsync.config.settings import Settings, build_settings, settings_diagnostics
+from commsync.config.settings import SETTINGS_FILE, Settings, build_settings, settings_diagnostics
 from commsync.config.yamlpos import load_yaml
 from commsync.diagnostics import has_errors
 from commsync.errors import ConfigError, ValidationFailed
-from commsync.repo.git import inspect_worktree
-from commsync.repo.loader import SETTINGS_FILE, LoadedRepository, load_repository
 from commsync.store.roles import Store
 from commsync.store.sql import open_store
+
+if TYPE_CHECKING:
+    from commsync.repo.loader import LoadedRepository
 
 
 @dataclass
@@ -31,6 +33,10 @@ class Context:
 
     def load(self, ref: str | None = None) -> LoadedRepository:
         """The repository at `ref`, or the working tree (with its HEAD commit as provenance)."""
+        # imported here: commands that read only commsync.yaml and the store start faster
+        from commsync.repo.git import inspect_worktree
+        from commsync.repo.loader import load_repository
+
         p = self.project
         loaded = load_repository(self.tree(ref), p.root, p.env, p.store_url)
         if ref is None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from commsync.api.context import Context
 from commsync.auth import issue_token as issue_customer_token
 from commsync.auth import parse_ttl
-from commsync.delivery.worker import WorkerHealth
 from commsync.errors import CommsyncError, UsageError
 from commsync.model import (
     BroadcastKind,
@@ -23,9 +23,11 @@ from commsync.model import (
     QueueState,
     SendProgress,
 )
-from commsync.plan.email_broadcasts import no_worker_message
 from commsync.store.failures import describe
 from commsync.store.roles import BroadcastCancel, FailedRecipient, JournalEntry, LockHolder
+
+if TYPE_CHECKING:
+    from commsync.delivery.worker import WorkerHealth
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,8 @@ def _status_warnings(
         if b.status == BroadcastStatus.MISSED
     ]
     waiting = sum(1 for b in emails if b.status == BroadcastStatus.SCHEDULED)
+    from commsync.plan.email_broadcasts import no_worker_message  # status only: start-up
+
     no_worker = no_worker_message(waiting, seen, now)
     return tuple(out if no_worker is None else [*out, no_worker])
 

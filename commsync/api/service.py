@@ -10,59 +10,71 @@ the table of contents would only hide where a face's call lands.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-from commsync.api import (
-    applying,
-    gitops,
-    inventory,
-    operations,
-    planning,
-    platform,
-    preview,
-    suppressions,
-)
+# Only what every command needs is imported here; each use case's module is imported by the
+# method that calls it, so that a small command (`token`) does not load the planner, the
+# renderer, the delivery engine and the event service (start-up, issue 12).
 from commsync.api.access import OPERATOR, Caller, require_admin
-from commsync.api.applying import ApplyRequest
 from commsync.api.context import Context
-from commsync.api.dashboards import CustomerFeed, DashboardService, Page, widget_script
-from commsync.api.feed import Feed
-from commsync.api.gitops import DriftItem
-from commsync.api.inventory import EmailRow, FileEdit
-from commsync.api.operations import (
-    Cancelled,
-    DeliveryCounts,
-    Health,
-    IssuedToken,
-    QueueListing,
-    StatusReport,
-)
-from commsync.api.payloads import Payload, payload_of
-from commsync.api.planning import PlanResult, ValidationReport
-from commsync.api.platform import PLAIN_IMPORT, ImportOptions, InitReport, RecordKind, Upserted
-from commsync.api.preview import Preview
 from commsync.api.project import Project
-from commsync.api.suppressions import Suppressed, SuppressionList
-from commsync.apply.executor import ApplyListener, ApplyReport
-from commsync.apply.run import Confirm
-from commsync.config.settings import Settings
-from commsync.delivery.broadcast import WorkerBroadcasts
-from commsync.delivery.engine import DeliveryReport
-from commsync.delivery.worker import Worker
 from commsync.errors import CommsyncError
-from commsync.events.recheck import Recheck
-from commsync.events.service import EventService
-from commsync.model import EventResult, ImportCounts, JsonObject
-from commsync.render.emails import SystemEmailFactories
-from commsync.render.message import RenderError
-from commsync.repo.schemas import write_schemas
 from commsync.store.failures import STORE_ERRORS, describe
-from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder
+
+if TYPE_CHECKING:
+    from commsync.api.applying import ApplyRequest
+    from commsync.api.dashboards import CustomerFeed, DashboardService, Page
+    from commsync.api.feed import Feed
+    from commsync.api.gitops import DriftItem
+    from commsync.api.inventory import EmailRow, FileEdit
+    from commsync.api.operations import (
+        Cancelled,
+        DeliveryCounts,
+        Health,
+        IssuedToken,
+        QueueListing,
+        StatusReport,
+    )
+    from commsync.api.payloads import Payload
+    from commsync.api.planning import PlanResult, ValidationReport
+    from commsync.api.platform import ImportOptions, InitReport, RecordKind, Upserted
+    from commsync.api.preview import Preview
+    from commsync.api.suppressions import Suppressed, SuppressionList
+    from commsync.apply.executor import ApplyListener, ApplyReport
+    from commsync.apply.run import Confirm
+    from commsync.config.settings import Settings
+    from commsync.delivery.engine import DeliveryReport
+    from commsync.delivery.worker import Worker
+    from commsync.events.service import EventService
+    from commsync.model import EventResult, ImportCounts, JsonObject
+    from commsync.render.emails import SystemEmailFactories
+    from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder
+
+# Names the faces import from here, loaded when first asked for.
+_LAZY = {
+    "ApplyRequest": "commsync.api.applying",
+    "DeliveryReport": "commsync.delivery.engine",
+    "ImportOptions": "commsync.api.platform",
+    "JournalEntry": "commsync.store.roles",
+    "QueueListing": "commsync.api.operations",
+    "StatusReport": "commsync.api.operations",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # What the faces may name of the layers below: the service's own vocabulary.
 __all__ = [
@@ -82,7 +94,7 @@ __all__ = [
 UNAVAILABLE = STORE_ERRORS
 describe_unavailable = describe
 
-RoundHook = Callable[[int, DeliveryReport], None]
+RoundHook = Callable[[int, "DeliveryReport"], None]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +144,8 @@ class Service:
 
     def init_project(self, root: Path, *, demo: bool) -> InitReport:
         """`init`: a new repository at `root`; with `demo`, the demo network and its data."""
+        from commsync.api import platform
+
         return platform.init_project(root, demo=demo, env=self.project.env)
 
     def settings(self) -> Settings:
@@ -142,12 +156,16 @@ class Service:
         self, *, ref: str | None = None, use_store: bool = True, git_paths: bool = False
     ) -> ValidationReport:
         """`validate`: every problem of every file; `git_paths` for annotations in CI."""
+        from commsync.api import planning
+
         return planning.validate(self.ctx, ref=ref, use_store=use_store, git_paths=git_paths)
 
     def plan(
         self, *, ref: str | None = None, changed_since: str | None = None, out: Path | None = None
     ) -> PlanResult:
         """`plan`: what apply would change; saved to `out` when given."""
+        from commsync.api import planning
+
         return planning.make_plan(self.ctx, ref=ref, changed_since=changed_since, out=out)
 
     def apply(
@@ -158,26 +176,38 @@ class Service:
         listener: ApplyListener | None = None,
     ) -> ApplyReport:
         """`apply`: a saved plan, or a plan made now and confirmed."""
+        from commsync.api import applying
+
         return applying.apply(self.ctx, request, confirm=confirm, listener=listener)
 
     def drift(self, ref: str | None = None) -> list[DriftItem]:
         """`drift`: what changed in the store outside commsync."""
+        from commsync.api import gitops
+
         return gitops.drift(self.ctx, ref)
 
     def pull(self) -> list[FileEdit]:
         """`pull`: files for live objects no file manages."""
+        from commsync.api import gitops
+
         return gitops.pull(self.ctx)
 
     def list_emails(self) -> list[EmailRow]:
         """`emails list`: registered defaults × installed × customised × importable."""
+        from commsync.api import inventory
+
         return inventory.list_emails(self.ctx)
 
     def import_emails(self, slugs: Sequence[str], every: bool) -> list[FileEdit]:
         """`emails import`: files that install registered defaults."""
+        from commsync.api import inventory
+
         return inventory.import_emails(self.ctx, slugs, every)
 
     def reset_emails(self, slugs: Sequence[str], every: bool) -> list[FileEdit]:
         """`emails reset`: override keys removed from email files."""
+        from commsync.api import inventory
+
         return inventory.reset_emails(self.ctx, slugs, every)
 
     def preview(
@@ -189,23 +219,33 @@ class Service:
         data: Payload | None = None,
     ) -> Preview:
         """`preview`: a file's email or notice, rendered into `out`."""
+        from commsync.api import preview
+
         return preview.preview(self.ctx, file, out, customer=customer, data=self._payload(data))
 
     def test_send(self, slug: str, to: str, data: Payload | None = None) -> str:
         """`test-send`: one system email, sent now; returns where it went."""
+        from commsync.api import preview
+
         return preview.test_send(self.ctx, slug, to, self._payload(data))
 
     def _payload(self, data: Payload | None) -> JsonObject | None:
+        from commsync.api.payloads import payload_of
+
         return None if data is None else payload_of(data, self.ctx.settings().limits)
 
     # -- the store -----------------------------------------------------------------------------
 
     def status(self) -> StatusReport:
         """`status`: sends, notices, system emails, recent applies, the lock."""
+        from commsync.api import operations
+
         return operations.status(self.ctx)
 
     def queue(self, limit: int = 100) -> QueueListing:
         """`queue`: what waits to be sent, the soonest due first."""
+        from commsync.api import operations
+
         return operations.queue(self.ctx, limit)
 
     def cancel_queued(
@@ -217,44 +257,64 @@ class Service:
     ) -> Cancelled:
         """`queue cancel`: queued system-email messages matching every criterion given are
         cancelled, never sent; or (`broadcast`) one email broadcast is stopped for good."""
+        from commsync.api import operations
+
         return operations.cancel_queued(self.ctx, ids, email, event_key, broadcast)
 
     def failed_recipients(self, broadcast_id: str) -> list[FailedRecipient]:
         """`status --failed`: the recipients of a broadcast whose delivery failed."""
+        from commsync.api import operations
+
         return operations.failed_recipients(self.ctx, broadcast_id)
 
     def unlock(self, lock_id: str) -> LockHolder:
         """`unlock`: remove an apply lock left by an apply that is gone."""
+        from commsync.api import operations
+
         return operations.unlock(self.ctx, lock_id)
 
     def issue_token(self, customer: str, ttl: str) -> IssuedToken:
         """`token`: a customer's feed token, valid for `ttl` (30d, 12h, 90m)."""
+        from commsync.api import operations
+
         return operations.issue_token(self.ctx, customer, ttl)
 
     def rotate_key(self) -> None:
         """`rotate-key`: a new signing key; every customer token stops working."""
+        from commsync.api import operations
+
         operations.rotate_key(self.ctx)
 
     def write_schemas(self, out: Path) -> list[Path]:
         """`schema --out DIR`: the installed JSON Schemas, for editors and checkers offline."""
+        from commsync.repo.schemas import write_schemas
+
         return write_schemas(out)
 
     def suppressions(self, limit: int = 100) -> SuppressionList:
         """`suppressions list`: how many addresses are suppressed, the newest first."""
+        from commsync.api import suppressions
+
         return suppressions.listing(self.ctx, limit)
 
     def suppress(
         self, addresses: Sequence[str], reason: str, scope: str | None = None
     ) -> Suppressed:
         """`suppressions add`: record addresses (all or none)."""
+        from commsync.api import suppressions
+
         return suppressions.add(self.ctx, addresses, reason, scope, "commsync suppressions add")
 
     def import_suppressions(self, file: Path, display: str) -> Suppressed:
         """`suppressions import`: a CSV/JSONL file of addresses, all rows or none."""
+        from commsync.api import suppressions
+
         return suppressions.import_file(self.ctx, file, display)
 
     def unsuppress(self, addresses: Sequence[str]) -> int:
         """`suppressions remove`: these addresses get email again (all or none)."""
+        from commsync.api import suppressions
+
         return suppressions.remove(self.ctx, addresses)
 
     def import_records(
@@ -262,14 +322,20 @@ class Service:
         kind: RecordKind,
         file: Path,
         display: str,
-        options: ImportOptions = PLAIN_IMPORT,
+        options: ImportOptions | None = None,
     ) -> ImportCounts:
         """`customers|products|memberships import [--sync]`: a CSV/JSONL file, all rows or none."""
+        from commsync.api import platform
+
+        if options is None:
+            return platform.import_records(self.ctx, kind, file, display)
         return platform.import_records(self.ctx, kind, file, display, options)
 
     # -- events and delivery -------------------------------------------------------------------
 
     def _event_service(self) -> EventService:
+        from commsync.events.service import EventService
+
         if self._events is None:
             loaded, settings = self.ctx.usable()
             self._events = EventService(
@@ -286,11 +352,17 @@ class Service:
         caller: Caller = OPERATOR,
     ) -> EventResult:
         """`event` and `POST /v1/events`: check the payload, queue the event's system emails."""
+        from commsync.api.payloads import payload_of
+
         require_admin(caller, self._api_key())
         data = payload_of(payload, self.ctx.settings().limits)
         return self._event_service().fire(event_type, data, key)
 
     def _worker_for(self, on_round: RoundHook | None = None) -> Worker:
+        from commsync.delivery.broadcast import WorkerBroadcasts
+        from commsync.delivery.worker import Worker
+        from commsync.events.recheck import Recheck
+
         store, settings = self.ctx.store(), self.ctx.settings()
         recheck = Recheck(store, settings, self._factories)
         broadcasts = WorkerBroadcasts(store, settings, lambda: self._event_service().layout)
@@ -305,6 +377,8 @@ class Service:
 
     def _factories(self) -> SystemEmailFactories:
         """The compiled system emails, for messages rendered again when they come due."""
+        from commsync.render.message import RenderError
+
         try:
             return self._event_service().factories
         except CommsyncError as exc:  # the repository does not load: that message fails, said why
@@ -330,6 +404,8 @@ class Service:
 
     def start_serving(self, *, deliver: bool, key_ttl: float = 10.0) -> None:
         """Ready for requests: notices compiled, events prepared, the worker in the background."""
+        from commsync.api.dashboards import DashboardService
+
         self._dashboards = DashboardService(self.ctx.store(), self.ctx.settings(), key_ttl)
         self._dashboards.feed.warm()
         self._event_service()
@@ -349,6 +425,8 @@ class Service:
         return self._dashboard().feed
 
     def _dashboard(self) -> DashboardService:
+        from commsync.api.dashboards import DashboardService
+
         if self._dashboards is None:
             self._dashboards = DashboardService(self.ctx.store(), self.ctx.settings())
         return self._dashboards
@@ -381,17 +459,23 @@ class Service:
 
     def widget_script(self) -> str:
         """`GET /widget.js`: the dashboard widget."""
+        from commsync.api.dashboards import widget_script
+
         return widget_script()
 
     def put_customer(
         self, customer_id: str, fields: Mapping[str, object], caller: Caller
     ) -> Upserted:
         """`PUT /v1/customers/{id}`."""
+        from commsync.api import platform
+
         require_admin(caller, self._api_key())
         return platform.put_customer(self.ctx.store(), customer_id, fields)
 
     def put_product(self, slug: str, name: str, caller: Caller) -> Upserted:
         """`PUT /v1/products/{slug}`."""
+        from commsync.api import platform
+
         require_admin(caller, self._api_key())
         return platform.put_product(self.ctx.store(), slug, name)
 
@@ -399,13 +483,19 @@ class Service:
         self, customer_id: str, rows: Sequence[Mapping[str, object]], caller: Caller
     ) -> int:
         """`PUT /v1/customers/{id}/memberships`: the customer's memberships become `rows`."""
+        from commsync.api import platform
+
         require_admin(caller, self._api_key())
         return platform.put_memberships(self.ctx.store(), customer_id, rows)
 
     def health(self) -> Health:
         """`GET /healthz`: the store takes writes, the background worker keeps up."""
+        from commsync.api import operations
+
         return operations.health(self.ctx, self._worker.health if self._worker else None)
 
     def delivery_counts(self) -> DeliveryCounts:
         """`GET /metrics`: the store's counts (events, messages, queue depth)."""
+        from commsync.api import operations
+
         return operations.delivery_counts(self.ctx, self._worker.health if self._worker else None)

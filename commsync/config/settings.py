@@ -14,6 +14,8 @@ from commsync.model import DeliveryMode, Imports, Theme
 from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.model.mail import parse_mailbox
 
+SETTINGS_FILE = "commsync.yaml"  # at the repository's root
+
 DEFAULT_STORE = "sqlite:///.commsync/store.db"
 DEFAULT_TRANSPORT = "maildir:.commsync/outbox"
 DEFAULT_STATUSES = ("active", "trialing")

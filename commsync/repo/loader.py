@@ -19,7 +19,13 @@ from commsync.config.files import (
     read_checked,
     strip_yaml_suffix,
 )
-from commsync.config.settings import Settings, build_settings, inside, settings_diagnostics
+from commsync.config.settings import (
+    SETTINGS_FILE,
+    Settings,
+    build_settings,
+    inside,
+    settings_diagnostics,
+)
 from commsync.config.yamlpos import YamlDoc, load_yaml
 from commsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from commsync.errors import ConfigError
@@ -37,7 +43,6 @@ from commsync.repo.broadcasts import (
 from commsync.repo.duplicates import duplicate_diagnostics
 from commsync.repo.emails import EMAILS_DIR, EmailContext, parse_system_email
 
-SETTINGS_FILE = "commsync.yaml"
 LAYOUT_FILE = "layouts/email.html"
 
 
