@@ -215,6 +215,48 @@ def test_the_command_line_starts_without_the_heavy_libraries() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_token_and_validate_load_only_what_they_use(repo: Repo) -> None:
+    """`token` reads commsync.yaml and the store: not the planner, the renderer, Jinja2, the
+    event service, the delivery engine, GitPython, or psycopg for a SQLite store. `validate`
+    needs the loader, the planner's checks and templates, but neither the delivery engine nor
+    psycopg. (A module check, not a timer: bench/run-all times start-up.)"""
+    repo.import_data()
+    heavy = [
+        "jinja2",
+        "git",
+        "psycopg",
+        "fastapi",
+        "rich",
+        "alembic",
+        "commsync.plan",
+        "commsync.render",
+        "commsync.events",
+        "commsync.delivery.engine",
+        "commsync.apply",
+        "commsync.repo.loader",
+    ]
+    code = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: print([m for m in {heavy!r} if m in sys.modules],"
+        " file=sys.stderr))\n"
+        "sys.argv = ['commsync', '-C', sys.argv[1], *sys.argv[2:]]\n"
+        "from commsync.cli import main\n"
+        "main()\n"
+    )
+
+    def loaded(*args: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(repo.root), *args], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        return list(ast.literal_eval(last))
+
+    assert loaded("token", "1") == []
+    checking = {"jinja2", "git", "commsync.plan", "commsync.render", "commsync.repo.loader"}
+    assert set(loaded("validate")) <= checking
+
+
 def test_modules_stay_small_or_say_why() -> None:
     for path in sorted(PACKAGE.rglob("*.py")):
         lines = path.read_text(encoding="utf-8").count("\n")

@@ -26,7 +26,7 @@ from commsync.api.access import OPERATOR, Caller, require_admin
 from commsync.api.context import Context
 from commsync.api.project import Project
 from commsync.errors import CommsyncError
-from commsync.store.failures import STORE_ERRORS, describe
+from commsync.store.failures import describe
 
 if TYPE_CHECKING:
     from commsync.api.applying import ApplyRequest
@@ -57,8 +57,11 @@ if TYPE_CHECKING:
     from commsync.render.emails import SystemEmailFactories
     from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder
 
+    UNAVAILABLE: tuple[type[Exception], ...]
+
 # Names the faces import from here, loaded when first asked for.
 _LAZY = {
+    "UNAVAILABLE": "commsync.store.failures",  # what a call raises when the store fails: 503
     "ApplyRequest": "commsync.api.applying",
     "DeliveryReport": "commsync.delivery.engine",
     "ImportOptions": "commsync.api.platform",
@@ -68,9 +71,12 @@ _LAZY = {
 }
 
 
+_SOURCE = {"UNAVAILABLE": "STORE_ERRORS"}
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), _SOURCE.get(name, name))
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -90,8 +96,8 @@ __all__ = [
     "describe_unavailable",
 ]
 
-# What a call raises when the store fails rather than the caller (serve answers 503 for these).
-UNAVAILABLE = STORE_ERRORS
+# UNAVAILABLE: what a call raises when the store fails rather than the caller (serve answers
+# 503 for these); describe_unavailable names one in a line.
 describe_unavailable = describe
 
 RoundHook = Callable[[int, "DeliveryReport"], None]

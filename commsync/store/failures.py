@@ -7,6 +7,7 @@ next round) catch these, and only these: anything else is a bug and keeps its tr
 from __future__ import annotations
 
 import sqlite3
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,13 +22,19 @@ def _driver_errors() -> tuple[type[Exception], ...]:
     return (psycopg.Error,)
 
 
-# The ledger's hot path talks to the DB-API driver directly, so its errors come unwrapped.
-STORE_ERRORS: tuple[type[Exception], ...] = (
-    StoreError,
-    SQLAlchemyError,
-    sqlite3.Error,
-    *_driver_errors(),
-)
+def __getattr__(name: str) -> Any:
+    # STORE_ERRORS is built when first imported: psycopg costs 50 ms of start-up, which commands
+    # that never catch a store failure by class (`token`, `validate`) need not pay.
+    if name == "STORE_ERRORS":
+        errors = (StoreError, SQLAlchemyError, sqlite3.Error, *_driver_errors())
+        globals()[name] = errors
+        return errors
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    # The ledger's hot path talks to the DB-API driver directly, so its errors come unwrapped.
+    STORE_ERRORS: tuple[type[Exception], ...]
 
 
 def describe(exc: BaseException) -> str:
