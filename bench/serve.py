@@ -15,6 +15,9 @@ for listed customers; markdown with placeholders), applies it, and starts the re
 - **feed, as fast as it goes** (closed loop, 32 connections, 10 s): the ceiling.
 - **events**: POST /v1/events (payment_received, unique idempotency keys, 16 connections, 10 s),
   each rendering and queuing its system emails (customer and admin) — events/s ingested.
+- **the reference**: a bare ASGI app under uvicorn (one process) answering a fixed JSON body of
+  the feed response's size, loaded by the same closed loop: what Python's HTTP stack does on this
+  machine at all. The feed's ceiling is printed as a share of it (issue 12's target: ≥ 0.7).
 
 Floor (issue 4): feed p99 ≤ 25 ms at 500 req/s with 10,000 customers and 200 active notices.
 """
@@ -321,12 +324,65 @@ async def events(port: int, customers: int, concurrency: int, seconds: float) ->
 
 def load(args: argparse.Namespace) -> None:
     pairs = [tuple(p) for p in json.loads(Path(args.pairs).read_text())]
+    if args.closed_only:
+        print(json.dumps({"closed": asyncio.run(closed_loop(args.port, pairs, 32, 10))}))  # type: ignore[arg-type]
+        return
     result = {
         "open": asyncio.run(open_loop(args.port, pairs, args.rate, args.seconds)),  # type: ignore[arg-type]
         "closed": asyncio.run(closed_loop(args.port, pairs, 32, 10)),  # type: ignore[arg-type]
         "events": asyncio.run(events(args.port, len(pairs), 16, 10)),
     }
     print(json.dumps(result))
+
+
+BARE_APP = """
+import sys, uvicorn
+BODY = b'{"notices": "' + b"x" * (int(sys.argv[2]) - 15) + b'"}'
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+
+async def app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", lifespan="off")
+"""
+
+
+def bare_endpoint(pairs_file: Path, size: int) -> dict[str, Any]:
+    """The reference: an ASGI app under uvicorn answering a fixed body of `size` bytes, loaded by
+    the same client as the feed, so the feed's ceiling reads as a share of what the machine's
+    Python HTTP stack can do at all."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port), str(size)])
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise SystemExit("the bare endpoint did not start")
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--load",
+                "--closed-only",
+                "--port",
+                str(port),
+                "--pairs",
+                str(pairs_file),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"the load generator failed:\n{done.stderr}")
+        return dict(json.loads(done.stdout)["closed"])
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 # -- the driver -----------------------------------------------------------------------------------
@@ -345,6 +401,7 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--pairs", help=argparse.SUPPRESS)
+    parser.add_argument("--closed-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         load(args)
@@ -379,20 +436,19 @@ def main() -> None:
         else:
             raise SystemExit("commsync serve did not start")
         time.sleep(1.0)
-        visible = json.loads(
-            subprocess.run(
-                [
-                    "curl",
-                    "-s",
-                    "-H",
-                    f"Authorization: Bearer {json.loads(pairs_file.read_text())[0][1]}",
-                    f"http://127.0.0.1:{port}/v1/customers/1/notices",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
+        feed_body = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-H",
+                f"Authorization: Bearer {json.loads(pairs_file.read_text())[0][1]}",
+                f"http://127.0.0.1:{port}/v1/customers/1/notices",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        visible = json.loads(feed_body)
         done = subprocess.run(
             [
                 sys.executable,
@@ -416,6 +472,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=60)
+    bare = bare_endpoint(pairs_file, len(feed_body.encode()))
     o, c, e = result["open"], result["closed"], result["events"]
     print(
         f"store: {args.store or 'SQLite (WAL)'}; serve workers: {args.workers}; "
@@ -434,6 +491,11 @@ def main() -> None:
     print(
         f"events (16 connections, 10 s): {e['events_per_s']:.0f} events/s, "
         f"{e['messages_queued']:,} messages queued; statuses {e['statuses']}"
+    )
+    print(
+        f"bare endpoint (uvicorn, one process, a fixed {len(feed_body.encode()):,}-byte JSON "
+        f"body, the same closed loop): {bare['rps']:.0f} req/s; commsync's feed is "
+        f"{c['rps'] / bare['rps']:.2f} of it"
     )
     verdict = "meets" if o["p99_ms"] <= 25 and o["achieved_rps"] >= 0.98 * args.rate else "MISSES"
     print(f"floor (p99 ≤ 25 ms at {args.rate:.0f} req/s): {verdict}")
