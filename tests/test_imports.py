@@ -244,3 +244,25 @@ def test_a_row_another_writer_adds_meanwhile_is_merged_not_refused(repo: Repo, p
     assert out.strip() == "memberships: 0 inserted, 2 updated", out
     statuses = {(str(r[0]), str(r[1])): r[2] for r in dump_store(pg_url)["memberships"]}
     assert statuses[("5", "pro")] == "active"  # the file's row, merged over the other writer's
+
+
+def test_progress_shows_rows_and_rate_once_an_import_takes_over_two_seconds() -> None:
+    import io
+
+    from commsync.cli.data import ImportProgress
+
+    out = io.StringIO()
+    progress = ImportProgress("customers", out)
+    progress(10_000)
+    assert out.getvalue() == ""  # a quick import says nothing
+    progress.started -= 4.0
+    progress.shown -= 1.0
+    progress(40_000)
+    line = out.getvalue()
+    assert line.startswith("\r  customers: 40,000 rows read (") and line.endswith(" rows/s)…")
+    rate = int(line.split("(")[1].split(" ")[0].replace(",", ""))
+    assert 9_000 <= rate <= 10_000  # 40,000 rows in a little over 4 s
+    progress(50_000)  # within half a second of the last line: not repeated
+    assert out.getvalue() == line
+    progress.done()
+    assert out.getvalue().endswith("\n")
