@@ -299,3 +299,59 @@ def test_healthz_says_503_when_the_store_is_gone(
                 conn.execute(sa.text(f"ALTER SCHEMA {schema}_gone RENAME TO {schema}"))
             admin.dispose()
         assert served.get("/healthz").status_code == 200
+
+
+def test_past_requests_in_flight_serve_answers_503_with_retry_after_and_resets_nothing(
+    repo: Repo, smtp_server: SmtpServer
+) -> None:
+    """Saturated (48 clients at once against `limits.requests_in_flight: 2`), serve sheds load:
+    each request is answered — 202, or 503 with Retry-After at once — no connection is reset,
+    /metrics still answers and counts the shed ones, and the event of every 202 is queued."""
+    settings = settings_for(
+        smtp_server.url, extra="imports: none\nlimits:\n  requests_in_flight: 2\n"
+    )
+    _setup(repo, smtp_server, settings=settings)
+    with Served(repo.root, deliver=False) as served:
+        barrier = threading.Barrier(48)
+        answers: list[int | str] = []
+        shed: list[httpx.Response] = []
+        lock = threading.Lock()
+
+        def fire(n: int) -> None:
+            with httpx.Client(base_url=served.url, timeout=60) as client:
+                barrier.wait()
+                for i in range(5):
+                    try:
+                        r = client.post(
+                            "/v1/events", json=_event(f"sat-{n}-{i}"), headers=served.admin
+                        )
+                        status: int | str = r.status_code
+                        if status == 503:
+                            with lock:
+                                shed.append(r)
+                    except httpx.HTTPError as exc:  # a reset or a dropped connection
+                        status = type(exc).__name__
+                    with lock:
+                        answers.append(status)
+
+        threads = [threading.Thread(target=fire, args=(n,)) for n in range(48)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        counts = Counter(answers)
+        assert set(counts) <= {202, 503}, counts
+        assert counts[202] > 0 and counts[503] > 0, counts
+        assert all(r.headers.get("retry-after") == "1" for r in shed)
+        assert all(r.headers.get("x-content-type-options") == "nosniff" for r in shed)
+        assert shed[0].json() == {"detail": "serve is at capacity; try again shortly"}
+        metrics = served.get("/metrics").text
+        line = next(x for x in metrics.splitlines() if x.startswith("commsync_requests_shed_total"))
+        assert float(line.split()[-1]) == counts[503]
+    store = open_store(repo.store_url)
+    try:
+        with store.engine.connect() as conn:
+            events = conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
+    finally:
+        store.close()
+    assert events == counts[202]

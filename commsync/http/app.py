@@ -36,7 +36,7 @@ from commsync.errors import (
     NotFound,
     Unauthorized,
 )
-from commsync.http.guards import RequestLimits, ScopedCors, SecurityHeaders
+from commsync.http.guards import InFlight, RequestLimits, ScopedCors, SecurityHeaders
 from commsync.http.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -293,6 +293,7 @@ def create_app(project: Project, *, deliver: bool = True) -> FastAPI:
     app.state.metrics = Metrics()
     # Outermost last: security headers on everything, CORS where browsers call, then limits.
     app.add_middleware(RequestLimits)
+    app.add_middleware(InFlight)  # inside CORS and the headers: a 503 carries both
     app.add_middleware(ScopedCors)
     app.add_middleware(SecurityHeaders)
     app.include_router(router)

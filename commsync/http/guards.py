@@ -4,7 +4,10 @@
   JSON body nested deeper than `limits.json_depth` with 422 before it is parsed;
 - CORS is answered only for what a dashboard calls from a browser (the notices feed, dismiss,
   /widget.js) and only for `serve.allowed_origins`; admin routes never allow another origin;
-- every response says `nosniff`; HTML pages also forbid framing, scripts and referrers.
+- every response says `nosniff`; HTML pages also forbid framing, scripts and referrers;
+- at most `limits.requests_in_flight` requests are worked on at once: past that a request is
+  answered 503 with `Retry-After: 1` at once, so a saturated process sheds load instead of
+  queueing it without bound (and never resets a connection).
 """
 
 from __future__ import annotations
@@ -180,3 +183,31 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, guarded)
+
+
+class InFlight:
+    """Sheds load past `limits.requests_in_flight` requests in progress (one event loop, so a
+    plain counter): 503 with `Retry-After`, answered before any route or store is touched.
+    `/metrics` is always answered, so a saturated process can still be watched."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.current = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") == "/metrics":
+            await self.app(scope, receive, send)
+            return
+        limits: Limits = _app_state(scope, "limits", DEFAULT_LIMITS)
+        if self.current >= limits.requests_in_flight:
+            metrics = _app_state(scope, "metrics", None)
+            if metrics is not None:
+                metrics.shed.inc()
+            detail = "serve is at capacity; try again shortly"
+            await _answer(send, 503, detail, [(b"retry-after", b"1")])
+            return
+        self.current += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.current -= 1

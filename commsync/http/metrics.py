@@ -113,6 +113,12 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
+        self.shed = Counter(
+            "commsync_requests_shed",
+            "Requests this process answered 503 at once because limits.requests_in_flight "
+            "were in progress.",
+            registry=self.registry,
+        )
         self._counts = _Counts()
         self._lock = threading.Lock()
         self.registry.register(self._counts)

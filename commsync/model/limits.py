@@ -21,6 +21,7 @@ class Limits:
     template_iterations: int = 10_000  # loop iterations in one rendering of a template
     rendered_chars: int = 1_000_000  # characters one rendering may produce (a body, a notice)
     subject_chars: int = 998  # characters of a rendered subject (one header line)
+    requests_in_flight: int = 256  # requests one `serve` process works on at once (503 above)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
