@@ -44,8 +44,8 @@ class SpyService:
     def __exit__(self, *exc: object) -> None:
         self._real.close()
 
-    def close(self) -> None:
-        self._real.close()
+    def close(self, grace: float | None = None) -> None:
+        self._real.close(grace)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._real, name)
@@ -138,6 +138,10 @@ ADMIN_ROUTES = {
     ("PUT", "/v1/customers/{customer_id}"),
     ("PUT", "/v1/products/{slug}"),
     ("PUT", "/v1/customers/{customer_id}/memberships"),
+    ("DELETE", "/v1/customers/{customer_id}"),
+    ("DELETE", "/v1/products/{slug}"),
+    ("GET", "/v1/event-types"),
+    ("POST", "/v1/customers/{customer_id}/token"),
 }
 
 
@@ -164,6 +168,14 @@ def _requests(admin: dict[str, str], token: str) -> dict[tuple[str, str], Reques
         ),
         ("PUT", "/v1/customers/{customer_id}/memberships"): lambda c: c.put(
             "/v1/customers/77/memberships", json=[], headers=admin
+        ),
+        ("DELETE", "/v1/customers/{customer_id}"): lambda c: c.delete(
+            "/v1/customers/77", headers=admin
+        ),
+        ("DELETE", "/v1/products/{slug}"): lambda c: c.delete("/v1/products/gold", headers=admin),
+        ("GET", "/v1/event-types"): lambda c: c.get("/v1/event-types", headers=admin),
+        ("POST", "/v1/customers/{customer_id}/token"): lambda c: c.post(
+            "/v1/customers/1001/token", json={"ttl": "5m"}, headers=admin
         ),
         ("GET", "/v1/unsubscribe/{token}"): lambda c: c.get("/v1/unsubscribe/nope"),
         ("POST", "/v1/unsubscribe/{token}"): lambda c: c.post("/v1/unsubscribe/nope"),

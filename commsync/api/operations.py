@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from commsync.api.context import Context
 from commsync.auth import issue_token as issue_customer_token
 from commsync.auth import parse_ttl
-from commsync.errors import CommsyncError, UsageError
+from commsync.errors import CommsyncError, NotFound, UsageError
 from commsync.model import (
     BroadcastKind,
     BroadcastStatus,
@@ -107,10 +107,17 @@ class IssuedToken:
     expires: datetime
 
 
-def issue_token(ctx: Context, ref: str, ttl: str) -> IssuedToken:
-    """A token for one customer's notices feed and dismissals (`commsync token`)."""
+def issue_token(ctx: Context, ref: str, ttl: str, *, by_id: bool = False) -> IssuedToken:
+    """A token for one customer's notices feed and dismissals (`commsync token`: `ref` is an
+    id, an email or a username; `by_id`: the platform's API names the customer by id only)."""
     lifetime = parse_ttl(ttl)
     store = ctx.store()
+    if by_id:
+        record = store.customer(ref)
+        if record is None:
+            raise NotFound("no such customer")
+        expires = datetime.now(UTC) + lifetime
+        return IssuedToken(record, issue_customer_token(store.signing_key(), ref, expires), expires)
     found = store.match_customers([ref]).get(ref, ())
     if len(found) != 1:
         problem = (

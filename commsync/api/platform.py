@@ -13,7 +13,14 @@ from typing import BinaryIO, Literal, TypeVar
 from commsync.api.context import Context
 from commsync.api.project import Project
 from commsync.diagnostics import Diagnostic
-from commsync.errors import CommsyncError, ConfigError, InvalidInput, NotFound, ValidationFailed
+from commsync.errors import (
+    CommsyncError,
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ValidationFailed,
+)
 from commsync.model import (
     CustomerRecord,
     ImportCounts,
@@ -170,17 +177,59 @@ def put_product(store: Store, slug: str, name: str) -> Upserted:
     return Upserted(record.slug, store.upsert_products([record]).inserted == 1)
 
 
-def put_memberships(store: Store, customer_id: str, rows: Sequence[Mapping[str, object]]) -> int:
-    """The customer's memberships become exactly `rows`; returns how many there are."""
+def _most_active(
+    rows: Sequence[Mapping[str, object]], statuses: Sequence[str]
+) -> list[Mapping[str, object]]:
+    """One row per product: a platform (Ultimate Multisite) may give a customer two memberships
+    of one product; the one whose status counts for targeting wins — the first of
+    `membership_statuses` — else the first given."""
+    rank = {status: i for i, status in enumerate(statuses)}
+    best: dict[object, Mapping[str, object]] = {}
+    for row in rows:
+        product = row.get("product")
+        held = best.get(product)
+        if held is None or rank.get(str(row.get("status")), len(rank)) < rank.get(
+            str(held.get("status")), len(rank)
+        ):
+            best[product] = row
+    return list(best.values())
+
+
+def put_memberships(
+    store: Store,
+    customer_id: str,
+    rows: Sequence[Mapping[str, object]],
+    statuses: Sequence[str],
+) -> int:
+    """The customer's memberships become exactly `rows` (one per product: the most active of
+    several); returns how many products they hold."""
     if store.customer(customer_id) is None:
         raise NotFound("no such customer")
     given = [{**row, "customer_id": customer_id} for row in rows]
-    records, problems = records_of("memberships", given, MEMBERSHIPS)
+    records, problems = records_of("memberships", _most_active(given, statuses), MEMBERSHIPS)
     problems += [m for _, m in _unknown_references(store, list(enumerate(records, start=1)))]
     if problems:
         raise InvalidInput(problems)
     store.replace_memberships(customer_id, records)
     return len(records)
+
+
+def delete_customer(store: Store, customer_id: str) -> None:
+    """The platform deleted the customer: marked deleted (as by `customers import --sync`),
+    their memberships end and they leave every audience; a later write brings them back."""
+    if not store.delete_customer(customer_id):
+        raise NotFound("no such customer")
+
+
+def delete_product(store: Store, slug: str) -> None:
+    """The platform deleted a product: its memberships end and it is gone — refused while a
+    broadcast in the store targets it (the repository's files would no longer plan)."""
+    targeting = store.broadcasts_targeting_product(slug)
+    if targeting:
+        shown = ", ".join(targeting[:5]) + (" …" if len(targeting) > 5 else "")
+        raise Conflict(f"broadcasts target product {slug!r}: {shown}; change them first")
+    if not store.delete_product(slug):
+        raise NotFound("no such product")
 
 
 @dataclass(frozen=True, slots=True)

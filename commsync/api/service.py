@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from commsync.delivery.worker import Worker
     from commsync.events.service import EventService
     from commsync.model import EventResult, ImportCounts, JsonObject
+    from commsync.model.catalog import EventDef
     from commsync.render.emails import SystemEmailFactories
     from commsync.store.roles import FailedRecipient, JournalEntry, LockHolder
 
@@ -492,7 +493,42 @@ class Service:
         from commsync.api import platform
 
         require_admin(caller, self._api_key())
-        return platform.put_memberships(self.ctx.store(), customer_id, rows)
+        statuses = self.ctx.settings().membership_statuses
+        return platform.put_memberships(self.ctx.store(), customer_id, rows, statuses)
+
+    def delete_customer(self, customer_id: str, caller: Caller) -> None:
+        """`DELETE /v1/customers/{id}`: marked deleted; their memberships end."""
+        from commsync.api import platform
+
+        require_admin(caller, self._api_key())
+        platform.delete_customer(self.ctx.store(), customer_id)
+
+    def delete_product(self, slug: str, caller: Caller) -> None:
+        """`DELETE /v1/products/{slug}`: gone with its memberships, unless a broadcast targets it."""
+        from commsync.api import platform
+
+        require_admin(caller, self._api_key())
+        platform.delete_product(self.ctx.store(), slug)
+
+    def event_types(self, caller: Caller) -> list[EventDef]:
+        """`GET /v1/event-types`: the events commsync knows, with their payload keys (a
+        platform's bridge forwards these and no others)."""
+        require_admin(caller, self._api_key())
+        return sorted(self._event_service().catalog.events.values(), key=lambda e: e.slug)
+
+    def customer_token(self, customer_id: str, ttl: str, caller: Caller) -> IssuedToken:
+        """`POST /v1/customers/{id}/token`: a feed token for one customer, for a platform that
+        fetches the feed server-side (the WordPress bridge); `ttl` as for `commsync token`."""
+        from commsync.api import operations
+        from commsync.auth import parse_ttl
+        from commsync.errors import InvalidInput
+
+        require_admin(caller, self._api_key())
+        try:
+            parse_ttl(ttl)
+        except CommsyncError as exc:
+            raise InvalidInput([exc.message.replace("--ttl", "ttl")]) from None
+        return operations.issue_token(self.ctx, customer_id, ttl, by_id=True)
 
     def health(self) -> Health:
         """`GET /healthz`: the store takes writes, the background worker keeps up."""

@@ -73,6 +73,14 @@ class MembershipIn(BaseModel):
     status: str = Field(max_length=32)
 
 
+class TokenIn(BaseModel):
+    ttl: str = Field(
+        default="15m",
+        max_length=24,
+        description="How long the token lives, as for `commsync token --ttl`: 15m, 12h, 30d.",
+    )
+
+
 class NoticeOut(BaseModel):
     id: str = Field(description="The notice's id: its file path under broadcasts/, without .yaml.")
     heading: str = Field(description="Plain text (the rendered subject); never markup.")
@@ -198,6 +206,45 @@ def put_memberships(
 ) -> dict[str, Any]:
     count = service.put_memberships(customer_id, [m.model_dump() for m in body], caller)
     return {"customer": customer_id, "memberships": count}
+
+
+@router.delete("/v1/customers/{customer_id}", status_code=204, tags=["platform"])
+def delete_customer(customer_id: str, service: Svc, caller: Admin) -> Response:
+    service.delete_customer(customer_id, caller)
+    return Response(status_code=204)
+
+
+@router.delete("/v1/products/{slug}", status_code=204, tags=["platform"])
+def delete_product(slug: str, service: Svc, caller: Admin) -> Response:
+    service.delete_product(slug, caller)
+    return Response(status_code=204)
+
+
+@router.get("/v1/event-types", tags=["platform"])
+def event_types(service: Svc, caller: Admin) -> dict[str, Any]:
+    return {
+        "event_types": [
+            {
+                "type": e.slug,
+                "description": e.description,
+                "keys": [
+                    {"name": k.name, "type": str(k.type), "description": k.description}
+                    for k in e.keys
+                ],
+            }
+            for e in service.event_types(caller)
+        ]
+    }
+
+
+@router.post("/v1/customers/{customer_id}/token", tags=["platform"])
+def customer_token(customer_id: str, body: TokenIn, service: Svc, caller: Admin) -> dict[str, Any]:
+    issued = service.customer_token(customer_id, body.ttl, caller)
+    return {
+        "customer": issued.customer.id,
+        "token": issued.token,
+        "expires_at": issued.expires.isoformat(timespec="seconds"),
+    }
 
 
 @router.get("/v1/unsubscribe/{token}", tags=["unsubscribe"], response_class=HTMLResponse)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, func, insert, select
+from sqlalchemy import Engine, Table, delete, func, insert, select, update
 
 from commsync.model import (
     Audience,
@@ -117,6 +117,33 @@ class PlatformMixin:
         return self._upsert_counted(
             t.memberships, _membership_rows(rows), ["customer_id", "product_slug"]
         )
+
+    def delete_customer(self, customer_id: str) -> bool:
+        c = t.customers.c
+        with self.engine.begin() as conn:
+            found = conn.execute(select(c.id).where(c.id == customer_id)).first() is not None
+            if found:
+                conn.execute(
+                    update(t.customers)
+                    .where(c.id == customer_id, c.deleted_at.is_(None))
+                    .values(deleted_at=now())
+                )
+                conn.execute(
+                    delete(t.memberships).where(t.memberships.c.customer_id == customer_id)
+                )
+        return found
+
+    def broadcasts_targeting_product(self, slug: str) -> list[str]:
+        bt = t.broadcast_targets.c
+        query = select(bt.broadcast_id).where(bt.target_type == "product", bt.value == slug)
+        with self.engine.connect() as conn:
+            return sorted(str(b) for b in conn.execute(query.distinct()).scalars())
+
+    def delete_product(self, slug: str) -> bool:
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.memberships).where(t.memberships.c.product_slug == slug))
+            gone = conn.execute(delete(t.products).where(t.products.c.slug == slug))
+        return bool(gone.rowcount)
 
     def replace_memberships(self, customer_id: str, rows: Sequence[MembershipRecord]) -> None:
         m = t.memberships

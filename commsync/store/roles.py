@@ -167,6 +167,18 @@ class PlatformData(Protocol):
         """The customer's memberships become exactly `rows`, in one transaction."""
         ...
 
+    def delete_customer(self, customer_id: str) -> bool:
+        """Mark the customer deleted and end their memberships; False if there is none."""
+        ...
+
+    def broadcasts_targeting_product(self, slug: str) -> list[str]:
+        """Ids of the broadcasts in the store whose targets name this product."""
+        ...
+
+    def delete_product(self, slug: str) -> bool:
+        """Remove the product and its memberships; False if there is none."""
+        ...
+
 
 class Imports(Protocol):
     """A data file's rows, streamed in one transaction: all of them or none (`store/imports.py`).
