@@ -564,7 +564,7 @@ def test_an_older_store_is_migrated_on_first_use_and_keeps_its_data(persistent_u
         assert (
             conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
             == HEAD
-            == "0006"
+            == "0007"
         )
         assert "deleted_at" in {c["name"] for c in sa.inspect(conn).get_columns("customers")}
         assert "message" in {c["name"] for c in sa.inspect(conn).get_columns("deliveries")}
@@ -691,3 +691,56 @@ def test_postgresql_connections_give_up_on_a_silent_peer(pg_url: str) -> None:
                 assert 0 < int(params["tcp_user_timeout"]) <= 60_000
     finally:
         store.close()
+
+
+def test_the_kept_histogram_is_used_until_any_membership_write(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted once and kept; then every way memberships change makes the next count fresh
+    (a stale histogram would show a pull request the wrong audience)."""
+    from commsync.store import audience
+    from commsync.store.imports import ImportsMixin
+
+    monkeypatch.setattr(audience, "_HISTOGRAM_MIN_ROWS", 0)
+    monkeypatch.setattr(audience, "_HISTOGRAM_RATIO", 0)
+    store.upsert_products([ProductRecord(p, p) for p in ("a", "b", "c")])
+    store.upsert_customers([CustomerRecord(str(n), f"c{n}@example.com") for n in range(1, 9)])
+    store.upsert_memberships(
+        [MembershipRecord(str(n), "a" if n % 2 else "b", "active") for n in range(1, 9)]
+    )
+    both = Targets(products=("a", "b"))
+    ab_c = Targets(products=("a", "c"))
+
+    def counts() -> tuple[int, int]:
+        found = store.count_audiences([both, ab_c], STATUSES)
+        return found[both].total, found[ab_c].total
+
+    def kept() -> int:
+        with store.engine.connect() as conn:
+            return int(
+                conn.execute(sa.text("SELECT count(*) FROM audience_histograms")).scalar_one()
+            )
+
+    assert counts() == (8, 4) and kept() > 0
+    # kept: a write behind the store's back (no generation bump) is not seen — proof that the
+    # kept rows are what answered
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM memberships WHERE customer_id = '1'"))
+    assert counts() == (8, 4)
+    # each way memberships change through the store makes the next count fresh
+    store.upsert_memberships([MembershipRecord("2", "c", "active")])
+    assert counts() == (7, 4)  # customer 1 gone (seen now), 2 also in c
+    store.replace_memberships("3", [MembershipRecord("3", "c", "active")])
+    assert counts() == (6, 4)  # a: 5, 7; b: 2, 4, 6, 8; c: 2, 3
+    assert store.delete_customer("5")
+    assert counts() == (5, 3)
+    ImportsMixin.import_memberships(store, [(2, MembershipRecord("8", "c", "active"))])
+    assert counts() == (5, 4)  # c: 2, 3, 8
+    ImportsMixin.import_customers(
+        store,
+        [(n, CustomerRecord(str(n), f"c{n}@example.com")) for n in (2, 3, 4, 6)],
+        sync=lambda removing, existing: None,
+    )
+    assert counts() == (3, 2)  # 7 and 8 deleted by the sync: b: 2, 4, 6; c: 2, 3
+    assert store.delete_product("c")
+    assert counts() == (3, 0)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
 from commsync.store.roles import AllowRemoval, RowsRefused
 from commsync.store.roles import ImportProgress as Progress
-from commsync.store.sqlutil import driver_sql, driver_stamp, now
+from commsync.store.sqlutil import driver_sql, driver_stamp, memberships_changed, now
 
 BATCH = 10_000  # rows per executemany / progress report
 STAGE = "commsync_import_stage"
@@ -140,7 +140,10 @@ class ImportsMixin:
                     _create_stage(conn, kind, pg)
                     _stage(conn, kind, rows, pg, progress)
                     _refuse_problems(conn, kind)
-                    return _merge(conn, kind, pg, sync)
+                    counts = _merge(conn, kind, pg, sync)
+                    if kind is MEMBERSHIPS or (kind is CUSTOMERS and sync is not None):
+                        memberships_changed(conn)
+                    return counts
             finally:
                 if not pg:  # SQLite's temporary tables live as long as the connection
                     conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGE}")

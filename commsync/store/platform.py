@@ -20,7 +20,7 @@ from commsync.model import (
 )
 from commsync.store import tables as t
 from commsync.store.audience import count_audiences
-from commsync.store.sqlutil import chunks, now, upsert
+from commsync.store.sqlutil import chunks, memberships_changed, now, upsert
 
 
 class PlatformMixin:
@@ -86,6 +86,8 @@ class PlatformMixin:
             before = int(conn.execute(count).scalar_one())
             if rows:
                 upsert(conn, table, rows, keys)
+                if table is t.memberships:
+                    memberships_changed(conn)
             inserted = int(conn.execute(count).scalar_one()) - before
         return ImportCounts(inserted=inserted, updated=len(wanted) - inserted)
 
@@ -131,6 +133,7 @@ class PlatformMixin:
                 conn.execute(
                     delete(t.memberships).where(t.memberships.c.customer_id == customer_id)
                 )
+                memberships_changed(conn)
         return found
 
     def broadcasts_targeting_product(self, slug: str) -> list[str]:
@@ -142,6 +145,7 @@ class PlatformMixin:
     def delete_product(self, slug: str) -> bool:
         with self.engine.begin() as conn:
             conn.execute(delete(t.memberships).where(t.memberships.c.product_slug == slug))
+            memberships_changed(conn)
             gone = conn.execute(delete(t.products).where(t.products.c.slug == slug))
         return bool(gone.rowcount)
 
@@ -152,6 +156,7 @@ class PlatformMixin:
             conn.execute(delete(m).where(m.c.customer_id == customer_id))
             if values:
                 conn.execute(insert(m).values(values))
+            memberships_changed(conn)
 
 
 def _membership_rows(rows: Sequence[MembershipRecord]) -> list[dict[str, Any]]:

@@ -22,6 +22,18 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
+_BUMP_MEMBERSHIPS = (
+    "UPDATE commsync_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR(32))"
+    " WHERE key = 'memberships_generation'"
+)
+
+
+def memberships_changed(conn: Connection) -> None:
+    """In the transaction that writes memberships: the kept audience histogram is out of date
+    (`store/audience.py`). Every write to the memberships table calls this."""
+    conn.exec_driver_sql(_BUMP_MEMBERSHIPS)
+
+
 def insert_for(dialect_name: str, table: Table) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL)."""
     return (postgresql if dialect_name == "postgresql" else sqlite).insert(table)

@@ -101,6 +101,18 @@ memberships = Table(
     sqlite_with_rowid=False,  # clustered by customer: the audience histogram reads it in one pass
 )
 
+# How many customers qualify for each exact set of products (for one list of statuses), as of
+# the memberships generation in commsync_meta: the plan's one-pass audience count, kept.
+audience_histograms = Table(
+    "audience_histograms",
+    metadata,
+    Column("statuses", String(512), nullable=False),
+    Column("products", Text, nullable=False),
+    Column("customers", Integer, nullable=False),
+    Column("generation", Integer, nullable=False),
+    PrimaryKeyConstraint("statuses", "products"),
+)
+
 broadcasts = Table(
     "broadcasts",
     metadata,
