@@ -178,6 +178,7 @@ SLOW_MODULES = {
     "test_widget_browser.py",
     "test_worker_pool.py",
     "test_scheduled.py",
+    "test_wordpress_bridge.py",
 }
 SLOW_TESTS = {
     "test_apply.py::test_apply_sends_each_recipient_their_own_message_once",

@@ -1,0 +1,35 @@
+<?php
+/**
+ * Plugin Name:       commsync bridge
+ * Description:       Connects an Ultimate Multisite network to commsync: the network's events are forwarded to commsync (never lost: queued here first, retried until commsync takes them), so commsync sends the system emails.
+ * Version:           0.1.0
+ * Requires at least: 6.1
+ * Requires PHP:      8.1
+ * Network:           true
+ * License:           MIT
+ *
+ * Configuration, in wp-config.php:
+ *   define('COMMSYNC_URL', 'https://comms.example.net');  // where `commsync serve` listens
+ *   define('COMMSYNC_API_KEY', '…');                     // the admin key (COMMSYNC_API_KEY there)
+ *
+ * @package CommsyncBridge
+ */
+
+declare(strict_types=1);
+
+if (! defined('ABSPATH')) {
+	exit;
+}
+
+define('COMMSYNC_BRIDGE_VERSION', '0.1.0');
+
+require_once __DIR__ . '/includes/class-client.php';
+require_once __DIR__ . '/includes/class-events.php';
+
+register_activation_hook(__FILE__, ['Commsync_Bridge_Events', 'install']);
+
+add_action('plugins_loaded', static function (): void {
+	$client = Commsync_Bridge_Client::from_config();
+	$events = new Commsync_Bridge_Events($client);
+	$events->register();
+});

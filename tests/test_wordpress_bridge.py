@@ -1,0 +1,119 @@
+"""The WordPress bridge (integrations/wordpress/commsync-bridge) on a real WordPress multisite,
+PHP and MariaDB, against a real `commsync serve` delivering to aiosmtpd. Ultimate Multisite's
+`wu_event` is fired by tests/wordpress/um-fixtures.php's stand-ins, shaped as its source builds
+them. One network is installed for the module and shared by its tests."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers import Repo
+from tests.smtp_server import SmtpServer, wait_for
+from tests.test_events import _setup
+from tests.test_store_outages import ADMIN_KEY, _serving
+from tests.wordpress_site import PLUGIN, WordPress, install
+
+
+@pytest.fixture(scope="module")
+def wordpress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WordPress]:
+    site = install(tmp_path_factory.mktemp("wp"))
+    try:
+        yield site
+    finally:
+        site.drop()
+
+
+def _events(wp: WordPress) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(wp.php("cron.php").strip().splitlines()[-1])
+    return rows
+
+
+def _received(repo: Repo) -> dict[str, int]:
+    """commsync's events by idempotency key: how many times each was stored."""
+    engine = sa.create_engine(repo.store_url)
+    try:
+        with engine.connect() as conn:
+            keys = conn.execute(sa.text("SELECT idempotency_key FROM events")).scalars().all()
+    finally:
+        engine.dispose()
+    return dict(Counter(str(k) for k in keys))
+
+
+def _sent_once(smtp: SmtpServer) -> int:
+    ids = Counter(m.parsed()["Message-ID"] for m in smtp.recorder.messages)
+    assert set(ids.values()) <= {1}, "a message was delivered twice"
+    return len(ids)
+
+
+def test_every_php_file_of_the_plugin_lints() -> None:
+    files = sorted(PLUGIN.rglob("*.php")) + sorted(
+        (Path(__file__).parent / "wordpress").glob("*.php")
+    )
+    import subprocess
+
+    for path in files:
+        done = subprocess.run(["php", "-l", str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_an_event_fired_in_wordpress_is_sent_by_commsync_once(
+    wordpress: WordPress, repo: Repo, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    _setup(repo, smtp_server)
+    with _serving(repo, tmp_path / "serve.log") as url:
+        wordpress.connect(url, ADMIN_KEY)
+        before = {e["uuid"] for e in _events(wordpress)}
+        assert wordpress.php("fire.php", "1", "ada@example.com", "PAY-WP-1").strip() == "fired"
+        rows = [e for e in _events(wordpress) if e["uuid"] not in before]
+        assert [(e["event"], e["status"], e["attempts"]) for e in rows] == [
+            ("payment_received", "sent", 1)
+        ], rows
+        key = rows[0]["uuid"]
+        assert _received(repo) == {key: 1}  # the UUID made when the hook fired is the key
+        wait_for(lambda: len(smtp_server.recorder.messages) >= 3)
+        time.sleep(1.5)  # a second copy would arrive now
+        count = _sent_once(smtp_server)
+        assert {r for m in smtp_server.recorder.messages for r in m.recipients} >= {
+            "ada@example.com"
+        }
+        # another cron run sends nothing again
+        _events(wordpress)
+        time.sleep(1.5)
+        assert _sent_once(smtp_server) == count and _received(repo) == {key: 1}
+
+
+def test_with_commsync_down_events_wait_in_wordpress_and_are_sent_once_after(
+    wordpress: WordPress, repo: Repo, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    _setup(repo, smtp_server)
+    wordpress.connect("http://127.0.0.1:9", ADMIN_KEY)  # nothing listens there: commsync is down
+    before = {e["uuid"] for e in _events(wordpress)}
+    for n in (1, 2):
+        wordpress.php("fire.php", "1", "ada@example.com", f"PAY-DOWN-{n}")
+    waiting = [e for e in _events(wordpress) if e["uuid"] not in before]
+    assert [(e["status"], e["attempts"]) for e in waiting] == [("pending", 1)] * 2, waiting
+    assert all(e["last_error"] for e in waiting)
+    assert [
+        (e["status"], e["attempts"]) for e in _events(wordpress) if e["uuid"] not in before
+    ] == [("pending", 1)] * 2  # not due again before its backoff
+    with _serving(repo, tmp_path / "serve.log") as url:
+        wordpress.connect(url, ADMIN_KEY)
+        wordpress.php("due.php")  # the backoff has run out
+        sent = [e for e in _events(wordpress) if e["uuid"] not in before]
+        assert [(e["status"], e["attempts"]) for e in sent] == [("sent", 2)] * 2, sent
+        assert _received(repo) == {e["uuid"]: 1 for e in sent}
+        wait_for(lambda: len(smtp_server.recorder.messages) >= 6)
+        time.sleep(1.5)
+        count = _sent_once(smtp_server)
+        wordpress.php("due.php")
+        _events(wordpress)
+        time.sleep(1.5)
+        assert _sent_once(smtp_server) == count
