@@ -117,3 +117,23 @@ def test_with_commsync_down_events_wait_in_wordpress_and_are_sent_once_after(
         _events(wordpress)
         time.sleep(1.5)
         assert _sent_once(smtp_server) == count
+
+
+def test_ultimate_multisite_stops_sending_only_what_commsync_covers(
+    wordpress: WordPress, repo: Repo, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    _setup(repo, smtp_server)
+    with _serving(repo, tmp_path / "serve.log") as url:
+        wordpress.connect(url, ADMIN_KEY)
+        _events(wordpress)  # a cron run: the bridge learns which events commsync covers
+        wordpress.php("forget-um.php")
+        wordpress.php("fire-event.php", "payment_received")  # commsync's
+        um_sent = json.loads(wordpress.php("fire-event.php", "customer_created").strip())
+        assert um_sent == ["customer_created"]  # UM still sends what commsync does not cover
+        rows = {e["event"]: e["status"] for e in _events(wordpress)[-2:]}
+        assert rows["customer_created"] == "skipped"  # and the bridge does not forward it
+        # the take-over can be turned off: UM then sends everything itself again
+        wordpress.connect(url, ADMIN_KEY, take_over=False)
+        wordpress.php("forget-um.php")
+        um_sent = json.loads(wordpress.php("fire-event.php", "payment_received").strip())
+        assert um_sent == ["payment_received"]

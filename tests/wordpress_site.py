@@ -82,7 +82,7 @@ class WordPress:
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
-    def connect(self, url: str | None, key: str | None) -> None:
+    def connect(self, url: str | None, key: str | None, *, take_over: bool = True) -> None:
         """Where the bridge finds commsync (wp-config constants), or not configured (None)."""
         config = self.site / "wp-config-commsync.php"
         if url is None or key is None:
@@ -90,6 +90,7 @@ class WordPress:
             return
         config.write_text(
             f"<?php\ndefine('COMMSYNC_URL', {url!r});\ndefine('COMMSYNC_API_KEY', {key!r});\n"
+            + ("" if take_over else "define('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS', false);\n")
         )
 
     def drop(self) -> None:
@@ -118,6 +119,7 @@ def install(parent: Path) -> WordPress:
     (site / "wp-config.php").write_text(WP_CONFIG.format(db=db, salts=salts))
     (site / "wp-content" / "mu-plugins").mkdir(exist_ok=True)
     (site / "wp-content" / "mu-plugins" / "no-mail.php").write_text(NO_MAIL)
+    shutil.copy(SCRIPTS / "um-email-manager.php", site / "wp-content" / "mu-plugins")
     shutil.copytree(PLUGIN, site / "wp-content" / "plugins" / "commsync-bridge")
     wordpress = WordPress(site, db)
     done = subprocess.run(

@@ -11,6 +11,8 @@
  * Configuration, in wp-config.php:
  *   define('COMMSYNC_URL', 'https://comms.example.net');  // where `commsync serve` listens
  *   define('COMMSYNC_API_KEY', '…');                     // the admin key (COMMSYNC_API_KEY there)
+ *   define('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS', false);    // optional: Ultimate Multisite keeps
+ *                                                         // sending the events commsync covers
  *
  * @package CommsyncBridge
  */
@@ -25,6 +27,7 @@ define('COMMSYNC_BRIDGE_VERSION', '0.1.0');
 
 require_once __DIR__ . '/includes/class-client.php';
 require_once __DIR__ . '/includes/class-events.php';
+require_once __DIR__ . '/includes/class-takeover.php';
 
 register_activation_hook(__FILE__, ['Commsync_Bridge_Events', 'install']);
 
@@ -32,4 +35,5 @@ add_action('plugins_loaded', static function (): void {
 	$client = Commsync_Bridge_Client::from_config();
 	$events = new Commsync_Bridge_Events($client);
 	$events->register();
+	(new Commsync_Bridge_Takeover($client, $events))->register();
 });

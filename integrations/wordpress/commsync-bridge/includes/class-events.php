@@ -24,6 +24,7 @@ if (! defined('ABSPATH')) {
 final class Commsync_Bridge_Events {
 	public const CRON       = 'commsync_bridge_send_events';
 	public const TYPES      = 'commsync_bridge_event_types'; // site transient: what commsync registers
+	public const KNOWN      = 'commsync_bridge_known_types'; // site option: the last answer kept
 	public const BATCH      = 50;
 	public const BACKOFF    = [60, 300, 900, 3600, 14400]; // seconds after the 1st, 2nd, … failure
 	private const TYPES_TTL = 600;
@@ -121,7 +122,22 @@ final class Commsync_Bridge_Events {
 			$types[(string) $type['type']] = array_map(static fn ($k) => (string) $k['name'], $type['keys']);
 		}
 		set_site_transient(self::TYPES, $types, self::TYPES_TTL);
+		update_site_option(self::KNOWN, $types); // what the e-mail take-over goes by between fetches
 		return $types;
+	}
+
+	/**
+	 * The event types commsync registered when it last answered, without asking it (a page load
+	 * must not wait for commsync); null until the bridge has reached commsync once.
+	 *
+	 * @return array<string, list<string>>|null
+	 */
+	public function known_types(): ?array {
+		$known = get_site_transient(self::TYPES);
+		if (! is_array($known)) {
+			$known = get_site_option(self::KNOWN, null);
+		}
+		return is_array($known) ? $known : null;
 	}
 
 	/** The cron run: send what is due, oldest first. */

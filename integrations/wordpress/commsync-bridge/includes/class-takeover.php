@@ -1,0 +1,69 @@
+<?php
+/**
+ * Each system email sent once: by commsync for the events it covers, by Ultimate Multisite for
+ * the others.
+ *
+ * Ultimate Multisite sends its system emails from `Email_Manager::send_system_email()`, which its
+ * `init()` hooks with `add_action('wu_event', [$this, 'send_system_email'], 10, 2)`
+ * (inc/managers/class-email-manager.php, Ultimate-Multisite/ultimate-multisite; the manager is a
+ * singleton, `Email_Manager::get_instance()`). Once the bridge is connected, this class puts a
+ * filter in its place at the same priority: an event commsync registers is left to commsync
+ * (the bridge forwards it), any other still reaches Ultimate Multisite's handler. On by default;
+ * `define('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS', false)` in wp-config.php leaves Ultimate
+ * Multisite's sending alone. Until the bridge has reached commsync once (it does not know yet
+ * which events commsync covers), Ultimate Multisite keeps sending everything.
+ *
+ * @package CommsyncBridge
+ */
+
+declare(strict_types=1);
+
+if (! defined('ABSPATH')) {
+	exit;
+}
+
+final class Commsync_Bridge_Takeover {
+	public const UM_EMAILS = '\\WP_Ultimo\\Managers\\Email_Manager';
+
+	public function __construct(
+		private Commsync_Bridge_Client $client,
+		private Commsync_Bridge_Events $events
+	) {
+	}
+
+	public static function enabled(): bool {
+		return ! defined('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS') || (bool) constant('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS');
+	}
+
+	public function register(): void {
+		// Late on `init`: Ultimate Multisite's managers have hooked themselves by then.
+		add_action('init', [$this, 'take_over'], 100);
+	}
+
+	public function take_over(): void {
+		$class = self::UM_EMAILS;
+		if (! self::enabled() || ! $this->client->configured() || ! class_exists($class) || ! method_exists($class, 'get_instance')) {
+			return;
+		}
+		$manager  = $class::get_instance();
+		$original = [$manager, 'send_system_email'];
+		$priority = has_action('wu_event', $original);
+		if (false === $priority) {
+			return;
+		}
+		remove_action('wu_event', $original, $priority);
+		$events = $this->events;
+		add_action(
+			'wu_event',
+			static function ($slug, $payload) use ($manager, $events): void {
+				$covered = $events->known_types();
+				if (null !== $covered && isset($covered[(string) $slug])) {
+					return; // commsync sends this event's emails
+				}
+				$manager->send_system_email($slug, $payload);
+			},
+			$priority,
+			2
+		);
+	}
+}
