@@ -55,6 +55,10 @@ def test_a_deleted_customer_leaves_audiences_and_a_write_brings_them_back(repo: 
         assert again.status_code == 204  # idempotent: still deleted
         missing = served.client.delete("/v1/customers/404", headers=served.admin)
         assert missing.status_code == 404
+        # a deleted customer takes no memberships until written again
+        pro = [{"product": "pro", "status": "active"}]
+        refused = served.client.put("/v1/customers/1/memberships", json=pro, headers=served.admin)
+        assert refused.status_code == 404
         back = served.client.put(
             "/v1/customers/1", json={"email": "ada@example.com"}, headers=served.admin
         )

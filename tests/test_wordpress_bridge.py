@@ -137,3 +137,74 @@ def test_ultimate_multisite_stops_sending_only_what_commsync_covers(
         wordpress.php("forget-um.php")
         um_sent = json.loads(wordpress.php("fire-event.php", "payment_received").strip())
         assert um_sent == ["payment_received"]
+
+
+def _gold_audience(repo: Repo) -> int:
+    from commsync.model import Targets
+    from commsync.store.sql import open_store
+
+    store = open_store(repo.store_url)
+    try:
+        gold = Targets(products=("gold",))
+        return store.count_audiences([gold], ["active", "trialing"])[gold].total
+    finally:
+        store.close()
+
+
+def _sync(wp: WordPress) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(wp.php("um.php", "sync").strip().splitlines()[-1])
+    return rows
+
+
+GOLD_NOTICE = """\
+kind: notice
+message_type: success
+subject: Gold is here
+content: Hello {{ customer_first_name }}, welcome to Gold.
+targets:
+  products: [gold]
+"""
+
+
+def test_customers_products_and_memberships_saved_in_wordpress_follow_in_commsync(
+    wordpress: WordPress, repo: Repo, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    _setup(repo, smtp_server)
+    with _serving(repo, tmp_path / "serve.log") as url:
+        wordpress.connect(url, ADMIN_KEY)
+        wordpress.php("um.php", "product", "70", "gold", "Gold")
+        assert {(r["kind"], r["item"], r["status"]) for r in _sync(wordpress)} >= {
+            ("product", "gold", "done")
+        }
+        repo.write("broadcasts/notices/gold.yaml", GOLD_NOTICE)
+        repo.commit_all("gold")
+        assert repo.cli("apply", "--yes").exit_code == 0
+        assert _gold_audience(repo) == 0
+        # a customer signs up and buys Gold: saved in WordPress, it follows in commsync
+        wordpress.php(
+            "um.php", "customer", "9001", "mary@example.com", "mary", "Mary", "Somerville"
+        )
+        wordpress.php("um.php", "membership", "501", "9001", "70", "active")
+        done = {(r["kind"], r["item"]): r["status"] for r in _sync(wordpress)}
+        assert done[("customer", "9001")] == "done" and done[("memberships", "9001")] == "done"
+        assert _gold_audience(repo) == 1
+        from commsync.store.sql import open_store
+
+        store = open_store(repo.store_url)
+        try:
+            mary = store.customer("9001")
+        finally:
+            store.close()
+        assert mary is not None and (mary.email, mary.first_name) == ("mary@example.com", "Mary")
+        # a second membership of the same product, cancelled: still one, the most active counts
+        wordpress.php("um.php", "membership", "502", "9001", "70", "cancelled")
+        _sync(wordpress)
+        assert _gold_audience(repo) == 1
+        # the customer is deleted in WordPress: gone from the audience
+        wordpress.php("um.php", "delete-customer", "9001")
+        done = {(r["kind"], r["item"]): (r["action"], r["status"]) for r in _sync(wordpress)}
+        assert done[("customer", "9001")] == ("delete", "done")
+        assert _gold_audience(repo) == 0
+        # the full sync notes every record and sends them again: nothing changes, nothing fails
+        assert wordpress.php("um.php", "full-sync").strip() == "noted 1"
+        assert all(r["status"] == "done" for r in _sync(wordpress))

@@ -120,6 +120,7 @@ def install(parent: Path) -> WordPress:
     (site / "wp-content" / "mu-plugins").mkdir(exist_ok=True)
     (site / "wp-content" / "mu-plugins" / "no-mail.php").write_text(NO_MAIL)
     shutil.copy(SCRIPTS / "um-email-manager.php", site / "wp-content" / "mu-plugins")
+    shutil.copy(SCRIPTS / "um-models.php", site / "wp-content" / "mu-plugins")
     shutil.copytree(PLUGIN, site / "wp-content" / "plugins" / "commsync-bridge")
     wordpress = WordPress(site, db)
     done = subprocess.run(

@@ -64,7 +64,7 @@ class PlatformMixin:
         c = t.customers.c
         query = select(
             c.id, c.email, c.username, c.first_name, c.last_name, c.display_name, c.locale
-        ).where(c.id == customer_id)
+        ).where(c.id == customer_id, c.deleted_at.is_(None))  # deleted: as if unknown
         with self.reader.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else CustomerRecord(*row)

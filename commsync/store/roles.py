@@ -149,7 +149,9 @@ class PlatformData(Protocol):
 
     def existing_customer_ids(self, ids: Collection[str]) -> frozenset[str]: ...
 
-    def customer(self, customer_id: str) -> CustomerRecord | None: ...
+    def customer(self, customer_id: str) -> CustomerRecord | None:
+        """The customer; None if there is none, or it was marked deleted."""
+        ...
 
     def count_audiences(
         self, targets: Collection[Targets], statuses: Sequence[str]

@@ -28,12 +28,20 @@ define('COMMSYNC_BRIDGE_VERSION', '0.1.0');
 require_once __DIR__ . '/includes/class-client.php';
 require_once __DIR__ . '/includes/class-events.php';
 require_once __DIR__ . '/includes/class-takeover.php';
+require_once __DIR__ . '/includes/class-sync.php';
 
-register_activation_hook(__FILE__, ['Commsync_Bridge_Events', 'install']);
+register_activation_hook(
+	__FILE__,
+	static function (): void {
+		Commsync_Bridge_Events::install();
+		Commsync_Bridge_Sync::install();
+	}
+);
 
 add_action('plugins_loaded', static function (): void {
 	$client = Commsync_Bridge_Client::from_config();
 	$events = new Commsync_Bridge_Events($client);
 	$events->register();
 	(new Commsync_Bridge_Takeover($client, $events))->register();
+	(new Commsync_Bridge_Sync($client))->register();
 });
