@@ -208,3 +208,93 @@ def test_customers_products_and_memberships_saved_in_wordpress_follow_in_commsyn
         # the full sync notes every record and sends them again: nothing changes, nothing fails
         assert wordpress.php("um.php", "full-sync").strip() == "noted 1"
         assert all(r["status"] == "done" for r in _sync(wordpress))
+
+
+PLATINUM_NOTICE = """\
+kind: notice
+message_type: warning
+subject: Platinum maintenance tonight
+content: Hello {{ customer_first_name }}, **Platinum** servers restart at 23:00 UTC.
+dismissible: true
+targets:
+  products: [platinum]
+"""
+WP_WARNING = "rgb(219, 166, 23)"  # WordPress 6.1's .notice-warning border (wp-admin/css/common.css)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_widget_browser import chromium_path
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(
+            executable_path=chromium_path(), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def test_a_notice_shows_on_the_customers_dashboard_as_a_wordpress_notice_and_dismisses(
+    wordpress: WordPress, repo: Repo, smtp_server: SmtpServer, tmp_path: Path, browser: Any
+) -> None:
+    _setup(repo, smtp_server)
+    with _serving(repo, tmp_path / "serve.log") as url:
+        wordpress.connect(url, ADMIN_KEY)
+        wordpress.php("um.php", "product", "71", "platinum", "Platinum")
+        wordpress.php(
+            "um.php", "customer", "9100", "grace.h@example.com", "graceh", "Grace", "Hopper"
+        )
+        wordpress.php("um.php", "membership", "601", "9100", "71", "active")
+        assert all(r["status"] == "done" for r in _sync(wordpress))
+        wordpress.php("um.php", "password", "graceh", "grace-password-0123")
+        wordpress.php("um.php", "site", "graces-site", "601", "graceh")
+        repo.write("broadcasts/notices/platinum.yaml", PLATINUM_NOTICE)
+        repo.commit_all("platinum")
+        assert repo.cli("apply", "--yes").exit_code == 0
+        with wordpress.serve() as site:
+            page = browser.new_page()
+            page.goto(f"{site}/graces-site/wp-login.php")
+            page.fill("#user_login", "graceh")
+            page.fill("#user_pass", "grace-password-0123")
+            page.click("#wp-submit")
+            page.wait_for_url("**/graces-site/wp-admin/**")
+            notice = page.locator(".commsync-notice")
+            assert notice.count() == 1
+            assert "notice-warning" in (notice.get_attribute("class") or "")
+            assert "Platinum maintenance tonight" in notice.inner_text()
+            assert "Hello Grace" in notice.inner_text()
+            colour = notice.evaluate("n => getComputedStyle(n).borderLeftColor")
+            assert colour == WP_WARNING, colour
+            artifacts = Path(__file__).resolve().parent / "artifacts"
+            artifacts.mkdir(exist_ok=True)
+            page.screenshot(path=str(artifacts / "wordpress-notice.png"), full_page=True)
+            with page.expect_response("**/admin-ajax.php") as answered:
+                page.click(".commsync-notice .notice-dismiss")
+            assert answered.value.status == 200, answered.value.text()
+            page.reload()
+            assert page.locator(".commsync-notice").count() == 0
+            page.close()
+    status = json.loads(repo.cli("status", "--format", "json").stdout)
+    [platinum] = [n for n in status["notices"] if n["id"] == "notices/platinum"]
+    assert platinum["dismissals"] == 1
+
+
+def test_the_dashboard_works_when_commsync_is_down(wordpress: WordPress, browser: Any) -> None:
+    wordpress.connect("http://127.0.0.1:9", ADMIN_KEY)
+    wordpress.php("um.php", "password", "graceh", "grace-password-0123")
+    with wordpress.serve() as site:
+        page = browser.new_page()
+        page.goto(f"{site}/graces-site/wp-login.php")
+        page.fill("#user_login", "graceh")
+        page.fill("#user_pass", "grace-password-0123")
+        started = time.monotonic()
+        page.click("#wp-submit")
+        page.wait_for_url("**/graces-site/wp-admin/**")
+        assert page.locator("#wpbody").count() == 1  # the dashboard renders
+        assert page.locator(".commsync-notice").count() == 0
+        assert time.monotonic() - started < 20
+        page.close()

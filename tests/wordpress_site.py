@@ -7,9 +7,13 @@ available): tests/wordpress/um-fixtures.php stands in for it where it would act.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +34,7 @@ $table_prefix = 'wp_';
 {salts}
 define('WP_ALLOW_MULTISITE', true);
 define('DISABLE_WP_CRON', true);  // the tests run the bridge's cron hook themselves
+define('CONCATENATE_SCRIPTS', false);  // Debian's files link a few scripts to other packages
 if (file_exists(__DIR__ . '/wp-config-network.php')) {{ require __DIR__ . '/wp-config-network.php'; }}
 if (file_exists(__DIR__ . '/wp-config-commsync.php')) {{ require __DIR__ . '/wp-config-commsync.php'; }}
 if (!defined('ABSPATH')) {{ define('ABSPATH', __DIR__ . '/'); }}
@@ -92,6 +97,36 @@ class WordPress:
             f"<?php\ndefine('COMMSYNC_URL', {url!r});\ndefine('COMMSYNC_API_KEY', {key!r});\n"
             + ("" if take_over else "define('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS', false);\n")
         )
+
+    @contextmanager
+    def serve(self) -> Iterator[str]:
+        """The network over HTTP on port 80 of its own loopback address (WordPress refuses a
+        multisite on another port), by PHP's built-in server with a router doing what
+        WordPress's .htaccess rules do; yields its URL."""
+        try:  # a server left running would answer instead of this network's
+            socket.create_connection((DOMAIN, 80), 1).close()
+            raise AssertionError(f"something already listens on {DOMAIN}:80")
+        except OSError:
+            pass
+        server = subprocess.Popen(
+            ["php", "-S", f"{DOMAIN}:80", "-t", str(self.site), str(SCRIPTS / "router.php")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection((DOMAIN, 80), 1).close()
+                    break
+                except OSError:
+                    assert server.poll() is None, "php -S did not start"
+                    assert time.monotonic() < deadline, "php -S did not listen"
+                    time.sleep(0.1)
+            yield f"http://{DOMAIN}"
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
     def drop(self) -> None:
         _mysql(f"DROP DATABASE IF EXISTS `{self.db}`")

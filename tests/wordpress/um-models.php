@@ -8,7 +8,9 @@
  * (inc/models/class-customer.php); `Membership::get_plan_id()` (inc/models/class-membership.php);
  * `Product::get_slug()`, `get_name()` (inc/models/class-product.php); the query functions
  * `wu_get_customer()`, `wu_get_customers()`, `wu_get_product($id_or_slug)`, `wu_get_products()`,
- * `wu_get_memberships()` (inc/functions/) — Ultimate-Multisite/ultimate-multisite. Records are
+ * `wu_get_memberships()`, `wu_get_membership()`, `wu_get_current_site()` (inc/functions/); a
+ * site's membership and customer, `Site::get_membership()` and `get_customer_id()`
+ * (inc/models/class-site.php) — Ultimate-Multisite/ultimate-multisite. Records are
  * kept in site options, so each PHP process of a test sees the same network.
  */
 
@@ -87,6 +89,25 @@ namespace WP_Ultimo\Models {
 		}
 	}
 
+	/** A sub-site: its membership (blog meta in Ultimate Multisite; a site option here). */
+	class Site {
+		public function __construct(private int $blog_id) {
+		}
+
+		public function get_membership_id(): int {
+			return (int) (get_site_option('um_standin_site_membership', [])[$this->blog_id] ?? 0);
+		}
+
+		public function get_membership() {
+			return wu_get_membership($this->get_membership_id());
+		}
+
+		public function get_customer_id(): int {
+			$membership = $this->get_membership();
+			return $membership ? $membership->get_customer_id() : 0;
+		}
+	}
+
 	class Membership extends Standin_Model {
 		protected string $model = 'membership';
 
@@ -136,6 +157,15 @@ namespace {
 
 	function wu_get_products($query = []) {
 		return commsync_standin_page(array_map(fn ($d) => new Product($d), Product::all('product')), $query);
+	}
+
+	function wu_get_current_site() {
+		return new \WP_Ultimo\Models\Site(get_current_blog_id());
+	}
+
+	function wu_get_membership($id) {
+		$all = Membership::all('membership');
+		return isset($all[(int) $id]) ? new Membership($all[(int) $id]) : false;
 	}
 
 	function wu_get_memberships($query = []) {

@@ -27,6 +27,23 @@ switch ($args[0]) {
 		$all = Membership::all('membership');
 		(new Membership($all[(int) $args[1]]))->delete();
 		break;
+	case 'site': // PATH MEMBERSHIP_ID OWNER_LOGIN: a sub-site the customer's membership bought
+		[, $path, $membership_id, $login] = $args;
+		$owner   = get_user_by('login', $login);
+		$blog_id = wpmu_create_blog(DOMAIN_CURRENT_SITE, "/{$path}/", ucfirst($path), $owner->ID);
+		if (is_wp_error($blog_id)) {
+			fwrite(STDERR, $blog_id->get_error_message() . "\n");
+			exit(1);
+		}
+		$map             = get_site_option('um_standin_site_membership', []);
+		$map[$blog_id]   = (int) $membership_id;
+		update_site_option('um_standin_site_membership', $map);
+		echo "site $blog_id\n";
+		break;
+	case 'password': // LOGIN PASSWORD
+		$user = get_user_by('login', $args[1]);
+		wp_set_password($args[2], $user->ID);
+		break;
 	case 'full-sync':
 		$count = (new Commsync_Bridge_Sync(Commsync_Bridge_Client::from_config()))->full_sync();
 		echo "noted $count\n";

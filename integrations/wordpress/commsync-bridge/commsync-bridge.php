@@ -29,6 +29,7 @@ require_once __DIR__ . '/includes/class-client.php';
 require_once __DIR__ . '/includes/class-events.php';
 require_once __DIR__ . '/includes/class-takeover.php';
 require_once __DIR__ . '/includes/class-sync.php';
+require_once __DIR__ . '/includes/class-notices.php';
 
 register_activation_hook(
 	__FILE__,
@@ -44,4 +45,5 @@ add_action('plugins_loaded', static function (): void {
 	$events->register();
 	(new Commsync_Bridge_Takeover($client, $events))->register();
 	(new Commsync_Bridge_Sync($client))->register();
+	(new Commsync_Bridge_Notices($client))->register();
 });

@@ -67,17 +67,19 @@ final class Commsync_Bridge_Client {
 	 *
 	 * @param string     $method GET, POST, PUT or DELETE.
 	 * @param string     $path   Starting with /v1/.
-	 * @param array|null $body   Sent as JSON.
+	 * @param array|null $body    Sent as JSON.
+	 * @param string|null $bearer A customer token instead of the admin key (the feed, dismissals).
+	 * @param int         $timeout Seconds before giving up.
 	 */
-	public function request(string $method, string $path, ?array $body = null): Commsync_Bridge_Response {
+	public function request(string $method, string $path, ?array $body = null, ?string $bearer = null, int $timeout = self::TIMEOUT): Commsync_Bridge_Response {
 		if (! $this->configured()) {
 			return new Commsync_Bridge_Response(0, null, 'commsync is not configured (COMMSYNC_URL, COMMSYNC_API_KEY)');
 		}
 		$args = [
 			'method'  => $method,
-			'timeout' => self::TIMEOUT,
+			'timeout' => $timeout,
 			'headers' => [
-				'Authorization' => 'Bearer ' . $this->key,
+				'Authorization' => 'Bearer ' . ($bearer ?? $this->key),
 				'Content-Type'  => 'application/json',
 				'Accept'        => 'application/json',
 			],
