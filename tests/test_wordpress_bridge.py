@@ -6,6 +6,7 @@ them. One network is installed for the module and shared by its tests."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -57,8 +58,6 @@ def test_every_php_file_of_the_plugin_lints() -> None:
     files = sorted(PLUGIN.rglob("*.php")) + sorted(
         (Path(__file__).parent / "wordpress").glob("*.php")
     )
-    import subprocess
-
     for path in files:
         done = subprocess.run(["php", "-l", str(path)], capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -298,3 +297,76 @@ def test_the_dashboard_works_when_commsync_is_down(wordpress: WordPress, browser
         assert page.locator(".commsync-notice").count() == 0
         assert time.monotonic() - started < 20
         page.close()
+
+
+def _stored_key(wp: WordPress) -> str:
+    done = subprocess.run(
+        [
+            "mysql",
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+            "-N",
+            "-e",
+            "SELECT meta_value FROM wp_sitemeta WHERE meta_key = 'commsync_bridge_key'",
+            wp.db,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_the_settings_page_connects_keeps_the_key_encrypted_and_shows_what_waits(
+    wordpress: WordPress, repo: Repo, smtp_server: SmtpServer, tmp_path: Path, browser: Any
+) -> None:
+    _setup(repo, smtp_server)
+    wordpress.connect(None, None)  # no constants: the page configures the bridge
+    with _serving(repo, tmp_path / "serve.log") as url, wordpress.serve() as site:
+        page = browser.new_page()
+        page.goto(f"{site}/wp-login.php")
+        page.fill("#user_login", "admin")
+        page.fill("#user_pass", "admin-password-0123")
+        page.click("#wp-submit")
+        page.wait_for_url("**/wp-admin/**")
+        settings = f"{site}/wp-admin/network/settings.php?page=commsync-bridge"
+        page.goto(settings)
+        page.fill("#commsync_url", url)
+        page.fill("#commsync_key", ADMIN_KEY)
+        page.click("#commsync-save")
+        assert page.locator("#commsync-message").inner_text() == "Saved."
+        assert ADMIN_KEY not in page.content()  # never shown again
+        assert page.locator("#commsync_key").input_value() == ""
+        stored = _stored_key(wordpress)
+        assert stored and ADMIN_KEY not in stored and ADMIN_KEY not in base64_text(stored)
+        page.click("#commsync-test")
+        assert (
+            page.locator("#commsync-message")
+            .inner_text()
+            .startswith("Connected: commsync handles 8 event types")
+        )
+        # the stored key works for the bridge: an event goes out
+        before = {e["uuid"] for e in _events(wordpress)}
+        wordpress.php("fire.php", "1", "ada@example.com", "PAY-SETTINGS-1")
+        wordpress.php("fire-event.php", "payment_received")  # a payload commsync refuses
+        rows = [e for e in _events(wordpress) if e["uuid"] not in before]
+        assert [e["status"] for e in rows] == ["sent", "refused"], rows
+        page.goto(settings)
+        refused = page.locator("#commsync-refused tbody tr")
+        assert refused.count() >= 1 and rows[1]["uuid"] in refused.first.inner_text()
+        page.click("#commsync-sync")
+        assert page.locator("#commsync-message").inner_text().startswith("Full sync: ")
+        assert "Last full sync: never" not in page.locator("#commsync-last-sync").inner_text()
+        page.close()
+
+
+def base64_text(value: str) -> str:
+    import base64
+    import binascii
+
+    try:
+        return base64.b64decode(value).decode("latin-1")
+    except (binascii.Error, ValueError):
+        return ""

@@ -8,7 +8,8 @@
  * Network:           true
  * License:           MIT
  *
- * Configuration, in wp-config.php:
+ * Configuration: Network Admin → Settings → commsync (the key is stored encrypted), or, taking
+ * precedence, in wp-config.php:
  *   define('COMMSYNC_URL', 'https://comms.example.net');  // where `commsync serve` listens
  *   define('COMMSYNC_API_KEY', '…');                     // the admin key (COMMSYNC_API_KEY there)
  *   define('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS', false);    // optional: Ultimate Multisite keeps
@@ -30,6 +31,7 @@ require_once __DIR__ . '/includes/class-events.php';
 require_once __DIR__ . '/includes/class-takeover.php';
 require_once __DIR__ . '/includes/class-sync.php';
 require_once __DIR__ . '/includes/class-notices.php';
+require_once __DIR__ . '/includes/class-settings.php';
 
 register_activation_hook(
 	__FILE__,
@@ -44,6 +46,8 @@ add_action('plugins_loaded', static function (): void {
 	$events = new Commsync_Bridge_Events($client);
 	$events->register();
 	(new Commsync_Bridge_Takeover($client, $events))->register();
-	(new Commsync_Bridge_Sync($client))->register();
+	$sync = new Commsync_Bridge_Sync($client);
+	$sync->register();
+	(new Commsync_Bridge_Settings($sync))->register();
 	(new Commsync_Bridge_Notices($client))->register();
 });

@@ -51,11 +51,43 @@ final class Commsync_Bridge_Client {
 	public function __construct(private string $url, private string $key) {
 	}
 
-	/** From wp-config.php's COMMSYNC_URL and COMMSYNC_API_KEY (empty when not configured). */
+	/**
+	 * From wp-config.php's COMMSYNC_URL and COMMSYNC_API_KEY when defined, else from the settings
+	 * page (the key stored encrypted); empty when not configured.
+	 */
 	public static function from_config(): self {
-		$url = defined('COMMSYNC_URL') ? (string) constant('COMMSYNC_URL') : '';
-		$key = defined('COMMSYNC_API_KEY') ? (string) constant('COMMSYNC_API_KEY') : '';
+		$url = defined('COMMSYNC_URL') ? (string) constant('COMMSYNC_URL') : (string) get_site_option(self::URL_OPTION, '');
+		$key = defined('COMMSYNC_API_KEY') ? (string) constant('COMMSYNC_API_KEY') : self::stored_key();
 		return new self(rtrim($url, '/'), $key);
+	}
+
+	public const URL_OPTION = 'commsync_bridge_url';
+	public const KEY_OPTION = 'commsync_bridge_key'; // AES-256-GCM under a key from WordPress's salts
+
+	/** Whether wp-config.php sets the connection (the settings page then only shows it). */
+	public static function from_constants(): bool {
+		return defined('COMMSYNC_URL') && defined('COMMSYNC_API_KEY');
+	}
+
+	private static function cipher_key(): string {
+		return hash('sha256', wp_salt('secure_auth') . 'commsync-bridge', true);
+	}
+
+	/** Keeps the admin key encrypted in the network's options (never in clear, never shown). */
+	public static function store_key(string $key): void {
+		$iv     = random_bytes(12);
+		$tag    = '';
+		$cipher = openssl_encrypt($key, 'aes-256-gcm', self::cipher_key(), OPENSSL_RAW_DATA, $iv, $tag);
+		update_site_option(self::KEY_OPTION, base64_encode($iv . $tag . (string) $cipher));
+	}
+
+	private static function stored_key(): string {
+		$raw = base64_decode((string) get_site_option(self::KEY_OPTION, ''), true);
+		if (! is_string($raw) || strlen($raw) < 29) {
+			return '';
+		}
+		$plain = openssl_decrypt(substr($raw, 28), 'aes-256-gcm', self::cipher_key(), OPENSSL_RAW_DATA, substr($raw, 0, 12), substr($raw, 12, 16));
+		return is_string($plain) ? $plain : ''; // the salts changed: enter the key again
 	}
 
 	public function configured(): bool {
