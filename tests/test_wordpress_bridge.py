@@ -335,6 +335,7 @@ def test_the_settings_page_connects_keeps_the_key_encrypted_and_shows_what_waits
         page.goto(settings)
         page.fill("#commsync_url", url)
         page.fill("#commsync_key", ADMIN_KEY)
+        assert page.locator("#commsync_take_over").is_checked()  # on by default
         page.click("#commsync-save")
         assert page.locator("#commsync-message").inner_text() == "Saved."
         assert ADMIN_KEY not in page.content()  # never shown again

@@ -45,6 +45,7 @@ final class Commsync_Bridge_Settings {
 				Commsync_Bridge_Client::store_key($key);
 			}
 			delete_site_transient(Commsync_Bridge_Events::TYPES);
+			update_site_option(Commsync_Bridge_Takeover::OPTION, isset($_POST['commsync_take_over']) ? '1' : '0');
 			return 'Saved.';
 		}
 		if ('test' === $do) {
@@ -91,6 +92,14 @@ final class Commsync_Bridge_Settings {
 			printf(
 				'<tr><th><label for="commsync_key">Admin key</label></th><td><input type="password" class="regular-text" id="commsync_key" name="commsync_key" value="" autocomplete="off" placeholder="%s"></td></tr>',
 				esc_attr($client->configured() ? 'stored — leave empty to keep it' : 'COMMSYNC_API_KEY of commsync serve')
+			);
+		}
+		if (defined('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS')) {
+			printf('<tr><th>System emails</th><td>%s (COMMSYNC_BRIDGE_TAKE_OVER_EMAILS in wp-config.php)</td></tr>', Commsync_Bridge_Takeover::enabled() ? 'commsync sends those of the events it handles' : 'Ultimate Multisite sends all of them');
+		} elseif (! Commsync_Bridge_Client::from_constants()) {
+			printf(
+				'<tr><th>System emails</th><td><label><input type="checkbox" id="commsync_take_over" name="commsync_take_over" value="1"%s> commsync sends the system emails of the events it handles; Ultimate Multisite stops sending those (and only those)</label></td></tr>',
+				Commsync_Bridge_Takeover::enabled() ? ' checked' : ''
 			);
 		}
 		echo '</table><p>';

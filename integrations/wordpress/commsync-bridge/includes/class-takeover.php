@@ -9,8 +9,8 @@
  * singleton, `Email_Manager::get_instance()`). Once the bridge is connected, this class puts a
  * filter in its place at the same priority: an event commsync registers is left to commsync
  * (the bridge forwards it), any other still reaches Ultimate Multisite's handler. On by default;
- * `define('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS', false)` in wp-config.php leaves Ultimate
- * Multisite's sending alone. Until the bridge has reached commsync once (it does not know yet
+ * a checkbox of the settings page, or `define('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS', false)` in
+ * wp-config.php, leaves Ultimate Multisite's sending alone. Until the bridge has reached commsync once (it does not know yet
  * which events commsync covers), Ultimate Multisite keeps sending everything.
  *
  * @package CommsyncBridge
@@ -31,8 +31,14 @@ final class Commsync_Bridge_Takeover {
 	) {
 	}
 
+	public const OPTION = 'commsync_bridge_take_over'; // the settings page's checkbox: '1' or '0'
+
+	/** wp-config.php's COMMSYNC_BRIDGE_TAKE_OVER_EMAILS when defined, else the settings page (on by default). */
 	public static function enabled(): bool {
-		return ! defined('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS') || (bool) constant('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS');
+		if (defined('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS')) {
+			return (bool) constant('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS');
+		}
+		return '0' !== (string) get_site_option(self::OPTION, '1');
 	}
 
 	public function register(): void {
