@@ -3,7 +3,7 @@
  * A stand-in for Ultimate Multisite's `WP_Ultimo\Managers\Email_Manager`, installed as a
  * must-use plugin in the test network: a singleton whose `init()` hooks
  * `add_action('wu_event', [$this, 'send_system_email'], 10, 2)`, as the real one does
- * (inc/managers/class-email-manager.php, Ultimate-Multisite/ultimate-multisite). Instead of
+ * (inc/managers/class-email-manager.php:76, Multisite-Ultimate/ultimate-multisite at c6d398be). Instead of
  * sending, it records each event it was asked to handle in the site option `um_standin_sent`.
  */
 

@@ -6,9 +6,9 @@
  * payment_received: `Payment_Manager::handle_payment_success()` merges
  * `wu_generate_event_payload('payment', $payment)`, `('membership', $membership)` and
  * `('customer', $membership->get_customer())`, then calls `wu_do_event('payment_received', …)`
- * (inc/managers/class-payment-manager.php); `Event_Manager::do_event()` adds `wu_version` and
- * fires `do_action('wu_event', $slug, $payload)` (inc/managers/class-event-manager.php) —
- * Ultimate-Multisite/ultimate-multisite.
+ * (inc/managers/class-payment-manager.php:106-114); `Event_Manager::do_event()` adds `wu_version`
+ * and fires `do_action('wu_event', $slug, $payload)` (inc/managers/class-event-manager.php:258-278)
+ * — Multisite-Ultimate/ultimate-multisite at c6d398be.
  */
 
 declare(strict_types=1);

@@ -3,14 +3,15 @@
  * Stand-ins for Ultimate Multisite's models (a must-use plugin of the test network), where the
  * bridge meets them: the getters it calls and the hooks `Base_Model::save()` and `delete()` fire —
  * `do_action("wu_{$this->model}_post_save", $data, $this, $new)` and
- * `do_action("wu_{$this->model}_post_delete", $result, $this)` (inc/models/class-base-model.php);
+ * `do_action("wu_{$this->model}_post_delete", $result, $this)` (inc/models/class-base-model.php:624, :663);
  * `Customer::get_email_address()`, `get_username()`, `get_display_name()` read the WordPress user
- * (inc/models/class-customer.php); `Membership::get_plan_id()` (inc/models/class-membership.php);
- * `Product::get_slug()`, `get_name()` (inc/models/class-product.php); the query functions
+ * (inc/models/class-customer.php:304, :287, :231); `Membership::get_plan_id()` (inc/models/class-membership.php:505);
+ * `Product::get_slug()`, `get_name()` (inc/models/class-product.php:453, :473); the query functions
  * `wu_get_customer()`, `wu_get_customers()`, `wu_get_product($id_or_slug)`, `wu_get_products()`,
- * `wu_get_memberships()`, `wu_get_membership()`, `wu_get_current_site()` (inc/functions/); a
+ * `wu_get_memberships()`, `wu_get_membership()`, `wu_get_current_site()` (inc/functions/customer.php:22, :62, product.php:22, :39, membership.php:25, :65,
+ * site.php:18); a
  * site's membership and customer, `Site::get_membership()` and `get_customer_id()`
- * (inc/models/class-site.php) — Ultimate-Multisite/ultimate-multisite. Records are
+ * (inc/models/class-site.php:1037, :921) — Multisite-Ultimate/ultimate-multisite at c6d398be. Records are
  * kept in site options, so each PHP process of a test sees the same network.
  */
 

@@ -4,8 +4,8 @@
  *
  * Ultimate Multisite fires every event through `Event_Manager::do_event()`, which ends in
  * `do_action('wu_event', $slug, $payload)` and `do_action("wu_event_{$slug}", $payload)`
- * before saving the event (inc/managers/class-event-manager.php, `do_event`, in
- * Ultimate-Multisite/ultimate-multisite; the payload carries `wu_version` besides the event's
+ * before saving the event (inc/managers/class-event-manager.php:258-278, `do_event`, in
+ * Multisite-Ultimate/ultimate-multisite at c6d398be; the payload carries `wu_version` besides the event's
  * keys). This class hooks `wu_event`: the event is first written to this plugin's own table
  * with a UUID made when the hook fired, then sent to commsync's `POST /v1/events` with that
  * UUID as the idempotency key — so a retry repeats it and two real events never share it.

@@ -3,10 +3,9 @@
  * commsync's dashboard notices as WordPress's own admin notices, on each customer's sub-site.
  *
  * The customer is the one who owns the sub-site — Ultimate Multisite: the site's membership, and
- * that membership's customer (`wu_get_current_site()` in inc/functions/site.php,
- * `Site::get_membership()` and `Site::get_customer_id()` in inc/models/class-site.php,
- * `Membership::get_customer_id()` in inc/models/class-membership.php, Ultimate-Multisite/
- * ultimate-multisite). Notices show to users who can manage that sub-site. The plugin fetches the
+ * that membership's customer (`wu_get_current_site()` in inc/functions/site.php:18,
+ * `Site::get_membership()` and `Site::get_customer_id()` in inc/models/class-site.php:1037 and
+ * :921, `Membership::get_customer_id()` in inc/models/class-membership.php:434; Multisite-Ultimate/ultimate-multisite at c6d398be). Notices show to users who can manage that sub-site. The plugin fetches the
  * customer's feed server-side with a short-lived customer token minted by commsync
  * (`POST /v1/customers/{id}/token`, kept 10 minutes) and keeps the feed 30 seconds; each notice is
  * WordPress's core markup (`notice notice-{info|success|warning|error}`, `is-dismissible` when it

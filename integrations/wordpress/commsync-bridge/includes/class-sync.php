@@ -4,7 +4,7 @@
  *
  * Ultimate Multisite's models fire `do_action("wu_{$this->model}_post_save", $data, $this, $new)`
  * after a save and `do_action("wu_{$this->model}_post_delete", $result, $this)` after a delete
- * (inc/models/class-base-model.php, `save()` and `delete()`, Ultimate-Multisite/ultimate-multisite).
+ * (inc/models/class-base-model.php:624 in `save()` and :663 in `delete()`, Multisite-Ultimate/ultimate-multisite at c6d398be).
  * On those hooks this class only notes *what* changed (a product by slug, a customer by id, a
  * customer's memberships) in its own table; a WP-Cron run then sends each as it is *then* — many
  * saves of one customer become one request — products first, customers next, memberships last

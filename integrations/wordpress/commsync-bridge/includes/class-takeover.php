@@ -5,8 +5,8 @@
  *
  * Ultimate Multisite sends its system emails from `Email_Manager::send_system_email()`, which its
  * `init()` hooks with `add_action('wu_event', [$this, 'send_system_email'], 10, 2)`
- * (inc/managers/class-email-manager.php, Ultimate-Multisite/ultimate-multisite; the manager is a
- * singleton, `Email_Manager::get_instance()`). Once the bridge is connected, this class puts a
+ * (inc/managers/class-email-manager.php:76 and :98, Multisite-Ultimate/ultimate-multisite at c6d398be; the manager is a
+ * singleton, `Email_Manager::get_instance()`: :33, inc/traits/trait-singleton.php:31). Once the bridge is connected, this class puts a
  * filter in its place at the same priority: an event commsync registers is left to commsync
  * (the bridge forwards it), any other still reaches Ultimate Multisite's handler. On by default;
  * a checkbox of the settings page, or `define('COMMSYNC_BRIDGE_TAKE_OVER_EMAILS', false)` in
