@@ -371,3 +371,95 @@ def base64_text(value: str) -> str:
         return base64.b64decode(value).decode("latin-1")
     except (binascii.Error, ValueError):
         return ""
+
+
+class _Answering:
+    """A stand-in for commsync that answers every request with one status: for the answers the
+    real `serve` cannot be made to give on demand (a 503 from a proxy, 408, 413, 429)."""
+
+    def __init__(self, status: int) -> None:
+        import http.server
+        import threading
+
+        answer = status
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _reply(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                body = b'{"detail": "as told"}'
+                if self.path.startswith("/v1/event-types"):
+                    body = b'{"event_types": [{"type": "payment_received", "keys": []}]}'
+                    self.send_response(200)
+                else:
+                    self.send_response(answer)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _reply
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (500, "pending"),
+        (502, "pending"),
+        (503, "pending"),
+        (401, "pending"),
+        (403, "pending"),
+        (408, "pending"),
+        (413, "pending"),
+        (429, "pending"),
+        (400, "refused"),
+        (422, "refused"),
+    ],
+)
+def test_each_answer_of_commsync_is_retried_or_refused_as_documented(
+    wordpress: WordPress, status: int, outcome: str
+) -> None:
+    before = {e["uuid"] for e in _events(wordpress)}
+    with _Answering(status) as url:
+        wordpress.connect(url, ADMIN_KEY)
+        wordpress.php("fire.php", "1", "ada@example.com", f"PAY-{status}")
+        [row] = [e for e in _events(wordpress) if e["uuid"] not in before]
+    assert (row["status"], row["attempts"]) == (outcome, 1), row
+    assert f"HTTP {status}" in row["last_error"]
+    if outcome == "pending":  # not due again before its backoff
+        [again] = [e for e in _events(wordpress) if e["uuid"] == row["uuid"]]
+        assert again["attempts"] == 1
+
+
+def test_a_wrong_admin_key_keeps_events_until_it_is_fixed(
+    wordpress: WordPress, repo: Repo, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    _setup(repo, smtp_server)
+    with _serving(repo, tmp_path / "serve.log") as url:
+        wordpress.connect(url, "a-wrong-key-0123456789")
+        before = {e["uuid"] for e in _events(wordpress)}
+        wordpress.php("fire.php", "1", "ada@example.com", "PAY-KEY-1")
+        [row] = [e for e in _events(wordpress) if e["uuid"] not in before]
+        assert (row["status"], row["attempts"]) == ("pending", 1)
+        assert "HTTP 401" in row["last_error"]
+        wordpress.connect(url, ADMIN_KEY)  # the operator fixes the key
+        wordpress.php("due.php")
+        [sent] = [e for e in _events(wordpress) if e["uuid"] == row["uuid"]]
+        assert (sent["status"], sent["attempts"]) == ("sent", 2)
+        # once (events other tests left waiting are this network's too, and go out with it)
+        assert _received(repo)[row["uuid"]] == 1

@@ -90,6 +90,11 @@ final class Commsync_Bridge_Client {
 		return is_string($plain) ? $plain : ''; // the salts changed: enter the key again
 	}
 
+	/** A short name for the commsync this client talks to: what it told is kept under it. */
+	public function scope(): string {
+		return substr(md5($this->url), 0, 10);
+	}
+
 	public function configured(): bool {
 		return '' !== $this->url && '' !== $this->key;
 	}

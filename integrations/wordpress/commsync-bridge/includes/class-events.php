@@ -23,7 +23,7 @@ if (! defined('ABSPATH')) {
 
 final class Commsync_Bridge_Events {
 	public const CRON       = 'commsync_bridge_send_events';
-	public const TYPES      = 'commsync_bridge_event_types'; // site transient: what commsync registers
+	public const TYPES      = 'commsync_bridge_event_types'; // site transient (+ _scope): what commsync registers
 	public const KNOWN      = 'commsync_bridge_known_types'; // site option: the last answer kept
 	public const BATCH      = 50;
 	public const BACKOFF    = [60, 300, 900, 3600, 14400]; // seconds after the 1st, 2nd, … failure
@@ -109,7 +109,7 @@ final class Commsync_Bridge_Events {
 	 * @return array<string, list<string>>|null
 	 */
 	public function event_types(): ?array {
-		$cached = get_site_transient(self::TYPES);
+		$cached = get_site_transient(self::TYPES . '_' . $this->client->scope());
 		if (is_array($cached)) {
 			return $cached;
 		}
@@ -121,8 +121,9 @@ final class Commsync_Bridge_Events {
 		foreach ($response->body['event_types'] as $type) {
 			$types[(string) $type['type']] = array_map(static fn ($k) => (string) $k['name'], $type['keys']);
 		}
-		set_site_transient(self::TYPES, $types, self::TYPES_TTL);
-		update_site_option(self::KNOWN, $types); // what the e-mail take-over goes by between fetches
+		// kept per commsync URL: another commsync (a changed setting) is asked again
+		set_site_transient(self::TYPES . '_' . $this->client->scope(), $types, self::TYPES_TTL);
+		update_site_option(self::KNOWN, ['scope' => $this->client->scope(), 'types' => $types]);
 		return $types;
 	}
 
@@ -133,11 +134,14 @@ final class Commsync_Bridge_Events {
 	 * @return array<string, list<string>>|null
 	 */
 	public function known_types(): ?array {
-		$known = get_site_transient(self::TYPES);
-		if (! is_array($known)) {
-			$known = get_site_option(self::KNOWN, null);
+		$known = get_site_transient(self::TYPES . '_' . $this->client->scope());
+		if (is_array($known)) {
+			return $known;
 		}
-		return is_array($known) ? $known : null;
+		$kept = get_site_option(self::KNOWN, null);
+		return is_array($kept) && ($kept['scope'] ?? '') === $this->client->scope() && is_array($kept['types'] ?? null)
+			? $kept['types']
+			: null;
 	}
 
 	/** The cron run: send what is due, oldest first. */
@@ -155,9 +159,7 @@ final class Commsync_Bridge_Events {
 			),
 			ARRAY_A
 		);
-		if (! $rows) {
-			return;
-		}
+		// asked (or the answer kept) on every run, events due or not: the e-mail take-over goes by it
 		$types = $this->event_types();
 		foreach ($rows as $row) {
 			$this->send_one($row, $types);

@@ -44,7 +44,6 @@ final class Commsync_Bridge_Settings {
 			if ('' !== $key) { // empty: keep the stored key
 				Commsync_Bridge_Client::store_key($key);
 			}
-			delete_site_transient(Commsync_Bridge_Events::TYPES);
 			update_site_option(Commsync_Bridge_Takeover::OPTION, isset($_POST['commsync_take_over']) ? '1' : '0');
 			return 'Saved.';
 		}
