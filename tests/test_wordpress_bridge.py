@@ -260,7 +260,7 @@ def test_a_notice_shows_on_the_customers_dashboard_as_a_wordpress_notice_and_dis
             page.fill("#user_login", "graceh")
             page.fill("#user_pass", "grace-password-0123")
             page.click("#wp-submit")
-            page.wait_for_url("**/graces-site/wp-admin/**")
+            page.wait_for_url("**/graces-site/wp-admin/**", wait_until="domcontentloaded")
             notice = page.locator(".commsync-notice")
             assert notice.count() == 1
             assert "notice-warning" in (notice.get_attribute("class") or "")
@@ -292,7 +292,7 @@ def test_the_dashboard_works_when_commsync_is_down(wordpress: WordPress, browser
         page.fill("#user_pass", "grace-password-0123")
         started = time.monotonic()
         page.click("#wp-submit")
-        page.wait_for_url("**/graces-site/wp-admin/**")
+        page.wait_for_url("**/graces-site/wp-admin/**", wait_until="domcontentloaded")
         assert page.locator("#wpbody").count() == 1  # the dashboard renders
         assert page.locator(".commsync-notice").count() == 0
         assert time.monotonic() - started < 20
@@ -330,7 +330,7 @@ def test_the_settings_page_connects_keeps_the_key_encrypted_and_shows_what_waits
         page.fill("#user_login", "admin")
         page.fill("#user_pass", "admin-password-0123")
         page.click("#wp-submit")
-        page.wait_for_url("**/wp-admin/**")
+        page.wait_for_url("**/wp-admin/**", wait_until="domcontentloaded")
         settings = f"{site}/wp-admin/network/settings.php?page=commsync-bridge"
         page.goto(settings)
         page.fill("#commsync_url", url)

@@ -6,7 +6,9 @@ available): tests/wordpress/um-fixtures.php stands in for it where it would act.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -35,6 +37,9 @@ $table_prefix = 'wp_';
 define('WP_ALLOW_MULTISITE', true);
 define('DISABLE_WP_CRON', true);  // the tests run the bridge's cron hook themselves
 define('CONCATENATE_SCRIPTS', false);  // Debian's files link a few scripts to other packages
+// No traffic beyond loopback: WordPress's update checks and dashboard news would wait on it.
+define('WP_HTTP_BLOCK_EXTERNAL', true);
+define('WP_ACCESSIBLE_HOSTS', '127.0.0.1,127.0.0.2,localhost');
 if (file_exists(__DIR__ . '/wp-config-network.php')) {{ require __DIR__ . '/wp-config-network.php'; }}
 if (file_exists(__DIR__ . '/wp-config-commsync.php')) {{ require __DIR__ . '/wp-config-commsync.php'; }}
 if (!defined('ABSPATH')) {{ define('ABSPATH', __DIR__ . '/'); }}
@@ -112,6 +117,9 @@ class WordPress:
             ["php", "-S", f"{DOMAIN}:80", "-t", str(self.site), str(SCRIPTS / "router.php")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # several requests at once: a dashboard loads its assets while admin-ajax answers
+            env={**os.environ, "PHP_CLI_SERVER_WORKERS": "4"},
+            start_new_session=True,  # its workers are its children: stopped with it, as a group
         )
         try:
             deadline = time.monotonic() + 30
@@ -125,7 +133,7 @@ class WordPress:
                     time.sleep(0.1)
             yield f"http://{DOMAIN}"
         finally:
-            server.terminate()
+            os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
 
     def drop(self) -> None:
