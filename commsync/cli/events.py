@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -328,34 +329,24 @@ def serve_command(
     logs.configure(log_level)  # uvicorn is told to keep this configuration (log_config=None)
     from commsync.http.app import SHUTDOWN_GRACE
 
+    run = functools.partial(
+        uvicorn.run,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,  # keep commsync's logging configuration
+        proxy_headers=True,
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
+    )
     if workers == 1:
         from commsync.http.app import create_app
 
-        app = create_app(opts.project(), deliver=deliver)
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level=log_level,
-            log_config=None,
-            proxy_headers=True,
-            timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
-        )
+        run(create_app(opts.project(), deliver=deliver))
     else:
         os.environ["COMMSYNC_SERVE_ROOT"] = str(opts.root)
         os.environ["COMMSYNC_SERVE_DELIVER"] = "1" if deliver else "0"
         os.environ["COMMSYNC_SERVE_LOG_LEVEL"] = log_level
         if opts.store:
             os.environ["COMMSYNC_SERVE_STORE"] = opts.store
-        uvicorn.run(
-            "commsync.http.app:factory",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port,
-            log_level=log_level,
-            log_config=None,
-            proxy_headers=True,
-            timeout_graceful_shutdown=int(SHUTDOWN_GRACE),
-        )
+        run("commsync.http.app:factory", factory=True, workers=workers)
     return EXIT_OK

@@ -241,17 +241,25 @@ def parse_records(
     return records, diags
 
 
-def _csv_records(
+def _csv_header(
     path: str, lines: Iterator[str], layout: Layout[R]
-) -> tuple[list[tuple[int, R]], list[Diagnostic]]:
+) -> tuple[list[str], list[Diagnostic]]:
+    """The CSV file's header row (names stripped), and what is wrong with it."""
     first = next(lines, "")
     try:
         header = [h.strip() for h in next(csv.reader([first]), [])]
     except csv.Error as exc:
         raise _Stop(1, f"unreadable CSV: {exc}") from None
     problems = _header_problems(header, layout)
+    return header, [Diagnostic(path, 1, 0, p) for p in problems]
+
+
+def _csv_records(
+    path: str, lines: Iterator[str], layout: Layout[R]
+) -> tuple[list[tuple[int, R]], list[Diagnostic]]:
+    header, problems = _csv_header(path, lines, layout)
     if problems:
-        return [], [Diagnostic(path, 1, 0, p) for p in problems]
+        return [], problems
     return _build(path, _csv_rows(lines, header), layout, False)
 
 
@@ -289,14 +297,9 @@ def stream_records(
             rows = _jsonl_rows(lines, limits.json_depth)
             typed = True
         else:
-            first = next(lines, "")
-            try:
-                header = [h.strip() for h in next(csv.reader([first]), [])]
-            except csv.Error as exc:
-                raise _Stop(1, f"unreadable CSV: {exc}") from None
-            problems = _header_problems(header, layout)
+            header, problems = _csv_header(path, lines, layout)
             if problems:
-                diags.extend(Diagnostic(path, 1, 0, p) for p in problems)
+                diags.extend(problems)
                 return
             rows, typed = _csv_rows(lines, header), False
         for item in _checked(path, rows, layout, typed, diags):
