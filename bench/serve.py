@@ -348,6 +348,17 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", l
 """
 
 
+def _wait_listening(port: int, what: str) -> None:
+    """Until something accepts connections on 127.0.0.1:`port` (20 s at most)."""
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{what} did not start")
+
+
 def bare_endpoint(pairs_file: Path, size: int) -> dict[str, Any]:
     """The reference: an ASGI app under uvicorn answering a fixed body of `size` bytes, loaded by
     the same client as the feed, so the feed's ceiling reads as a share of what the machine's
@@ -355,14 +366,7 @@ def bare_endpoint(pairs_file: Path, size: int) -> dict[str, Any]:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port), str(size)])
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("the bare endpoint did not start")
+        _wait_listening(port, "the bare endpoint")
         done = subprocess.run(
             [
                 sys.executable,
@@ -427,14 +431,7 @@ def main() -> None:
     ]
     server = subprocess.Popen(command, env={**os.environ, "COMMSYNC_API_KEY": API_KEY})
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("commsync serve did not start")
+        _wait_listening(port, "commsync serve")
         time.sleep(1.0)
         feed_body = subprocess.run(
             [

@@ -237,6 +237,17 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
+def _log_in(browser: Any, site: str, user: str, password: str) -> Any:
+    """A new page, logged in at `site` (the network's or a sub-site's URL), on its dashboard."""
+    page = browser.new_page()
+    page.goto(f"{site}/wp-login.php")
+    page.fill("#user_login", user)
+    page.fill("#user_pass", password)
+    page.click("#wp-submit")
+    page.wait_for_url(f"{site}/wp-admin/**", wait_until="domcontentloaded")
+    return page
+
+
 def test_a_notice_shows_on_the_customers_dashboard_as_a_wordpress_notice_and_dismisses(
     wordpress: WordPress, repo: Repo, smtp_server: SmtpServer, tmp_path: Path, browser: Any
 ) -> None:
@@ -255,12 +266,7 @@ def test_a_notice_shows_on_the_customers_dashboard_as_a_wordpress_notice_and_dis
         repo.commit_all("platinum")
         assert repo.cli("apply", "--yes").exit_code == 0
         with wordpress.serve() as site:
-            page = browser.new_page()
-            page.goto(f"{site}/graces-site/wp-login.php")
-            page.fill("#user_login", "graceh")
-            page.fill("#user_pass", "grace-password-0123")
-            page.click("#wp-submit")
-            page.wait_for_url("**/graces-site/wp-admin/**", wait_until="domcontentloaded")
+            page = _log_in(browser, f"{site}/graces-site", "graceh", "grace-password-0123")
             notice = page.locator(".commsync-notice")
             assert notice.count() == 1
             assert "notice-warning" in (notice.get_attribute("class") or "")
@@ -286,13 +292,8 @@ def test_the_dashboard_works_when_commsync_is_down(wordpress: WordPress, browser
     wordpress.connect("http://127.0.0.1:9", ADMIN_KEY)
     wordpress.php("um.php", "password", "graceh", "grace-password-0123")
     with wordpress.serve() as site:
-        page = browser.new_page()
-        page.goto(f"{site}/graces-site/wp-login.php")
-        page.fill("#user_login", "graceh")
-        page.fill("#user_pass", "grace-password-0123")
         started = time.monotonic()
-        page.click("#wp-submit")
-        page.wait_for_url("**/graces-site/wp-admin/**", wait_until="domcontentloaded")
+        page = _log_in(browser, f"{site}/graces-site", "graceh", "grace-password-0123")
         assert page.locator("#wpbody").count() == 1  # the dashboard renders
         assert page.locator(".commsync-notice").count() == 0
         assert time.monotonic() - started < 20
@@ -325,12 +326,7 @@ def test_the_settings_page_connects_keeps_the_key_encrypted_and_shows_what_waits
     _setup(repo, smtp_server)
     wordpress.connect(None, None)  # no constants: the page configures the bridge
     with _serving(repo, tmp_path / "serve.log") as url, wordpress.serve() as site:
-        page = browser.new_page()
-        page.goto(f"{site}/wp-login.php")
-        page.fill("#user_login", "admin")
-        page.fill("#user_pass", "admin-password-0123")
-        page.click("#wp-submit")
-        page.wait_for_url("**/wp-admin/**", wait_until="domcontentloaded")
+        page = _log_in(browser, site, "admin", "admin-password-0123")
         settings = f"{site}/wp-admin/network/settings.php?page=commsync-bridge"
         page.goto(settings)
         page.fill("#commsync_url", url)

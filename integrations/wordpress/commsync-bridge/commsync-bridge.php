@@ -27,6 +27,7 @@ if (! defined('ABSPATH')) {
 define('COMMSYNC_BRIDGE_VERSION', '0.1.0');
 
 require_once __DIR__ . '/includes/class-client.php';
+require_once __DIR__ . '/includes/class-retry.php';
 require_once __DIR__ . '/includes/class-events.php';
 require_once __DIR__ . '/includes/class-takeover.php';
 require_once __DIR__ . '/includes/class-sync.php';

@@ -26,7 +26,6 @@ final class Commsync_Bridge_Events {
 	public const TYPES      = 'commsync_bridge_event_types'; // site transient (+ _scope): what commsync registers
 	public const KNOWN      = 'commsync_bridge_known_types'; // site option: the last answer kept
 	public const BATCH      = 50;
-	public const BACKOFF    = [60, 300, 900, 3600, 14400]; // seconds after the 1st, 2nd, … failure
 	private const TYPES_TTL = 600;
 
 	public function __construct(private Commsync_Bridge_Client $client) {
@@ -190,7 +189,7 @@ final class Commsync_Bridge_Events {
 		} elseif ($response->refused()) {
 			$this->finish($row, 'refused', $response->error);
 		} else {
-			$this->retry($row, $response->error);
+			Commsync_Bridge_Retry::later(self::table(), $row, $response->error, 'event ' . $row['uuid']);
 		}
 	}
 
@@ -206,21 +205,5 @@ final class Commsync_Bridge_Events {
 			],
 			['id' => (int) $row['id']]
 		);
-	}
-
-	private function retry(array $row, string $error): void {
-		global $wpdb;
-		$attempts = (int) $row['attempts'] + 1;
-		$wait     = self::BACKOFF[min($attempts, count(self::BACKOFF)) - 1];
-		$wpdb->update(
-			self::table(),
-			[
-				'attempts'   => $attempts,
-				'last_error' => $error,
-				'next_at'    => gmdate('Y-m-d H:i:s', time() + $wait),
-			],
-			['id' => (int) $row['id']]
-		);
-		error_log(sprintf('commsync bridge: event %s not sent yet (%s); retrying in %d s', $row['uuid'], $error, $wait));
 	}
 }

@@ -141,7 +141,7 @@ final class Commsync_Bridge_Sync {
 			} elseif ($response->refused() || 409 === $response->status) {
 				$this->finish($row, 'refused', $response->error);
 			} else {
-				$this->retry($row, $response->error);
+				Commsync_Bridge_Retry::later(self::table(), $row, $response->error, $row['kind'] . ' ' . $row['item']);
 			}
 		}
 	}
@@ -206,17 +206,5 @@ final class Commsync_Bridge_Sync {
 			['status' => $status, 'attempts' => (int) $row['attempts'] + 1, 'last_error' => '' === $error ? null : $error],
 			['id' => (int) $row['id']]
 		);
-	}
-
-	private function retry(array $row, string $error): void {
-		global $wpdb;
-		$attempts = (int) $row['attempts'] + 1;
-		$wait     = Commsync_Bridge_Events::BACKOFF[min($attempts, count(Commsync_Bridge_Events::BACKOFF)) - 1];
-		$wpdb->update(
-			self::table(),
-			['attempts' => $attempts, 'last_error' => $error, 'next_at' => gmdate('Y-m-d H:i:s', time() + $wait)],
-			['id' => (int) $row['id']]
-		);
-		error_log(sprintf('commsync bridge: %s %s not synced yet (%s); retrying in %d s', $row['kind'], $row['item'], $error, $wait));
 	}
 }
