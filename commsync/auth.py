@@ -57,6 +57,11 @@ def issue_token(key: bytes, customer_id: str, expires: datetime) -> str:
 
 def verify_token(key: bytes, token: str, now: datetime) -> str:
     """The customer id the token was issued for; raises TokenError otherwise."""
+    return token_claims(key, token, now)[0]
+
+
+def token_claims(key: bytes, token: str, now: datetime) -> tuple[str, int]:
+    """(customer id, expiry in seconds since the epoch) of a valid token; raises TokenError."""
     if not token.isascii() or len(token) > 4096:
         raise TokenError("malformed token")
     version, _, rest = token.partition(".")
@@ -80,7 +85,7 @@ def verify_token(key: bytes, token: str, now: datetime) -> str:
         raise TokenError("expired token")
     if expiry > int((now + MAX_LIFETIME).timestamp()):
         raise TokenError("token valid for longer than the longest lifetime")
-    return customer
+    return customer, expiry
 
 
 def unsubscribe_token(key: bytes, email_key: str) -> str:

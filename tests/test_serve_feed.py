@@ -291,3 +291,110 @@ def test_the_feed_shows_the_most_severe_first_and_the_newest_first_within_one(
             "a-old-info",
             "b-success",
         ]
+
+
+def _behind_the_stores_back(repo: Repo, sql: str) -> None:
+    """A write the store does not record as a feed change: what a kept response would hide."""
+    import sqlite3
+
+    with sqlite3.connect(repo.root / ".commsync" / "store.db") as conn:
+        conn.execute(sql)
+
+
+def test_a_kept_feed_is_answered_until_a_write_changes_that_customers_feed(
+    feed_repo: Repo,
+) -> None:
+    ada, grace = _token(feed_repo, "1"), _token(feed_repo, "2")
+    with Served(feed_repo.root) as served:
+        first = served.get("/v1/customers/1/notices", headers=served.bearer(ada))
+        etag = first.headers["etag"]
+        assert first.status_code == 200 and etag.startswith('"') and len(etag) > 8
+        assert first.headers["cache-control"] == "private, no-cache"
+        assert first.headers["x-content-type-options"] == "nosniff"
+        # the client holds this version: 304, no body (also weakly compared, and in a list)
+        for held in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+            again = served.get(
+                "/v1/customers/1/notices",
+                headers={**served.bearer(ada), "If-None-Match": held},
+            )
+            assert again.status_code == 304 and again.content == b"", held
+            assert again.headers["etag"] == etag
+        other = served.get(
+            "/v1/customers/1/notices", headers={**served.bearer(ada), "If-None-Match": '"x"'}
+        )
+        assert other.status_code == 200 and other.headers["etag"] == etag
+        assert "everyone" in _ids(served, "2", grace)  # grace's is kept too
+
+        # proof that kept responses answer: a change the store does not record is not seen
+        _behind_the_stores_back(
+            feed_repo, "UPDATE broadcasts SET status = 'paused' WHERE id = 'everyone'"
+        )
+        assert "everyone" in _ids(served, "1", ada)
+        assert "everyone" in _ids(served, "2", grace)
+
+        # ada dismisses: her feed is built again (and shows the paused one gone), grace's is kept
+        dismissed = served.post("/v1/customers/1/notices/pro/dismiss", headers=served.bearer(ada))
+        assert dismissed.status_code == 204
+        mine = _ids(served, "1", ada)
+        assert "pro" not in mine and "everyone" not in mine
+        assert "everyone" in _ids(served, "2", grace)
+        changed = served.get(
+            "/v1/customers/1/notices", headers={**served.bearer(ada), "If-None-Match": etag}
+        )
+        assert changed.status_code == 200 and changed.headers["etag"] != etag
+
+        # another process imports customers: every feed may change, grace's is built again
+        imported = feed_repo.cli("customers", "import", "data/customers.csv")
+        assert imported.exit_code == 0, imported.output
+        assert "everyone" not in _ids(served, "2", grace)
+
+
+def test_a_notice_whose_window_opens_appears_without_any_write(repo: Repo) -> None:
+    repo.import_data()
+    opens = datetime.now(UTC) + timedelta(seconds=3)
+    repo.write(
+        "broadcasts/soon.yaml", _notice("all: true", extra=f"starts_at: {opens.isoformat()}\n")
+    )
+    repo.write("broadcasts/now.yaml", _notice("all: true"))
+    repo.commit_all("notices")
+    assert repo.cli("apply", "--yes").exit_code == 0
+    token = _token(repo, "1")
+    with Served(repo.root) as served:
+        assert _ids(served, "1", token) == ["now"]  # kept, until `soon` opens
+        deadline = time.monotonic() + 15
+        while "soon" not in _ids(served, "1", token):
+            assert time.monotonic() < deadline, "the opened notice is not served"
+            time.sleep(0.25)
+        assert datetime.now(UTC) >= opens
+
+
+def test_a_remembered_token_still_expires(feed_repo: Repo) -> None:
+    store = open_store(feed_repo.store_url)
+    try:
+        key = store.signing_key()
+    finally:
+        store.close()
+    expires = datetime.now(UTC) + timedelta(seconds=2)
+    short = issue_token(key, "1", expires)
+    with Served(feed_repo.root) as served:
+        assert "everyone" in _ids(served, "1", short)
+        assert "everyone" in _ids(served, "1", short)  # checked once, remembered
+        other = served.get("/v1/customers/2/notices", headers=served.bearer(short))
+        assert other.status_code == 403  # remembered for customer 1 only
+        while datetime.now(UTC).timestamp() < int(expires.timestamp()) + 1:
+            time.sleep(0.2)
+        gone = served.get("/v1/customers/1/notices", headers=served.bearer(short))
+        assert gone.status_code == 401 and "expired" in gone.text
+
+
+def test_feed_cache_bytes_zero_keeps_no_response(feed_repo: Repo) -> None:
+    settings = (feed_repo.root / "commsync.yaml").read_text()
+    feed_repo.write("commsync.yaml", settings + "limits:\n  feed_cache_bytes: 0\n")
+    feed_repo.commit_all("no feed cache")
+    ada = _token(feed_repo, "1")
+    with Served(feed_repo.root) as served:
+        assert "everyone" in _ids(served, "1", ada)
+        _behind_the_stores_back(
+            feed_repo, "UPDATE broadcasts SET status = 'paused' WHERE id = 'everyone'"
+        )
+        assert "everyone" not in _ids(served, "1", ada)

@@ -564,8 +564,9 @@ def test_an_older_store_is_migrated_on_first_use_and_keeps_its_data(persistent_u
         assert (
             conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
             == HEAD
-            == "0007"
+            == "0008"
         )
+        assert "feed_changes" in sa.inspect(conn).get_table_names()
         assert "deleted_at" in {c["name"] for c in sa.inspect(conn).get_columns("customers")}
         assert "message" in {c["name"] for c in sa.inspect(conn).get_columns("deliveries")}
         sends = {c["name"] for c in sa.inspect(conn).get_columns("sends")}
@@ -744,3 +745,68 @@ def test_the_kept_histogram_is_used_until_any_membership_write(
     assert counts() == (3, 2)  # 7 and 8 deleted by the sync: b: 2, 4, 6; c: 2, 3
     assert store.delete_product("c")
     assert counts() == (3, 0)
+
+
+def test_every_write_that_changes_a_feed_says_whose(store: SqlStore) -> None:
+    """`feed_changes` is what lets `serve` keep feed responses: each way a feed can change
+    through the store names whose (or everyone's); writes no feed shows name nobody."""
+    from commsync.model import SuppressionScope
+    from commsync.store.imports import ImportsMixin
+    from commsync.store.sqlutil import FEED_CHANGES_KEPT
+
+    _seed(store)
+    seen, changed = store.feed_changes(None)
+    assert changed is None  # never looked: everything
+
+    def since() -> frozenset[str] | None:
+        nonlocal seen
+        seen, found = store.feed_changes(seen)
+        return found
+
+    assert since() == frozenset()  # nothing, and cheaply again
+    assert since() == frozenset()
+    store.upsert_customers([CustomerRecord("2", "grace@example.com", "grace", "Grace")])
+    assert since() == {"2"}
+    store.upsert_memberships([MembershipRecord("3", "pro", "active")])
+    assert since() == {"3"}
+    store.replace_memberships("4", [MembershipRecord("4", "starter", "active")])
+    assert since() == {"4"}
+    notice = BroadcastSpec("notice", "Hi", "Body", Targets(all=True))
+    store.put_broadcast(LiveBroadcast("n", notice, "active", notice.spec_hash()))
+    assert since() is None  # a notice: every feed
+    store.dismiss("n", "1", datetime.now(UTC))
+    store.dismiss("n", "2", datetime.now(UTC))
+    assert since() == {"1", "2"}  # two writes, seen at once
+    store.dismiss("n", "1", datetime.now(UTC))  # again: nothing written
+    assert since() == frozenset()
+    assert store.delete_customer("4")
+    assert since() == {"4"}
+    # writes no feed shows
+    store.upsert_products([ProductRecord("pro", "Pro Plan")])
+    email = BroadcastSpec("email", "News", "Body", Targets(all=True))
+    store.put_broadcast(LiveBroadcast("e", email, "draft", email.spec_hash()))
+    store.suppress("x@example.com", SuppressionScope.ALL, "bounce", "test", datetime.now(UTC))
+    assert since() == frozenset()
+    # an email that becomes a notice (or back) changes feeds
+    store.put_broadcast(LiveBroadcast("e", notice, "active", notice.spec_hash()))
+    assert since() is None
+    ImportsMixin.import_customers(store, [(2, CustomerRecord("1", "ada@example.com", "ada"))])
+    assert since() is None
+    ImportsMixin.import_memberships(store, [(2, MembershipRecord("1", "pro", "active"))])
+    assert since() is None
+    ImportsMixin.import_products(store, [(2, ProductRecord("new", "New"))])
+    assert since() == frozenset()
+    assert store.delete_product("empty")
+    assert since() is None
+    # a reader further behind than the rows writers keep cannot know whose: everything
+    with store.engine.begin() as conn:  # as thousands of writes would leave it
+        conn.execute(
+            sa.text("UPDATE commsync_meta SET value = :v WHERE key = 'feed_generation'"),
+            {"v": str((seen + FEED_CHANGES_KEPT) // 100 * 100 + 99)},  # writers prune at 100s
+        )
+    assert store.feed_changes(seen)[1] is None
+    # and writers keep only the newest rows
+    store.dismiss("n", "3", datetime.now(UTC))
+    with store.engine.connect() as conn:
+        oldest = conn.execute(sa.text("SELECT min(seq) FROM feed_changes")).scalar_one()
+    assert oldest is None or oldest > seen

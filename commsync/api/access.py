@@ -7,7 +7,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
-from commsync.auth import verify_token
+from commsync.auth import token_claims, verify_token
 from commsync.errors import Forbidden, Unauthorized
 
 
@@ -55,3 +55,8 @@ def require_customer(caller: Caller, key: bytes, customer_id: str, now: datetime
         return
     if verify_token(key, _bearer(caller), now) != customer_id:
         raise Forbidden("this token is for another customer")
+
+
+def token_of(caller: Caller, key: bytes, now: datetime) -> tuple[str, int]:
+    """(customer id, expiry) of the caller's valid customer token (401 without one)."""
+    return token_claims(key, _bearer(caller), now)

@@ -13,24 +13,21 @@ from functools import cache
 from importlib.resources import files
 from typing import Protocol
 
-from commsync.api.access import Caller, require_customer
-from commsync.api.feed import Feed, NoticeJson
+from commsync.api.access import Caller, require_customer, token_of
+from commsync.api.feed import Feed, FeedAnswer, FeedResponses
+from commsync.auth import TokenError
 from commsync.config.settings import Settings
-from commsync.errors import Conflict, NotFound
+from commsync.errors import Conflict, Forbidden, NotFound
 from commsync.model import SuppressionScope
 from commsync.render import pages
 from commsync.store.roles import Control, PlatformData
 from commsync.store.roles import Dashboards as DashboardStore
 
+_VERIFIED_TOKENS = 100_000  # tokens remembered as checked; past that the memory starts over
+
 
 class _Store(DashboardStore, PlatformData, Control, Protocol):
     """The store roles dashboards use."""
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerFeed:
-    customer: str
-    notices: list[NoticeJson]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +52,13 @@ class DashboardService:
     feed: Feed = field(init=False)
     _key: tuple[bytes, float] | None = None
 
+    responses: FeedResponses = field(init=False)
+    _verified: dict[str, tuple[str, int]] = field(init=False, default_factory=dict)
+    _verified_key: bytes = b""
+
     def __post_init__(self) -> None:
         self.feed = Feed(self.store, self.settings)
+        self.responses = FeedResponses(self.settings.limits.feed_cache_bytes)
 
     def key(self) -> bytes:
         """The store's signing key, re-read every `key_ttl` seconds (`commsync rotate-key`)."""
@@ -64,14 +66,49 @@ class DashboardService:
             self._key = (self.store.signing_key(), time.monotonic())
         return self._key[0]
 
-    def notices(self, customer_id: str, caller: Caller) -> CustomerFeed:
-        """The customer's notices: active, targeted at them, not dismissed, inside their window."""
-        now = datetime.now(UTC)
-        require_customer(caller, self.key(), customer_id, now)
-        customer, found = self.feed.for_customer(customer_id, now)
+    def feed_answer(self, customer_id: str, caller: Caller, *, recheck: bool = True) -> FeedAnswer:
+        """The customer's feed as a response body, kept until their feed changes: the hot path
+        of every dashboard page view (a kept answer costs a remembered token check and the
+        store's cheap "anything changed?").
+
+        `recheck=False`: the caller vouches that the store was asked what changed after this
+        request arrived (serve asks once per turn of its event loop for all requests that
+        arrived before it), so a kept answer is still current."""
+        now = time.time()
+        self._require_customer(caller, customer_id, now)
+        responses = self.responses
+        generation = responses.sync(self.store) if recheck else responses.generation
+        kept = responses.get(customer_id, now)
+        if kept is not None:
+            return kept
+        customer, found, until = self.feed.for_customer(
+            customer_id, datetime.fromtimestamp(now, UTC)
+        )
         if customer is None:
             raise NotFound("no such customer")
-        return CustomerFeed(customer.id, found)
+        answer = FeedAnswer.of(customer.id, found)
+        responses.put(customer_id, answer, until, generation)
+        return answer
+
+    def _require_customer(self, caller: Caller, customer_id: str, now: float) -> None:
+        """`require_customer`, remembering tokens whose signature was checked under the current
+        key (their expiry is checked every time; a new key forgets them all)."""
+        if caller.local:
+            return
+        key = self.key()
+        if key != self._verified_key:
+            self._verified, self._verified_key = {}, key
+        header = caller.authorization or ""
+        claims = self._verified.get(header)
+        if claims is None:
+            claims = token_of(caller, key, datetime.fromtimestamp(now, UTC))
+            if len(self._verified) >= _VERIFIED_TOKENS:
+                self._verified.clear()
+            self._verified[header] = claims
+        elif claims[1] <= int(now):
+            raise TokenError("expired token")
+        if claims[0] != customer_id:
+            raise Forbidden("this token is for another customer")
 
     def dismiss(self, customer_id: str, notice_id: str, caller: Caller) -> None:
         """Dismissing twice is dismissing once; a notice that is not dismissible is a conflict."""

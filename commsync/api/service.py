@@ -30,8 +30,8 @@ from commsync.store.failures import describe
 
 if TYPE_CHECKING:
     from commsync.api.applying import ApplyRequest
-    from commsync.api.dashboards import CustomerFeed, DashboardService, Page
-    from commsync.api.feed import Feed
+    from commsync.api.dashboards import DashboardService, Page
+    from commsync.api.feed import Feed, FeedAnswer
     from commsync.api.gitops import DriftItem
     from commsync.api.inventory import EmailRow, FileEdit
     from commsync.api.operations import (
@@ -448,9 +448,12 @@ class Service:
         require_admin(caller, self._api_key())
         return caller
 
-    def customer_notices(self, customer_id: str, caller: Caller) -> CustomerFeed:
-        """`GET /v1/customers/{id}/notices`: the feed's hot path."""
-        return self._dashboard().notices(customer_id, caller)
+    def customer_feed(
+        self, customer_id: str, caller: Caller, *, recheck: bool = True
+    ) -> FeedAnswer:
+        """`GET /v1/customers/{id}/notices`: the feed's hot path, as the response body
+        (`recheck`: see `DashboardService.feed_answer`)."""
+        return self._dashboard().feed_answer(customer_id, caller, recheck=recheck)
 
     def dismiss_notice(self, customer_id: str, notice_id: str, caller: Caller) -> None:
         """`POST …/notices/{notice}/dismiss`."""

@@ -119,6 +119,26 @@ class RequestLimits:
         await self.app(scope, replay, send)
 
 
+def cors_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The CORS headers of a response to this (non-preflight) request: none unless it comes
+    from an allowed origin to a path dashboards call from browsers."""
+    origin = _header(scope, b"origin")
+    if origin is None or not _BROWSER_PATHS.match(scope["path"]):
+        return []
+    if origin.decode("latin-1") not in _app_state(scope, "cors_origins", ()):
+        return []
+    return [(b"access-control-allow-origin", origin), (b"vary", b"origin")]
+
+
+def with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` and the ones every response carries (and HTML pages' own)."""
+    headers = [*headers, (b"x-content-type-options", b"nosniff")]
+    content_type = next((v for k, v in headers if k == b"content-type"), b"")
+    if content_type.startswith(b"text/html"):
+        headers += _HTML_HEADERS
+    return headers
+
+
 class ScopedCors:
     """CORS only where a dashboard page calls from its own origin, for the allowed origins."""
 
@@ -152,9 +172,10 @@ class ScopedCors:
             await send({"type": "http.response.body", "body": b""})
             return
 
+        extra = cors_headers(scope)
+
         async def with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start" and allowed:
-                extra = [(b"access-control-allow-origin", origin), (b"vary", b"origin")]
+            if message["type"] == "http.response.start" and extra:
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
@@ -174,12 +195,7 @@ class SecurityHeaders:
 
         async def guarded(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-content-type-options", b"nosniff"))
-                content_type = next((v for k, v in headers if k == b"content-type"), b"")
-                if content_type.startswith(b"text/html"):
-                    headers += _HTML_HEADERS
-                message["headers"] = headers
+                message["headers"] = with_security_headers(list(message.get("headers", [])))
             await send(message)
 
         await self.app(scope, receive, guarded)

@@ -8,16 +8,21 @@ requests and their latency are this process's own.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from commsync.api.operations import DeliveryCounts
@@ -99,20 +104,45 @@ class _Counts(Collector):
         )
 
 
+class FeedTimes(Collector):
+    """Feed requests and their latency, counted on the event loop (the only place the feed is
+    answered) with plain integers: prometheus_client's locked counter and histogram cost a kept
+    feed answer a fifth of its time."""
+
+    BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BUCKETS) + 1)  # the last: above every bucket
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self.BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        counts, total = list(self.counts), self.total
+        yield CounterMetricFamily(
+            "commsync_feed_requests",
+            "Notices feed requests served by this process.",
+            value=sum(counts),
+        )
+        latency = HistogramMetricFamily(
+            "commsync_feed_request_seconds",
+            "Time to build a notices feed response, in this process.",
+        )
+        cumulative, buckets = 0, []
+        for bound, n in zip((*map(str, self.BUCKETS), "+Inf"), counts, strict=True):
+            cumulative += n
+            buckets.append((bound, cumulative))
+        latency.add_metric([], buckets, total)
+        yield latency
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "commsync_feed_requests",
-            "Notices feed requests served by this process.",
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "commsync_feed_request_seconds",
-            "Time to build a notices feed response, in this process.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=self.registry,
-        )
+        self.feed_times = FeedTimes()
+        self.registry.register(self.feed_times)
         self.shed = Counter(
             "commsync_requests_shed",
             "Requests this process answered 503 at once because limits.requests_in_flight "
@@ -124,8 +154,7 @@ class Metrics:
         self.registry.register(self._counts)
 
     def feed(self, seconds: float) -> None:
-        self.requests.inc()
-        self.latency.observe(seconds)
+        self.feed_times.observe(seconds)
 
     def render(self, counts: DeliveryCounts) -> tuple[bytes, str]:
         with self._lock:

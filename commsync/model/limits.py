@@ -22,6 +22,7 @@ class Limits:
     rendered_chars: int = 1_000_000  # characters one rendering may produce (a body, a notice)
     subject_chars: int = 998  # characters of a rendered subject (one header line)
     requests_in_flight: int = 256  # requests one `serve` process works on at once (503 above)
+    feed_cache_bytes: int = 268_435_456  # notices feed responses one `serve` process keeps
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ Implements the `Dashboards` and `Suppressions` roles of `SqlStore`.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -24,7 +25,7 @@ from commsync.model import (
     SuppressionScope,
 )
 from commsync.store import tables as t
-from commsync.store.sqlutil import driver_sql, insert_for
+from commsync.store.sqlutil import FEED_CHANGES_KEPT, driver_sql, feed_changed, insert_for
 
 _CUSTOMER_SQL = (
     "SELECT id, email, username, first_name, last_name, display_name, locale"
@@ -61,9 +62,83 @@ def _feed_sql(statuses: int, pg: bool) -> tuple[str, str, str]:
     return driver_sql(_CUSTOMER_SQL, pg), driver_sql(notices, pg), driver_sql(both, pg)
 
 
+_GENERATION_SQL = "SELECT value FROM commsync_meta WHERE key = 'feed_generation'"
+_CHANGES_SQL = "SELECT DISTINCT customer_id FROM feed_changes WHERE seq > ? AND seq <= ?"
+# Further behind than this, a reader cannot know whose feeds changed (writers prune older rows).
+_BEHIND = FEED_CHANGES_KEPT // 2
+
+
+class _FeedWatch:
+    """One connection kept for `feed_changes` on a SQLite file: `PRAGMA data_version` changes
+    on it exactly when another connection committed, so "nothing changed" costs one pragma."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.lock = threading.Lock()
+        self.conn = engine.raw_connection()
+        self.cursor: Any = self.conn.driver_connection.cursor()  # type: ignore[union-attr]
+        self.data_version: int | None = None
+        self.generation: int | None = None
+
+    def changes(self, since: int | None) -> tuple[int, frozenset[str] | None]:
+        with self.lock:
+            cursor = self.cursor
+            version = cursor.execute("PRAGMA data_version").fetchone()[0]
+            if version == self.data_version and since is not None and since == self.generation:
+                return since, frozenset()
+            generation = int(cursor.execute(_GENERATION_SQL).fetchone()[0])
+            self.data_version, self.generation = version, generation
+            return generation, _changed(cursor, since, generation, pg=False)
+
+    def close(self) -> None:
+        self.cursor.close()
+        self.conn.close()  # back to its pool
+
+
+def _changed(cursor: Any, since: int | None, generation: int, pg: bool) -> frozenset[str] | None:
+    """Whose feeds changed after `since` up to `generation`; None: everyone's, or unknown."""
+    if since == generation:
+        return frozenset()
+    if since is None or generation < since or generation - since > _BEHIND:
+        return None  # never looked, a store put back from a backup, or too far behind
+    cursor.execute(driver_sql(_CHANGES_SQL, pg), (since, generation))
+    who = [row[0] for row in cursor.fetchall()]
+    return None if None in who else frozenset(str(c) for c in who)
+
+
 class DashboardsMixin:
     engine: Engine
     reader: Engine  # the engine, in autocommit mode on PostgreSQL: reads of one statement
+    _feed_watch: _FeedWatch | None = None
+
+    def feed_changes(self, since: int | None) -> tuple[int, frozenset[str] | None]:
+        """The feed generation now, and whose notices feeds changed since generation `since`
+        (None: everyone's — or `since` is None, or too long ago to tell). Every write that
+        changes a feed records it (`sqlutil.feed_changed`); `serve`'s response cache asks this
+        on every request, so "nothing changed" is cheap: on a SQLite file one pragma on a kept
+        connection, on PostgreSQL one single-row read."""
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
+            None,
+            "",
+            ":memory:",
+        ):
+            watch = self._feed_watch
+            if watch is None:
+                watch = self._feed_watch = _FeedWatch(self.reader)
+            return watch.changes(since)
+        pg = self.engine.dialect.name == "postgresql"
+        with self.reader.connect() as conn:
+            cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(_GENERATION_SQL)
+                generation = int(cursor.fetchone()[0])
+                return generation, _changed(cursor, since, generation, pg)
+            finally:
+                cursor.close()
+
+    def close_feed_watch(self) -> None:
+        if self._feed_watch is not None:
+            self._feed_watch.close()
+            self._feed_watch = None
 
     def feed_rows(
         self, customer_id: str, statuses: Sequence[str]
@@ -131,6 +206,7 @@ class DashboardsMixin:
                         broadcast_id=notice_id, customer_id=customer_id, dismissed_at=now
                     )
                 )
+                feed_changed(conn, [customer_id])
         except IntegrityError:
             pass
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
 from commsync.store.roles import AllowRemoval, RowsRefused
 from commsync.store.roles import ImportProgress as Progress
-from commsync.store.sqlutil import driver_sql, driver_stamp, memberships_changed, now
+from commsync.store.sqlutil import driver_sql, driver_stamp, feed_changed, memberships_changed, now
 
 BATCH = 10_000  # rows per executemany / progress report
 STAGE = "commsync_import_stage"
@@ -143,6 +143,8 @@ class ImportsMixin:
                     counts = _merge(conn, kind, pg, sync)
                     if kind is MEMBERSHIPS or (kind is CUSTOMERS and sync is not None):
                         memberships_changed(conn)
+                    if kind is not PRODUCTS:  # names, memberships, deletions: any feed
+                        feed_changed(conn, None)
                     return counts
             finally:
                 if not pg:  # SQLite's temporary tables live as long as the connection

@@ -26,7 +26,7 @@ from commsync.model import (
 )
 from commsync.model.durations import parse_minutes
 from commsync.store import tables as t
-from commsync.store.sqlutil import now
+from commsync.store.sqlutil import feed_changed, now
 
 
 class ManagedMixin:
@@ -126,7 +126,8 @@ def write_broadcast(conn: Connection, live: LiveBroadcast) -> None:
         "applied_at": p.applied_at,
         "updated_at": stamp,
     }
-    found = conn.execute(select(t.broadcasts.c.id).where(t.broadcasts.c.id == live.id)).first()
+    b = t.broadcasts.c
+    found = conn.execute(select(b.kind).where(b.id == live.id)).first()
     if found:
         conn.execute(update(t.broadcasts).where(t.broadcasts.c.id == live.id).values(values))
     else:
@@ -135,6 +136,9 @@ def write_broadcast(conn: Connection, live: LiveBroadcast) -> None:
     rows = _target_rows(live.id, live.spec.targets)
     if rows:
         conn.execute(insert(t.broadcast_targets), rows)
+    notice = str(BroadcastKind.NOTICE)
+    if str(live.spec.kind) == notice or (found is not None and found.kind == notice):
+        feed_changed(conn, None)  # a notice's text, targets or state: every feed may change
 
 
 def _target_rows(broadcast_id: str, targets: Targets) -> list[dict[str, str]]:

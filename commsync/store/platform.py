@@ -20,7 +20,7 @@ from commsync.model import (
 )
 from commsync.store import tables as t
 from commsync.store.audience import count_audiences
-from commsync.store.sqlutil import chunks, memberships_changed, now, upsert
+from commsync.store.sqlutil import chunks, feed_changed, memberships_changed, now, upsert
 
 
 class PlatformMixin:
@@ -88,6 +88,9 @@ class PlatformMixin:
                 upsert(conn, table, rows, keys)
                 if table is t.memberships:
                     memberships_changed(conn)
+            if rows and table is not t.products:  # a product's name is in no notice's feed
+                key = "customer_id" if table is t.memberships else "id"
+                feed_changed(conn, {str(r[key]) for r in rows})
             inserted = int(conn.execute(count).scalar_one()) - before
         return ImportCounts(inserted=inserted, updated=len(wanted) - inserted)
 
@@ -134,6 +137,7 @@ class PlatformMixin:
                     delete(t.memberships).where(t.memberships.c.customer_id == customer_id)
                 )
                 memberships_changed(conn)
+                feed_changed(conn, [customer_id])
         return found
 
     def broadcasts_targeting_product(self, slug: str) -> list[str]:
@@ -147,6 +151,7 @@ class PlatformMixin:
             conn.execute(delete(t.memberships).where(t.memberships.c.product_slug == slug))
             memberships_changed(conn)
             gone = conn.execute(delete(t.products).where(t.products.c.slug == slug))
+            feed_changed(conn, None)  # its members' feeds: everyone's, in one row
         return bool(gone.rowcount)
 
     def replace_memberships(self, customer_id: str, rows: Sequence[MembershipRecord]) -> None:
@@ -157,6 +162,7 @@ class PlatformMixin:
             if values:
                 conn.execute(insert(m).values(values))
             memberships_changed(conn)
+            feed_changed(conn, [customer_id])
 
 
 def _membership_rows(rows: Sequence[MembershipRecord]) -> list[dict[str, Any]]:

@@ -383,6 +383,11 @@ class Dashboards(Protocol):
         """(id, spec hash) of active notices targeted at the customer and not dismissed by them."""
         ...
 
+    def feed_changes(self, since: int | None) -> tuple[int, frozenset[str] | None]:
+        """The feed generation now and whose feeds changed since `since` (None: everyone's or
+        unknown); cheap when nothing changed (the response cache asks on every request)."""
+        ...
+
     def notice_specs(self, ids: Sequence[str]) -> dict[str, BroadcastSpec]: ...
 
     def active_notices(self) -> list[tuple[str, BroadcastSpec]]:

@@ -155,6 +155,7 @@ class SqlStore(
         return self._display_url
 
     def close(self) -> None:
+        self.close_feed_watch()
         self.reader.dispose()  # the engine's own pool, or the reader's (disposing twice is fine)
         self.engine.dispose()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,34 @@ def memberships_changed(conn: Connection) -> None:
     """In the transaction that writes memberships: the kept audience histogram is out of date
     (`store/audience.py`). Every write to the memberships table calls this."""
     conn.exec_driver_sql(_BUMP_MEMBERSHIPS)
+
+
+# Writers keep this many of the newest feed_changes rows; a `serve` process further behind drops
+# its whole cache. More customers than _FEED_MANY in one write are recorded as everyone's change.
+FEED_CHANGES_KEPT = 10_000
+_FEED_MANY = 1_000
+_BUMP_FEED = (
+    "UPDATE commsync_meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR(32))"
+    " WHERE key = 'feed_generation' RETURNING value"
+)
+
+
+def feed_changed(conn: Connection, customers: Collection[str] | None) -> None:
+    """In the transaction that changes what notices feeds show: whose feed (`customers`; None:
+    everyone's), so `serve` processes drop those responses from their caches
+    (`DashboardsMixin.feed_changes`). Call it last in the transaction: on PostgreSQL it holds
+    the generation's row lock until the commit, which keeps the numbers in commit order."""
+    pg = conn.dialect.name == "postgresql"
+    seq = int(conn.exec_driver_sql(_BUMP_FEED).scalar_one())
+    who: Collection[str | None] = (
+        [None] if customers is None or len(customers) > _FEED_MANY else sorted(set(customers))
+    )
+    if who:
+        insert = driver_sql("INSERT INTO feed_changes (seq, customer_id) VALUES (?, ?)", pg)
+        conn.exec_driver_sql(insert, [(seq, c) for c in who])
+    if seq % 100 == 0:
+        prune = driver_sql("DELETE FROM feed_changes WHERE seq <= ?", pg)
+        conn.exec_driver_sql(prune, (seq - FEED_CHANGES_KEPT,))
 
 
 def insert_for(dialect_name: str, table: Table) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -111,6 +112,15 @@ audience_histograms = Table(
     Column("customers", Integer, nullable=False),
     Column("generation", Integer, nullable=False),
     PrimaryKeyConstraint("statuses", "products"),
+)
+
+# Whose notices feed a write changed (customer_id NULL: everyone's), numbered by the
+# feed generation in commsync_meta: what `serve` processes drop from their response caches.
+feed_changes = Table(
+    "feed_changes",
+    metadata,
+    Column("seq", BigInteger, nullable=False, index=True),
+    Column("customer_id", String(64)),
 )
 
 broadcasts = Table(
