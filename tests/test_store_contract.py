@@ -593,23 +593,25 @@ def test_the_feed_reads_targeted_active_undismissed_notices(store: SqlStore) -> 
     store.dismiss("n/all", "2", datetime.now(UTC))
 
     def ids(customer: str) -> list[str]:
-        record, found = store.feed_rows(customer, STATUSES)
-        assert record is not None and record.id == customer
-        assert [i for i, _ in found] == [i for i, _ in store.notices_for(customer, STATUSES)]
-        return [i for i, _ in found]
+        return [i for i, _ in store.notices_for(customer, STATUSES)]
 
     # the newest first (the feed then orders by severity, keeping this order within one)
     assert ids("1") == ["n/starter-or-3", "n/pro", "n/all"]
     assert ids("2") == ["n/pro"]  # trialing pro; dismissed n/all
     assert ids("3") == ["n/starter-or-3", "n/all"]  # pro cancelled, starter expired; listed
     assert ids("4") == ["n/all"]
-    assert store.feed_rows("nobody", STATUSES) == (None, [])
-    record, found = store.feed_rows("1", STATUSES)
-    assert record == store.customer("1")
     assert (
-        dict(found)["n/pro"]
+        dict(store.notices_for("1", STATUSES))["n/pro"]
         == _notice(subject="n/pro", targets=Targets(products=("pro",))).spec_hash()
     )
+    # what the serve feed reads: the active notices in that order, and each customer's own
+    assert [i for i, _ in store.active_notices()] == ["n/starter-or-3", "n/pro", "n/all"]
+    assert store.feed_customer("nobody", STATUSES) is None
+    found = store.feed_customer("1", STATUSES)
+    assert found == (store.customer("1"), frozenset({"pro", "starter"}), frozenset())
+    assert store.feed_customer("2", STATUSES)[1:] == ({"pro"}, {"n/all"})  # type: ignore[index]
+    assert store.feed_customer("3", STATUSES)[1] == frozenset()  # type: ignore[index]
+    assert store.feed_customer("1", ())[1] == frozenset()  # type: ignore[index]
     assert store.dismissed("n/all", "2") and not store.dismissed("n/all", "1")
     store.dismiss("n/all", "2", datetime.now(UTC))  # twice is once
     assert ids("2") == ["n/pro"]

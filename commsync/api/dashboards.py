@@ -77,16 +77,17 @@ class DashboardService:
         now = time.time()
         self._require_customer(caller, customer_id, now)
         responses = self.responses
-        generation = responses.sync(self.store) if recheck else responses.generation
+        generation = responses.generation
+        if recheck:
+            generation, everyone = responses.sync(self.store)
+            if everyone:
+                self.feed.reload()  # the notices themselves may have changed
         kept = responses.get(customer_id, now)
         if kept is not None:
             return kept
-        customer, found, until = self.feed.for_customer(
-            customer_id, datetime.fromtimestamp(now, UTC)
-        )
-        if customer is None:
+        answer, until = self.feed.answer(customer_id, datetime.fromtimestamp(now, UTC))
+        if answer is None:
             raise NotFound("no such customer")
-        answer = FeedAnswer.of(customer.id, found)
         responses.put(customer_id, answer, until, generation)
         return answer
 

@@ -51,15 +51,22 @@ ORDER BY b.created_at DESC, b.id
 """
 
 
+_HELD_SQL = "SELECT product_slug FROM memberships WHERE customer_id = ? AND status IN ({marks})"
+_DISMISSED_SQL = "SELECT broadcast_id FROM dismissals WHERE customer_id = ?"
+_FEED_CUSTOMER_PG = (
+    "SELECT c.id, c.email, c.username, c.first_name, c.last_name, c.display_name, c.locale,"
+    " ARRAY(SELECT m.product_slug FROM memberships m"
+    "  WHERE m.customer_id = c.id AND m.status = ANY(%s)),"
+    " ARRAY(SELECT d.broadcast_id FROM dismissals d WHERE d.customer_id = c.id)"
+    " FROM customers c WHERE c.id = %s AND c.deleted_at IS NULL"
+)
+
+
 @functools.cache
-def _feed_sql(statuses: int, pg: bool) -> tuple[str, str, str]:
-    """(customer, notices, both in one round trip); parameters in text order."""
-    notices = _NOTICES_SQL.format(statuses=", ".join("?" * statuses) if statuses else "NULL")
-    both = (
-        f"SELECT c.*, n.id, n.spec_hash FROM ({_CUSTOMER_SQL}) c"
-        f" LEFT JOIN ({notices}) n ON 1 = 1 ORDER BY n.created_at DESC, n.id"
-    )
-    return driver_sql(_CUSTOMER_SQL, pg), driver_sql(notices, pg), driver_sql(both, pg)
+def _notices_sql(statuses: int, pg: bool) -> str:
+    """`_NOTICES_SQL` for that many statuses, with the driver's parameters in text order."""
+    marks = ", ".join("?" * statuses) if statuses else "NULL"
+    return driver_sql(_NOTICES_SQL.format(statuses=marks), pg)
 
 
 _GENERATION_SQL = "SELECT value FROM commsync_meta WHERE key = 'feed_generation'"
@@ -140,60 +147,48 @@ class DashboardsMixin:
             self._feed_watch.close()
             self._feed_watch = None
 
-    def feed_rows(
+    def feed_customer(
         self, customer_id: str, statuses: Sequence[str]
-    ) -> tuple[CustomerRecord | None, list[tuple[str, str]]]:
-        """The customer and `notices_for` them, on one connection with two prepared statements.
-
-        The feed's hot path: plain SQL with driver parameters, no expression building per request.
-        """
+    ) -> tuple[CustomerRecord, frozenset[str], frozenset[str]] | None:
+        """The customer (None: unknown or deleted), the products they hold in one of
+        `statuses`, and the notices they dismissed: what their feed needs besides the active
+        notices. On PostgreSQL one round trip; on SQLite three indexed reads."""
         pg = self.engine.dialect.name == "postgresql"
-        customer_sql, notices_sql, both_sql = _feed_sql(len(statuses), pg)
-        params = (customer_id, customer_id, *statuses, customer_id)
         with self.reader.connect() as conn:
-            # the DB-API cursor of the pooled connection: SQLAlchemy's result layer would double
-            # the cost of this request
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            notices: Sequence[Any]
+            # the DB-API cursor: SQLAlchemy's result layer would double the cost of this read
+            cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
-                if pg:  # one round trip
-                    cursor.execute(both_sql, (customer_id, *params))
-                    rows = cursor.fetchall()
-                    if not rows:
-                        return None, []
-                    customer, notices = rows[0][:7], [r[7:] for r in rows if r[7] is not None]
-                else:  # no round trips to save; two plain statements are cheaper than the join
-                    cursor.execute(customer_sql, (customer_id,))
-                    customer = cursor.fetchone()
-                    if customer is None:
-                        return None, []
-                    cursor.execute(notices_sql, params)
-                    notices = cursor.fetchall()
+                if pg:
+                    cursor.execute(_FEED_CUSTOMER_PG, (list(statuses), customer_id))
+                    row = cursor.fetchone()
+                    if row is None:
+                        return None
+                    return CustomerRecord(*row[:7]), frozenset(row[7]), frozenset(row[8])
+                cursor.execute(_CUSTOMER_SQL, (customer_id,))
+                row = cursor.fetchone()
+                if row is None:
+                    return None
+                marks = ", ".join("?" * len(statuses)) or "NULL"
+                cursor.execute(_HELD_SQL.format(marks=marks), (customer_id, *statuses))
+                held = frozenset(p for (p,) in cursor.fetchall())
+                cursor.execute(_DISMISSED_SQL, (customer_id,))
+                dismissed = frozenset(b for (b,) in cursor.fetchall())
+                return CustomerRecord(*row), held, dismissed
             finally:
                 cursor.close()
-        return CustomerRecord(*customer), [(str(r[0]), str(r[1])) for r in notices]
 
     def notices_for(self, customer_id: str, statuses: Sequence[str]) -> list[tuple[str, str]]:
         """(id, spec hash) of active notices targeted at the customer and not dismissed by them,
         newest first."""
-        notices_sql = _feed_sql(len(statuses), self.engine.dialect.name == "postgresql")[1]
+        notices_sql = _notices_sql(len(statuses), self.engine.dialect.name == "postgresql")
         params = (customer_id, customer_id, *statuses, customer_id)
         with self.reader.connect() as conn:
             return [(str(i), str(h)) for i, h, _ in conn.exec_driver_sql(notices_sql, params)]
 
-    def notice_specs(self, ids: Sequence[str]) -> dict[str, BroadcastSpec]:
-        if not ids:
-            return {}
-        query = select(t.broadcasts.c.id, t.broadcasts.c.spec).where(
-            t.broadcasts.c.id.in_(list(ids))
-        )
-        with self.reader.connect() as conn:
-            return {str(i): BroadcastSpec.from_json(spec) for i, spec in conn.execute(query)}
-
     def active_notices(self) -> list[tuple[str, BroadcastSpec]]:
         b = t.broadcasts.c
         kinds = (b.kind == BroadcastKind.NOTICE, b.status == BroadcastStatus.ACTIVE)
-        query = select(b.id, b.spec).where(*kinds)
+        query = select(b.id, b.spec).where(*kinds).order_by(b.created_at.desc(), b.id)
         with self.reader.connect() as conn:
             return [(str(i), BroadcastSpec.from_json(spec)) for i, spec in conn.execute(query)]
 

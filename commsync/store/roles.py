@@ -373,10 +373,11 @@ class Sends(Protocol):
 class Dashboards(Protocol):
     """The notices feed, dismissals and unsubscribes: what customers themselves do."""
 
-    def feed_rows(
+    def feed_customer(
         self, customer_id: str, statuses: Sequence[str]
-    ) -> tuple[CustomerRecord | None, list[tuple[str, str]]]:
-        """The customer (None: unknown) and (id, spec hash) of their visible notices, together."""
+    ) -> tuple[CustomerRecord, frozenset[str], frozenset[str]] | None:
+        """The customer (None: unknown), the products they hold in one of `statuses`, and the
+        ids of the notices they dismissed: with `active_notices`, all their feed needs."""
         ...
 
     def notices_for(self, customer_id: str, statuses: Sequence[str]) -> list[tuple[str, str]]:
@@ -388,10 +389,8 @@ class Dashboards(Protocol):
         unknown); cheap when nothing changed (the response cache asks on every request)."""
         ...
 
-    def notice_specs(self, ids: Sequence[str]) -> dict[str, BroadcastSpec]: ...
-
     def active_notices(self) -> list[tuple[str, BroadcastSpec]]:
-        """Every active notice, to compile them before the first request."""
+        """Every active notice, newest first (then by id): the feed's index of notices."""
         ...
 
     def dismiss(self, notice_id: str, customer_id: str, now: datetime) -> None:

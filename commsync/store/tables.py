@@ -258,6 +258,7 @@ dismissals = Table(
     Column("customer_id", String(64), nullable=False),
     Column("dismissed_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("broadcast_id", "customer_id"),
+    Index("ix_dismissals_customer", "customer_id", "broadcast_id"),  # a customer's, for the feed
 )
 
 suppressions = Table(

@@ -7,6 +7,8 @@ write increases in its own transaction. A `serve` process compares the generatio
 with the store's and drops what changed since (`store/dashboards.py`). Writers keep the newest
 rows only; a reader further behind than that drops everything.
 
+`ix_dismissals_customer`: a customer's dismissals, read when their feed is built.
+
 Revision ID: 0008
 Revises: 0007
 """
@@ -30,9 +32,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_feed_changes_seq", "feed_changes", ["seq"])
     op.execute("INSERT INTO commsync_meta (key, value) VALUES ('feed_generation', '0')")
+    op.create_index("ix_dismissals_customer", "dismissals", ["customer_id", "broadcast_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dismissals_customer", "dismissals")
     op.execute("DELETE FROM commsync_meta WHERE key = 'feed_generation'")
     op.drop_index("ix_feed_changes_seq", "feed_changes")
     op.drop_table("feed_changes")
