@@ -262,12 +262,14 @@ class Feed:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class FeedAnswer:
-    """A customer's feed as the response carries it: the JSON body and its entity tag."""
+    """A customer's feed as the response carries it: the JSON body and its entity tag (and
+    whatever the HTTP face made of them once, kept with them: `wire`)."""
 
     body: bytes
     etag: bytes  # quoted, as the ETag header carries it
+    wire: list[tuple[bytes, bytes]] | None = None
 
     @classmethod
     def of(cls, customer_id: str, notices: list[NoticeJson]) -> FeedAnswer:

@@ -432,9 +432,9 @@ class Service:
         return self._dashboard().feed
 
     def _dashboard(self) -> DashboardService:
-        from commsync.api.dashboards import DashboardService
+        if self._dashboards is None:  # imported here: the CLI's commands never need it
+            from commsync.api.dashboards import DashboardService
 
-        if self._dashboards is None:
             self._dashboards = DashboardService(self.ctx.store(), self.ctx.settings())
         return self._dashboards
 

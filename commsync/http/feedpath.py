@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 
 FEED_PATH = re.compile(r"^/v1/customers/([^/]+)/notices$")
 FEED_ERROR = "commsync.feed_error"  # in the scope: what the fast path's call raised
-# Dashboards revalidate every time (the widget's fetch sends If-None-Match) and share nothing.
-_CACHE_CONTROL = (b"cache-control", b"private, no-cache")
+# No Cache-Control: without one (and without Last-Modified) a browser keeps the response only
+# to revalidate it with If-None-Match, and a shared cache never stores a response to a request
+# that carried Authorization (RFC 9111 §3.5, §4.2.2) — what "private, no-cache" would say.
 
 
 def feed_headers(
@@ -44,12 +45,11 @@ def feed_headers(
 ) -> tuple[int, list[tuple[bytes, bytes]]]:
     """The status and headers of a feed response: 304 when the client holds this version."""
     if if_none_match is not None and _holds(if_none_match, answer.etag):
-        return 304, [(b"etag", answer.etag), _CACHE_CONTROL]
+        return 304, [(b"etag", answer.etag)]
     return 200, [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(answer.body)).encode()),
         (b"etag", answer.etag),
-        _CACHE_CONTROL,
     ]
 
 
@@ -92,7 +92,7 @@ class FeedFastPath:
         recheck = not self.asked
         try:
             answer = self.service.customer_feed(
-                match[1], Caller.http(authorization), recheck=recheck
+                match[1], Caller(False, authorization), recheck=recheck
             )
         except Exception as exc:  # the route raises it again, for FastAPI's handlers
             scope[FEED_ERROR] = exc
@@ -100,8 +100,14 @@ class FeedFastPath:
         if recheck:
             self.asked = True
             asyncio.get_running_loop().call_soon(self._next_turn)
-        status, headers = feed_headers(answer, if_none_match)
-        headers = with_security_headers([*headers, *cors_headers(scope)] if origin else headers)
+        if origin or if_none_match is not None:
+            status, headers = feed_headers(answer, if_none_match)
+            headers = with_security_headers([*headers, *cors_headers(scope)] if origin else headers)
+        else:  # the usual request: headers made once per kept answer
+            status, wire = 200, answer.wire
+            if wire is None:
+                wire = answer.wire = with_security_headers(feed_headers(answer, None)[1])
+            headers = wire
         self.metrics.feed(time.perf_counter() - started)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body if status == 200 else b""})
