@@ -1021,3 +1021,30 @@ def test_hostile_input_is_refused_clearly_and_changes_nothing(
     case: Case, results: dict[str, Future[Result]]
 ) -> None:
     assert problems(case, results[case.name].result()) == []
+
+
+def test_a_file_read_whole_even_when_it_grew_after_its_size_was_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file is read by the size its lstat gave, plus one byte to notice growth; one that grew
+    in between (a race no test can time, so lstat is made to answer early) is read on, up to the
+    limit, and refused past it."""
+    import os
+    from collections import namedtuple
+
+    from commsync.config.files import DirectoryTree, UnreadableFile
+
+    (tmp_path / "grew.yaml").write_bytes(b"a: 1\n" * 100)
+    real_lstat = Path.lstat
+    Stat = namedtuple("Stat", "st_mode st_size")
+
+    def early(self: Path) -> object:
+        info = real_lstat(self)
+        return Stat(info.st_mode, 10) if self.name == "grew.yaml" else info
+
+    monkeypatch.setattr(Path, "lstat", early)
+    tree = DirectoryTree(tmp_path)
+    assert tree.read("grew.yaml") == b"a: 1\n" * 100  # all 500 bytes, not the 10 lstat gave
+    with pytest.raises(UnreadableFile, match="is 101 bytes, more than the limit of 100 "):
+        tree.read("grew.yaml", max_bytes=100)
+    assert os.path.getsize(tmp_path / "grew.yaml") == 500

@@ -162,8 +162,12 @@ class DirectoryTree:
         if size > max_bytes:
             raise _too_big(size, max_bytes)
         with target.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
-        if len(data) > max_bytes:  # grew since stat
+            # what stat said, and one byte more to see it grew: `read(max_bytes + 1)` would
+            # allocate the whole limit (1 MiB) for every file, 0.3 ms each
+            data = handle.read(size + 1)
+            if len(data) > size:  # grew since stat: read on, up to the limit
+                data += handle.read(max_bytes + 1 - len(data))
+        if len(data) > max_bytes:
             raise _too_big(len(data), max_bytes)
         return data
 
