@@ -13,6 +13,12 @@ time and peak RSS for three cases:
   changed since the last plan;
 - re-plan: the store already holds what the first plan would create (the everyday CI case).
 
+The repository mixes notices and email broadcasts (3 in 10) targeting one product, two of the
+100 products, everyone, or five listed customers by id, email and username (some with a product
+too). `--scheduled` makes every email broadcast a scheduled one (`send_at`), the shape of a
+network that plans its sends ahead; `--customers 200000` the smaller network of issue 12's
+second shape.
+
 Floor (issue 2): first plan ≤ 3 s wall and ≤ 300 MB peak RSS on the 2-core CI machine.
 """
 
@@ -148,7 +154,7 @@ def _targets(rng: random.Random, customers: int) -> str:
     return f"  customers: [{', '.join(refs)}]\n{extra}"
 
 
-def build_repo(root: Path, customers: int, files: int = 2000) -> None:
+def build_repo(root: Path, customers: int, files: int = 2000, scheduled: bool = False) -> None:
     if root.exists():
         shutil.rmtree(root)
     rng = random.Random(2)
@@ -172,9 +178,12 @@ def build_repo(root: Path, customers: int, files: int = 2000) -> None:
             "Thanks, the team",
         ]
     )
+    send_at = datetime(2031, 1, 6, 9, 0, tzinfo=UTC).isoformat()
     for i in range(files):
         kind = "email" if i % 10 < 3 else "notice"
         extra = "message_type: warning\n" if kind == "notice" and i % 4 == 0 else ""
+        if scheduled and kind == "email":  # each send starts later, by the workers
+            extra = f"send_at: {send_at}\n"
         text = (
             f'kind: {kind}\nsubject: "Update {i} for {{{{ customer_name }}}}"\n{extra}targets:\n{_targets(rng, customers)}'
             "content: |\n"
@@ -255,6 +264,11 @@ def main() -> None:
     )
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--scheduled",
+        action="store_true",
+        help="every email broadcast (600 of the 2,000 files) scheduled with send_at",
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     base = WORK / f"store-{args.customers}.db"
@@ -273,9 +287,11 @@ def main() -> None:
     for suffix in ("-wal", "-shm"):
         Path(str(store) + suffix).unlink(missing_ok=True)
     repo = WORK / "repo"
-    build_repo(repo, args.customers)
+    build_repo(repo, args.customers, scheduled=args.scheduled)
+    shape = "; the 600 email broadcasts scheduled" if args.scheduled else ""
     print(
-        f"repository: {len(list(repo.rglob('*.yaml')))} YAML files (2,000 broadcasts, 13 overridden defaults)"
+        f"repository: {len(list(repo.rglob('*.yaml')))} YAML files (2,000 broadcasts, "
+        f"13 overridden defaults{shape})"
     )
     results = {}
     for case in ("first plan", "first plan, histogram kept", "re-plan"):

@@ -1,4 +1,9 @@
-"""The notices feed: which notices a customer sees right now, rendered for them."""
+"""The notices feed: which notices a customer sees right now, rendered for them.
+
+`Feed` builds a customer's feed from an index of the active notices (compiled once) and the
+customer's own data; `FeedResponses` keeps each customer's built response until the store says
+their feed changed; `FeedAnswer` is a response body with its entity tag.
+"""
 
 from __future__ import annotations
 
@@ -40,8 +45,8 @@ class NoticeJson(TypedDict):
 
 
 class _Active:
-    """One active notice in the feed's index: who it targets, its window, and its JSON object
-    as a `str.format_map` template when it only substitutes placeholders (`CompiledNotice.fast`),
+    """One active notice in the feed's index: its order of severity, whether it has a window,
+    and its JSON object as a `str.format_map` template when it only substitutes placeholders (`CompiledNotice.fast`),
     so a customer's copy costs one C-level call: static text JSON-escaped once, the values
     JSON-escaped once per customer (`r_NAME` as text, `e_NAME` HTML-escaped). JSON escaping
     commutes with concatenation, so the result is exactly `json.dumps` of `as_json`."""
