@@ -159,3 +159,28 @@ def test_two_serve_processes_see_each_others_writes(repo: Repo) -> None:
         dismissed = one.post("/v1/customers/1/notices/hello/dismiss", headers=one.bearer(token))
         assert dismissed.status_code == 204
         assert two.get("/v1/customers/1/notices", headers=headers).json()["notices"] == []
+
+
+def test_an_index_loaded_across_a_reload_is_not_kept(repo: Repo) -> None:
+    """A dismissal's thread may load the index of notices while the event loop learns that the
+    notices changed: the index that load returns may predate the change, so it is not kept.
+    (The store is wrapped only to run `reload` inside the load — a race no test can time.)"""
+    from commsync.api.context import Context
+    from commsync.api.feed import Feed
+
+    store = open_store(repo.store_url)
+    try:
+        feed = Feed(store, Context(Project(repo.root)).settings())
+
+        class ReloadWhileLoading:
+            def active_notices(self) -> list[Any]:
+                feed.reload()  # the loop learned of a change while this load ran
+                return store.active_notices()
+
+        feed.store = ReloadWhileLoading()  # type: ignore[assignment]
+        first = feed.index()
+        feed.store = store
+        assert feed.index() is not first  # not kept: loaded again
+        assert feed.index() is feed.index()  # a load with no reload meanwhile is kept
+    finally:
+        store.close()

@@ -164,17 +164,21 @@ class Feed:
         self.cache: OrderedDict[tuple[str, str], CompiledNotice] = OrderedDict()
         self.lock = Lock()
         self._index: _Index | None = None
+        self._reloads = 0  # how many times the index was forgotten
 
     def reload(self) -> None:
         """Forget the index of active notices: the next feed loads it again."""
         with self.lock:
             self._index = None
+            self._reloads += 1
 
     def index(self) -> _Index:
-        """The active notices, newest first, and whom they target."""
+        """The active notices, newest first, and whom they target. An index whose load began
+        before a `reload` is used by its caller but not kept: it may predate the change."""
         with self.lock:
             if self._index is not None:
                 return self._index
+            reloads = self._reloads
         active = self.store.active_notices()
         limits = self.settings.limits
         with self.lock:
@@ -186,8 +190,10 @@ class Feed:
                 kept[key] = compiled
                 notices.append(_Active(notice_id, compiled))
             self.cache = kept  # only the active ones: a notice no longer active is forgotten
-            self._index = _Index(notices)
-            return self._index
+            index = _Index(notices)
+            if reloads == self._reloads:
+                self._index = index
+            return index
 
     def warm(self) -> int:
         """Compile every active notice now, so the first dashboards after a start do not wait."""
