@@ -141,9 +141,19 @@ def plan_to_json(plan: Plan) -> JsonObject:
     return {"plan_id": plan.plan_id, **plan_body(plan)}
 
 
+_last_dumped: list[tuple[Plan, str]] = []  # the last plan written, and its text
+
+
 def dumps(plan: Plan) -> str:
-    """The plan document as `plan --format json` prints it and `plan --out` saves it."""
-    return json.dumps(plan_to_json(plan), indent=2, ensure_ascii=False) + "\n"
+    """The plan document as `plan --format json` prints it and `plan --out` saves it. The text
+    of the last plan is kept (by identity: plans are immutable): `plan --format json --out`
+    writes the same document twice, and indented JSON is written by Python's own encoder
+    (0.15 s for the 2,000 changes of bench/plan.py)."""
+    if _last_dumped and _last_dumped[0][0] is plan:
+        return _last_dumped[0][1]
+    text = json.dumps(plan_to_json(plan), indent=2, ensure_ascii=False) + "\n"
+    _last_dumped[:] = [(plan, text)]
+    return text
 
 
 def with_id(plan: Plan) -> Plan:
