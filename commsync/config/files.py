@@ -163,7 +163,7 @@ class DirectoryTree:
             raise _too_big(size, max_bytes)
         with target.open("rb") as handle:
             # what stat said, and one byte more to see it grew: `read(max_bytes + 1)` would
-            # allocate the whole limit (1 MiB) for every file, 0.3 ms each
+            # allocate the whole limit (1 MiB) for every file
             data = handle.read(size + 1)
             if len(data) > size:  # grew since stat: read on, up to the limit
                 data += handle.read(max_bytes + 1 - len(data))
