@@ -6,6 +6,7 @@ Implements the `Dashboards` and `Suppressions` roles of `SqlStore`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Sequence
@@ -76,29 +77,44 @@ _BEHIND = FEED_CHANGES_KEPT // 2
 
 
 class _FeedWatch:
-    """One connection kept for `feed_changes` on a SQLite file: `PRAGMA data_version` changes
-    on it exactly when another connection committed, so "nothing changed" costs one pragma."""
+    """One connection kept for `feed_changes`, so the question costs no pool checkout. On a
+    SQLite file `PRAGMA data_version` changes on it exactly when another connection committed,
+    so "nothing changed" costs one pragma; on PostgreSQL it is one single-row read (in
+    autocommit: no transaction is left open between questions)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, pg: bool) -> None:
         self.lock = threading.Lock()
+        self.pg = pg
         self.conn = engine.raw_connection()
-        self.cursor: Any = self.conn.driver_connection.cursor()  # type: ignore[union-attr]
+        driver: Any = self.conn.driver_connection
+        if pg:
+            driver.autocommit = True
+        self.cursor: Any = driver.cursor()
         self.data_version: int | None = None
         self.generation: int | None = None
 
     def changes(self, since: int | None) -> tuple[int, frozenset[str] | None]:
         with self.lock:
             cursor = self.cursor
-            version = cursor.execute("PRAGMA data_version").fetchone()[0]
-            if version == self.data_version and since is not None and since == self.generation:
-                return since, frozenset()
-            generation = int(cursor.execute(_GENERATION_SQL).fetchone()[0])
-            self.data_version, self.generation = version, generation
-            return generation, _changed(cursor, since, generation, pg=False)
+            if not self.pg:
+                version = cursor.execute("PRAGMA data_version").fetchone()[0]
+                if version == self.data_version and since is not None and since == self.generation:
+                    return since, frozenset()
+                self.data_version = None  # set again once the generation is read
+            cursor.execute(_GENERATION_SQL)
+            generation = int(cursor.fetchone()[0])
+            if not self.pg:
+                self.data_version = version
+            self.generation = generation
+            return generation, _changed(cursor, since, generation, self.pg)
 
-    def close(self) -> None:
-        self.cursor.close()
-        self.conn.close()  # back to its pool
+    def close(self, broken: bool = False) -> None:
+        with contextlib.suppress(Exception):  # a broken connection may fail to close
+            self.cursor.close()
+        if broken:
+            self.conn.invalidate()  # the pool makes a new one
+        else:
+            self.conn.close()  # back to its pool
 
 
 def _changed(cursor: Any, since: int | None, generation: int, pg: bool) -> frozenset[str] | None:
@@ -121,26 +137,27 @@ class DashboardsMixin:
         """The feed generation now, and whose notices feeds changed since generation `since`
         (None: everyone's — or `since` is None, or too long ago to tell). Every write that
         changes a feed records it (`sqlutil.feed_changed`); `serve`'s response cache asks this
-        on every request, so "nothing changed" is cheap: on a SQLite file one pragma on a kept
-        connection, on PostgreSQL one single-row read."""
-        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
-            None,
-            "",
-            ":memory:",
-        ):
-            watch = self._feed_watch
-            if watch is None:
-                watch = self._feed_watch = _FeedWatch(self.reader)
-            return watch.changes(since)
+        once per turn of its event loop, so "nothing changed" is cheap: on a SQLite file one
+        pragma, on PostgreSQL one single-row read, each on a connection kept for it."""
         pg = self.engine.dialect.name == "postgresql"
-        with self.reader.connect() as conn:
-            cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(_GENERATION_SQL)
-                generation = int(cursor.fetchone()[0])
-                return generation, _changed(cursor, since, generation, pg)
-            finally:
-                cursor.close()
+        if not pg and self.engine.url.database in (None, "", ":memory:"):
+            with self.reader.connect() as conn:  # one connection for everything: ask on it
+                cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    cursor.execute(_GENERATION_SQL)
+                    generation = int(cursor.fetchone()[0])
+                    return generation, _changed(cursor, since, generation, pg)
+                finally:
+                    cursor.close()
+        watch = self._feed_watch
+        if watch is None:
+            watch = self._feed_watch = _FeedWatch(self.reader, pg)
+        try:
+            return watch.changes(since)
+        except Exception:
+            self._feed_watch = None  # the next question opens another connection
+            watch.close(broken=True)
+            raise
 
     def close_feed_watch(self) -> None:
         if self._feed_watch is not None:
