@@ -266,3 +266,31 @@ def test_progress_shows_rows_and_rate_once_an_import_takes_over_two_seconds() ->
     assert out.getvalue() == line
     progress.done()
     assert out.getvalue().endswith("\n")
+
+
+def test_every_wrong_membership_line_is_named_at_once(backend: tuple[Repo, str]) -> None:
+    """A file with several kinds of problems (a repeated row, a deleted customer, an unknown
+    customer and product) names every wrong line in one refusal, and writes nothing."""
+    repo, url = backend
+    repo.write("data/three.csv", "id,email\n1,a@example.com\n2,b@example.com\n3,c@example.com\n")
+    assert repo.cli("customers", "import", "--sync", "--force", "data/three.csv").exit_code == 0
+    repo.write("data/two.csv", "id,email\n1,a@example.com\n2,b@example.com\n")
+    assert repo.cli("customers", "import", "--sync", "--force", "data/two.csv").exit_code == 0
+    repo.write(
+        "data/m.csv",
+        "customer_id,product,status\n1,pro,active\n1,pro,trialing\n3,pro,active\n"
+        "99,pro,active\n2,gold,active\n",
+    )
+    before = dump_store(url)
+    refused = repo.cli("memberships", "import", "data/m.csv")
+    assert refused.exit_code == 1
+    assert "4 errors found; nothing was changed" in refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if line.startswith("data/m.csv:")]
+    assert lines == [
+        "data/m.csv:3: error: duplicate row for 1, pro (first on line 2)",
+        "data/m.csv:4: error: customer '3' was marked deleted by `customers import --sync`"
+        " (import it again first)",
+        "data/m.csv:5: error: unknown customer '99' (import customers first)",
+        "data/m.csv:6: error: unknown product 'gold' (import products first)",
+    ]
+    assert dump_store(url) == before
