@@ -19,6 +19,10 @@ too). `--scheduled` makes every email broadcast a scheduled one (`send_at`), the
 network that plans its sends ahead; `--customers 200000` the smaller network of issue 12's
 second shape.
 
+Also times a fixed piece of Python and SQLite work in a fresh process (the reference) in the
+same run, and prints each case as a multiple of it: machines of this kind differ up to 2x in
+speed, and so does one machine from hour to hour.
+
 Floor (issue 2): first plan ≤ 3 s wall and ≤ 300 MB peak RSS on the 2-core CI machine.
 """
 
@@ -152,6 +156,30 @@ def _targets(rng: random.Random, customers: int) -> str:
         refs.append(rng.choice([str(n), f"c{n}@example.com", f"user{n}"]))
     extra = f"  products: [{rng.choice(PRODUCTS)}]\n" if roll > 0.95 else ""
     return f"  customers: [{', '.join(refs)}]\n{extra}"
+
+
+# The same-run reference: a fixed piece of CPU-bound Python and SQLite work in a fresh process
+# (start-up included), so figures from machines of different speed compare as multiples of it.
+REFERENCE = """
+import json, sqlite3
+doc = [{"id": i, "name": f"customer {i}", "tags": ["a", "b"], "n": i * 0.5} for i in range(40000)]
+for _ in range(3):
+    json.loads(json.dumps(doc))
+db = sqlite3.connect(":memory:")
+db.execute("CREATE TABLE t (a INTEGER, b TEXT)")
+db.executemany("INSERT INTO t VALUES (?, ?)", ((i % 997, str(i)) for i in range(300000)))
+db.execute("SELECT a, COUNT(*) FROM t GROUP BY a").fetchall()
+"""
+
+
+def reference(runs: int) -> float:
+    """Median wall time of the reference workload, `runs` times in fresh processes."""
+    walls = []
+    for _ in range(max(3, runs)):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", REFERENCE], check=True)
+        walls.append(time.perf_counter() - started)
+    return sorted(walls)[len(walls) // 2]
 
 
 def build_repo(root: Path, customers: int, files: int = 2000, scheduled: bool = False) -> None:
@@ -293,6 +321,8 @@ def main() -> None:
         f"repository: {len(list(repo.rglob('*.yaml')))} YAML files (2,000 broadcasts, "
         f"13 overridden defaults{shape})"
     )
+    ref = reference(args.runs)
+    print(f"reference (fixed Python + SQLite work, fresh process): median {ref:.2f} s")
     results = {}
     for case in ("first plan", "first plan, histogram kept", "re-plan"):
         if case == "re-plan":
@@ -310,7 +340,8 @@ def main() -> None:
         rss = max(r[1] for r in runs)
         results[case] = (walls[len(walls) // 2], walls[0], rss, runs[0][2])
         print(
-            f"{case}: median {walls[len(walls) // 2]:.2f} s, best {walls[0]:.2f} s, peak RSS {rss:.0f} MiB, exit {runs[0][2]}"
+            f"{case}: median {walls[len(walls) // 2]:.2f} s ({walls[len(walls) // 2] / ref:.2f}x the "
+            f"reference), best {walls[0]:.2f} s, peak RSS {rss:.0f} MiB, exit {runs[0][2]}"
         )
     wall, _, rss, _ = results["first plan"]
     verdict = "meets" if wall <= 3 and rss <= 300 else "MISSES"
