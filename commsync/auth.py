@@ -55,11 +55,6 @@ def issue_token(key: bytes, customer_id: str, expires: datetime) -> str:
     return f"v1.{payload}.{_sign(key, payload)}"
 
 
-def verify_token(key: bytes, token: str, now: datetime) -> str:
-    """The customer id the token was issued for; raises TokenError otherwise."""
-    return token_claims(key, token, now)[0]
-
-
 def token_claims(key: bytes, token: str, now: datetime) -> tuple[str, int]:
     """(customer id, expiry in seconds since the epoch) of a valid token; raises TokenError."""
     if not token.isascii() or len(token) > 4096:

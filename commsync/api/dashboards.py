@@ -13,11 +13,11 @@ from functools import cache
 from importlib.resources import files
 from typing import Protocol
 
-from commsync.api.access import Caller, require_customer, token_of
+from commsync.api.access import Caller, require_claims, require_customer, token_of
 from commsync.api.feed import Feed, FeedAnswer, FeedResponses
 from commsync.auth import TokenError
 from commsync.config.settings import Settings
-from commsync.errors import Conflict, Forbidden, NotFound
+from commsync.errors import Conflict, NotFound
 from commsync.model import SuppressionScope
 from commsync.render import pages
 from commsync.store.roles import Control, PlatformData
@@ -108,8 +108,7 @@ class DashboardService:
             self._verified[header] = claims
         elif claims[1] <= int(now):
             raise TokenError("expired token")
-        if claims[0] != customer_id:
-            raise Forbidden("this token is for another customer")
+        require_claims(claims, customer_id)
 
     def dismiss(self, customer_id: str, notice_id: str, caller: Caller) -> None:
         """Dismissing twice is dismissing once; a notice that is not dismissible is a conflict."""

@@ -283,11 +283,6 @@ class FeedAnswer:
     wire: list[tuple[bytes, bytes]] | None = None
 
     @classmethod
-    def of(cls, customer_id: str, notices: list[NoticeJson]) -> FeedAnswer:
-        body = json.dumps({"customer": customer_id, "notices": notices}, separators=(",", ":"))
-        return cls.of_body(body.encode())
-
-    @classmethod
     def of_body(cls, body: bytes) -> FeedAnswer:
         return cls(body, b'"' + hashlib.blake2b(body, digest_size=12).hexdigest().encode() + b'"')
 
