@@ -4,9 +4,9 @@ One event loop drives one coroutine per connection. Each takes the next queued r
 source (which reads rows in batches and drops suppressed addresses), builds that recipient's
 message, waits for the shared rate limiter, has the row marked `sending` (committed) just before
 talking to the server, and records the outcome. The outcome of one message is committed with the
-`sending` mark of the next, and all connections' marks made in the same turn of the loop share one
-transaction (group commit). Each connection has at most one row `sending` at any moment, so a
-crash leaves at most `connections` rows uncertain. Transient failures are retried in later passes.
+`sending` mark of the next, and the connections' marks share transactions (group commit: a commit
+waits until every running connection asks, or at most `GATHER` after the first). Each connection
+has at most one row `sending` at any moment, so a crash leaves at most `connections` rows uncertain. Transient failures are retried in later passes.
 """
 
 from __future__ import annotations
@@ -75,33 +75,60 @@ class SendJob:
 
 
 class _Committer:
-    """Group commit: every transition requested in one turn of the loop shares a transaction."""
+    """Group commit: the transitions of the connections share a transaction.
+
+    A commit waits until every running connection has asked for one (they then talk to the
+    server together and come back together), or at most `GATHER` seconds after the first
+    request, so a connection busy elsewhere (a slow reply, the rate limiter) holds the others up
+    only that long. Each connection still waits for its own commit before it talks to the
+    server: every `sending` mark is committed before its message goes out.
+    """
 
     def __init__(self, ledger: Ledger, claimer: str | None) -> None:
         self.ledger = ledger
         self.claimer = claimer
         self.waiting: list[tuple[Sequence[Record], int | None, asyncio.Future[bool]]] = []
+        self.running = 0  # connections that may still ask for a transition
+        self.timer: asyncio.TimerHandle | None = None
 
     def _flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         waiting, self.waiting = self.waiting, []
+        if not waiting:
+            return
         try:
             results = self.ledger.transitions(
                 [(done, start) for done, start, _ in waiting], self.claimer
             )
         except Exception as exc:  # every waiter learns of it
             for _, _, future in waiting:
-                future.set_exception(exc)
+                if not future.done():
+                    future.set_exception(exc)
             return
         for (_, _, future), started in zip(waiting, results, strict=True):
-            future.set_result(started)
+            if not future.done():  # its connection was cancelled meanwhile
+                future.set_result(started)
 
     async def transition(self, done: Sequence[Record], start: int | None) -> bool:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
-        if not self.waiting:
-            loop.call_soon(self._flush)
         self.waiting.append((done, start, future))
+        if len(self.waiting) >= self.running:
+            loop.call_soon(self._flush)
+        elif self.timer is None:
+            self.timer = loop.call_later(GATHER, self._flush)
         return await future
+
+    def leave(self) -> None:
+        """A connection stopped: the others no longer wait for it."""
+        self.running -= 1
+        if self.waiting and len(self.waiting) >= self.running:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+
+GATHER = 0.001
 
 
 log = logging.getLogger(__name__)
@@ -203,6 +230,7 @@ class _Run:
     async def _connection(self, slot: int, source: Source | Claims) -> None:
         pending: tuple[LedgerRow, Record] | None = None
         broken = 0
+        self.committer.running += 1
         try:
             while (
                 not self.given_up[slot]
@@ -237,7 +265,10 @@ class _Run:
                 elif broken:
                     await asyncio.sleep(self.policy.reconnect_delay(broken))
         finally:
-            await self._settle(pending, None)
+            try:
+                await self._settle(pending, None)
+            finally:
+                self.committer.leave()
 
     async def run_due(self, now: datetime) -> int:
         """One round of the delivery worker: send what is due now; returns how many were claimed."""

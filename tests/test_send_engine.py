@@ -1,0 +1,149 @@
+"""The ledger loop's group commit: the connections' transitions share transactions, and no
+connection talks to the server before its own `sending` mark is committed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from commsync.delivery import engine
+from commsync.delivery.engine import _Committer
+from commsync.model import DeliveryStatus, Record
+from commsync.store.ledger import SqlLedger
+from tests.helpers import Repo, seed, settings_for
+from tests.smtp_server import Recorder, SmtpServer
+
+
+class _Recording:
+    """A ledger that records each transaction's transitions (the unit under test is the
+    committer's grouping, not the SQL)."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.batches: list[list[int | None]] = []
+        self.fail = fail
+
+    def transitions(
+        self, batch: Sequence[tuple[Sequence[Record], int | None]], claimer: str | None = None
+    ) -> list[bool]:
+        if self.fail is not None:
+            raise self.fail
+        self.batches.append([start for _, start in batch])
+        return [start is None or start % 2 == 0 for _, start in batch]
+
+
+def _committer(ledger: _Recording, running: int) -> _Committer:
+    committer = _Committer(ledger, None)  # type: ignore[arg-type]
+    committer.running = running
+    return committer
+
+
+def test_every_running_connection_shares_one_transaction() -> None:
+    ledger = _Recording()
+
+    async def main() -> list[bool]:
+        committer = _committer(ledger, 3)
+        return list(await asyncio.gather(*(committer.transition([], n) for n in (1, 2, 4))))
+
+    assert asyncio.run(main()) == [False, True, True]  # each learns its own row's result
+    assert ledger.batches == [[1, 2, 4]]
+
+
+def test_a_busy_connection_holds_the_others_up_only_briefly() -> None:
+    ledger = _Recording()
+
+    async def main() -> None:
+        committer = _committer(ledger, 3)
+
+        async def late() -> bool:
+            await asyncio.sleep(0.5)  # e.g. waiting for a slow reply from the server
+            return await committer.transition([], 8)
+
+        early = asyncio.gather(committer.transition([], 2), committer.transition([], 4))
+        await asyncio.wait_for(early, 0.4)  # committed after GATHER, not after the slow one
+        assert ledger.batches == [[2, 4]]
+        assert await late()
+
+    asyncio.run(main())
+    assert ledger.batches == [[2, 4], [8]]
+
+
+def test_a_connection_that_stops_releases_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "GATHER", 3600.0)  # only `leave` can release the waiter
+    ledger = _Recording()
+
+    async def main() -> bool:
+        committer = _committer(ledger, 2)
+        waiting = asyncio.ensure_future(committer.transition([], 6))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        committer.leave()
+        return await asyncio.wait_for(waiting, 5)
+
+    assert asyncio.run(main())
+    assert ledger.batches == [[6]]
+
+
+def test_a_failed_commit_reaches_every_waiter() -> None:
+    ledger = _Recording(fail=RuntimeError("the store went away"))
+
+    async def main() -> list[object]:
+        committer = _committer(ledger, 2)
+        calls = (committer.transition([], 2), committer.transition([], 4))
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    results = asyncio.run(main())
+    assert [str(r) for r in results] == ["the store went away"] * 2
+
+
+def test_a_broadcast_over_four_connections_commits_about_once_per_four_messages(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end against a real SMTP server: with the timer out of the way, transactions are
+    formed only by the connections meeting (or leaving), and each message still goes out once,
+    after its row was committed `sending`."""
+    monkeypatch.setattr(engine, "GATHER", 3600.0)
+    transactions: list[int] = []
+    sending_before_data: list[bool] = []
+    real = SqlLedger.transitions
+
+    def counted(self: SqlLedger, batch, claimer=None):  # type: ignore[no-untyped-def]
+        transactions.append(len(batch))
+        return real(self, batch, claimer)
+
+    monkeypatch.setattr(SqlLedger, "transitions", counted)
+    recorder = Recorder()
+    original = recorder.handle_DATA
+    store_url = repo.store_url
+
+    async def checked(server, session, envelope):  # type: ignore[no-untyped-def]
+        import sqlalchemy as sa
+
+        engine_ = sa.create_engine(store_url)
+        with engine_.connect() as conn:
+            status = conn.execute(
+                sa.text("SELECT status FROM deliveries WHERE email = :e"),
+                {"e": envelope.rcpt_tos[0]},
+            ).scalar_one()
+        engine_.dispose()
+        sending_before_data.append(status == DeliveryStatus.SENDING)
+        return await original(server, session, envelope)
+
+    recorder.handle_DATA = checked  # type: ignore[method-assign]
+    with SmtpServer(recorder) as server:
+        repo.write(
+            "commsync.yaml", settings_for(server.url, connections=4, extra="imports: none\n")
+        )
+        seed(repo, 200)
+        repo.write(
+            "broadcasts/news.yaml",
+            "kind: email\nsubject: News\ntargets: {all: true}\ncontent: Hi\n",
+        )
+        repo.commit_all("news")
+        result = repo.cli("apply", "--yes")
+        assert result.exit_code == 0, result.output
+    assert sorted(recorder.by_recipient().values()) == [1] * 200
+    assert sending_before_data == [True] * 200
+    assert sum(transactions) == 200 + 4  # each message's start, then each connection's last
+    assert len(transactions) <= 200 / 4 + 8
