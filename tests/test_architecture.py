@@ -231,7 +231,8 @@ def test_token_and_validate_load_only_what_they_use(repo: Repo) -> None:
     """`token` reads commsync.yaml and the store: not the planner, the renderer, Jinja2, the
     event service, the delivery engine, GitPython, or psycopg for a SQLite store. `validate`
     needs the loader, the planner's checks and templates, but neither the delivery engine nor
-    psycopg. (A module check, not a timer: bench/run-all times start-up.)"""
+    psycopg; `plan` and `apply` on SQLite neither psycopg nor the PostgreSQL dialect. (A module
+    check, not a timer: bench/run-all times start-up.)"""
     repo.import_data()
     heavy = [
         "jinja2",
@@ -247,16 +248,15 @@ def test_token_and_validate_load_only_what_they_use(repo: Repo) -> None:
         "commsync.apply",
         "commsync.repo.loader",
     ]
-    code = (
-        "import atexit, sys\n"
-        f"atexit.register(lambda: print([m for m in {heavy!r} if m in sys.modules],"
-        " file=sys.stderr))\n"
-        "sys.argv = ['commsync', '-C', sys.argv[1], *sys.argv[2:]]\n"
-        "from commsync.cli import main\n"
-        "main()\n"
-    )
-
-    def loaded(*args: str) -> list[str]:
+    def loaded(*args: str, watch: list[str] = heavy) -> list[str]:
+        code = (
+            "import atexit, sys\n"
+            f"atexit.register(lambda: print([m for m in {watch!r} if m in sys.modules],"
+            " file=sys.stderr))\n"
+            "sys.argv = ['commsync', '-C', sys.argv[1], *sys.argv[2:]]\n"
+            "from commsync.cli import main\n"
+            "main()\n"
+        )
         done = subprocess.run(
             [sys.executable, "-c", code, str(repo.root), *args], capture_output=True, text=True
         )
@@ -267,6 +267,10 @@ def test_token_and_validate_load_only_what_they_use(repo: Repo) -> None:
     assert loaded("token", "1") == []
     checking = {"jinja2", "commsync.plan", "commsync.render", "commsync.repo.loader"}
     assert set(loaded("validate")) <= checking
+    # nor do plan and apply on a SQLite store load PostgreSQL's driver or SQLAlchemy's dialect
+    postgresql = ["psycopg", "sqlalchemy.dialects.postgresql"]
+    assert loaded("plan", watch=postgresql) == []
+    assert loaded("apply", "--yes", watch=postgresql) == []
 
 
 def test_modules_stay_small_or_say_why() -> None:

@@ -27,7 +27,7 @@ from commsync.errors import CommsyncError
 from commsync.model import BroadcastSpec
 from commsync.plan.model import Action, Plan, Verb
 from commsync.render.message import RenderError
-from commsync.store.failures import STORE_ERRORS, describe
+from commsync.store.failures import describe, store_errors
 from commsync.store.roles import ManagedObjects, Sends
 
 
@@ -158,7 +158,7 @@ class Executor:
             self.listener.action_started(action)
         try:
             ok, detail, delivery = self.persist(step.effect)
-        except EXPECTED as exc:  # one action's failure must not stop the others; a bug does
+        except expected() as exc:  # one action's failure must not stop the others; a bug does
             ok, detail, delivery = False, f"failed: {_reason(exc)}", None
         if ok and delivery is None and not detail:
             detail = _DONE.get(action.action, "updated")
@@ -179,13 +179,14 @@ class Executor:
 
 # What an action can fail of without a bug: the store, the settings (a transport URL), a
 # template that cannot be compiled, the file system.
-EXPECTED: tuple[type[Exception], ...] = (CommsyncError, RenderError, OSError, *STORE_ERRORS)
+def expected() -> tuple[type[Exception], ...]:
+    return (CommsyncError, RenderError, OSError, *store_errors())
 
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, CommsyncError):
         return exc.message
-    return describe(exc) if isinstance(exc, STORE_ERRORS) else f"{type(exc).__name__}: {exc}"
+    return describe(exc) if isinstance(exc, store_errors()) else f"{type(exc).__name__}: {exc}"
 
 
 def _delivery_summary(r: DeliveryReport, finished: bool) -> str:

@@ -35,7 +35,7 @@ from commsync.delivery.transports import parse_transport
 from commsync.errors import StoreError
 from commsync.model import BroadcastStatus, LedgerRow
 from commsync.render.message import Built, RenderError, date_header
-from commsync.store.failures import STORE_ERRORS, describe
+from commsync.store.failures import describe, store_errors
 from commsync.store.roles import Ledger, Sends
 
 Clock = Callable[[], datetime]
@@ -134,7 +134,7 @@ class Worker:
                 try:
                     await self._connected(report, loop=loop, stop=stop, poll=poll)
                     return report
-                except STORE_ERRORS as exc:
+                except store_errors() as exc:
                     backoff = self._backoff(backoff)
                     self.health.failed(self.clock(), describe(exc))
                     if not loop:
@@ -234,7 +234,7 @@ class Worker:
             await _idle(interval, stop)
             try:
                 self._alive(ledger)
-            except STORE_ERRORS:  # the rounds meet the same failure and reconnect
+            except store_errors():  # the rounds meet the same failure and reconnect
                 return
 
     def _schedule(self, now: datetime) -> None:
@@ -287,7 +287,7 @@ class Worker:
 
 def _quietly(action: Callable[..., object], *args: object) -> None:
     """Clean-up on a connection that may be broken: a failure here changes nothing."""
-    with contextlib.suppress(*STORE_ERRORS):
+    with contextlib.suppress(*store_errors()):
         action(*args)
 
 

@@ -7,6 +7,7 @@ next round) catch these, and only these: anything else is a bug and keeps its tr
 from __future__ import annotations
 
 import sqlite3
+import sys
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,13 +24,22 @@ def _driver_errors() -> tuple[type[Exception], ...]:
 
 
 def __getattr__(name: str) -> Any:
-    # STORE_ERRORS is built when first imported: psycopg costs 50 ms of start-up, which commands
-    # that never catch a store failure by class (`token`, `validate`) need not pay.
+    # STORE_ERRORS, every driver's errors (serve's 503 handlers), is built when first imported:
+    # psycopg costs 50 ms of start-up. Commands catch `store_errors()` instead.
     if name == "STORE_ERRORS":
         errors = (StoreError, SQLAlchemyError, sqlite3.Error, *_driver_errors())
         globals()[name] = errors
         return errors
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def store_errors() -> tuple[type[Exception], ...]:
+    """What a store failure can be now: psycopg's errors once psycopg is loaded (opening a
+    PostgreSQL store loads it; before that none of its errors can be raised). Evaluated where an
+    error is caught, so a SQLite command never pays psycopg's 50 ms import."""
+    psycopg = sys.modules.get("psycopg")
+    base = (StoreError, SQLAlchemyError, sqlite3.Error)
+    return (*base, psycopg.Error) if psycopg is not None else base
 
 
 if TYPE_CHECKING:

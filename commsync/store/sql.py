@@ -80,6 +80,7 @@ def create_store_engine(url: str, pool_size: int = 5) -> Engine:
             raise ConfigError(
                 "a PostgreSQL store needs `pip install 'commsync[postgres]'`"
             ) from exc
+        t.declare_postgresql()
         return create_engine(
             parsed,
             pool_pre_ping=True,

@@ -244,10 +244,20 @@ deliveries = Table(
     Column("message", LargeBinary),
     UniqueConstraint("send_id", "email_key"),
     # Partial indexes over queued rows only: a row leaves them once, when it starts sending, so
-    # the per-message status changes touch as few index pages as possible.
-    Index("ix_deliveries_queued", "send_id", "id", sqlite_where=_QUEUED, postgresql_where=_QUEUED),
-    Index("ix_deliveries_due", "due_at", sqlite_where=_QUEUED, postgresql_where=_QUEUED),
+    # the per-message status changes touch as few index pages as possible. (PostgreSQL's WHERE:
+    # `declare_postgresql`.)
+    Index("ix_deliveries_queued", "send_id", "id", sqlite_where=_QUEUED),
+    Index("ix_deliveries_due", "due_at", sqlite_where=_QUEUED),
 )
+
+
+def declare_postgresql() -> None:
+    """The PostgreSQL side of the partial indexes, declared when a PostgreSQL store is opened:
+    naming a dialect's option loads that dialect (20–45 ms of every command's start-up), which
+    a SQLite store never needs. The migrations create the indexes either way."""
+    for index in deliveries.indexes:
+        if index.name in ("ix_deliveries_queued", "ix_deliveries_due"):
+            index.dialect_kwargs["postgresql_where"] = _QUEUED
 
 dismissals = Table(
     "dismissals",
