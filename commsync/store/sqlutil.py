@@ -65,10 +65,12 @@ def insert_for(dialect_name: str, table: Table) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL); imported here, so a
     SQLite store never loads the PostgreSQL dialect (20 ms of start-up)."""
     if dialect_name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:

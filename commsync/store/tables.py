@@ -259,6 +259,7 @@ def declare_postgresql() -> None:
         if index.name in ("ix_deliveries_queued", "ix_deliveries_due"):
             index.dialect_kwargs["postgresql_where"] = _QUEUED
 
+
 dismissals = Table(
     "dismissals",
     metadata,
