@@ -248,6 +248,7 @@ def test_token_and_validate_load_only_what_they_use(repo: Repo) -> None:
         "commsync.apply",
         "commsync.repo.loader",
     ]
+
     def loaded(*args: str, watch: list[str] = heavy) -> list[str]:
         code = (
             "import atexit, sys\n"
