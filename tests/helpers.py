@@ -130,6 +130,19 @@ def settings_for(transport: str, *, connections: int = 4, extra: str = "") -> st
     return SETTINGS + f"  transport: {transport}\n  connections: {connections}\n" + extra
 
 
+def news_to_everyone(repo: Repo, transport: str, count: int, *, connections: int = 4) -> None:
+    """A repository sending through `transport`, `count` seeded customers, and one email
+    broadcast to all of them (`broadcasts/news.yaml`), committed."""
+    repo.write(
+        "commsync.yaml", settings_for(transport, connections=connections, extra="imports: none\n")
+    )
+    seed(repo, count)
+    repo.write(
+        "broadcasts/news.yaml", "kind: email\nsubject: News\ntargets: {all: true}\ncontent: Hi\n"
+    )
+    repo.commit_all("news")
+
+
 def seed(repo: Repo, count: int, product_every: int = 2) -> None:
     """`count` customers c1…cN (first name FirstN), products pro and basic; every
     `product_every`-th customer has an active pro membership, the others basic."""

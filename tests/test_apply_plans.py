@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.helpers import Repo, run_cli, seed, settings_for
+from tests.helpers import Repo, news_to_everyone, run_cli, seed, settings_for
 from tests.smtp_server import Recorder, SmtpServer, wait_for
 
 
@@ -23,15 +23,7 @@ def _exe() -> str:
 def test_two_concurrent_applies_one_waits_out_and_nothing_is_sent_twice(repo: Repo) -> None:
     recorder = Recorder(delay=0.004)
     with SmtpServer(recorder) as server:
-        repo.write(
-            "commsync.yaml", settings_for(server.url, connections=2, extra="imports: none\n")
-        )
-        seed(repo, 600)
-        repo.write(
-            "broadcasts/news.yaml",
-            "kind: email\nsubject: News\ntargets: {all: true}\ncontent: Hi\n",
-        )
-        repo.commit_all("news")
+        news_to_everyone(repo, server.url, 600, connections=2)
         first = subprocess.Popen(
             [_exe(), "-C", str(repo.root), "apply", "--yes"],
             stdout=subprocess.PIPE,

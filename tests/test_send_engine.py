@@ -12,7 +12,7 @@ from commsync.delivery import engine
 from commsync.delivery.engine import _Committer
 from commsync.model import DeliveryStatus, Record
 from commsync.store.ledger import SqlLedger
-from tests.helpers import Repo, seed, settings_for
+from tests.helpers import Repo, news_to_everyone
 from tests.smtp_server import Recorder, SmtpServer
 
 
@@ -132,15 +132,7 @@ def test_a_broadcast_over_four_connections_commits_about_once_per_four_messages(
 
     recorder.handle_DATA = checked  # type: ignore[method-assign]
     with SmtpServer(recorder) as server:
-        repo.write(
-            "commsync.yaml", settings_for(server.url, connections=4, extra="imports: none\n")
-        )
-        seed(repo, 200)
-        repo.write(
-            "broadcasts/news.yaml",
-            "kind: email\nsubject: News\ntargets: {all: true}\ncontent: Hi\n",
-        )
-        repo.commit_all("news")
+        news_to_everyone(repo, server.url, 200, connections=4)
         result = repo.cli("apply", "--yes")
         assert result.exit_code == 0, result.output
     assert sorted(recorder.by_recipient().values()) == [1] * 200
