@@ -294,3 +294,38 @@ def test_every_wrong_membership_line_is_named_at_once(backend: tuple[Repo, str])
         "data/m.csv:6: error: unknown product 'gold' (import products first)",
     ]
     assert dump_store(url) == before
+
+
+def test_a_sqlite_memberships_import_leaves_every_connection_checking_foreign_keys(
+    repo: Repo,
+) -> None:
+    """The import turns SQLite's per-row foreign-key lookups off for its own transaction (it
+    checked every reference itself): after it — merged or refused — each pooled connection
+    checks them again, and a membership of an unknown customer is refused by the database."""
+    import sqlalchemy as sa
+
+    from commsync.model import MembershipRecord
+    from commsync.store.roles import RowsRefused
+
+    repo.import_data()
+    store = open_store(repo.store_url)
+    try:
+        counts = store.import_memberships([(2, MembershipRecord("1", "starter", "active"))])
+        assert (counts.inserted, counts.updated) in ((1, 0), (0, 1), (0, 0))
+        with pytest.raises(RowsRefused):
+            store.import_memberships([(2, MembershipRecord("nobody", "starter", "active"))])
+        conns = [store.engine.connect() for _ in range(store.engine.pool.checkedin() + 1)]
+        try:
+            for conn in conns:
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+                conn.rollback()
+            with pytest.raises(sa.exc.IntegrityError), conns[0].begin():
+                conns[0].exec_driver_sql(
+                    "INSERT INTO memberships (customer_id, product_slug, status, updated_at)"
+                    " VALUES ('nobody', 'starter', 'active', '2026-01-01 00:00:00')"
+                )
+        finally:
+            for conn in conns:
+                conn.close()
+    finally:
+        store.close()
