@@ -5,7 +5,9 @@
 Writes (once, cached in bench/.work/import/) a CSV of N customers and one of M memberships over
 100 products, then times the real commands as subprocesses into a fresh store: products, then
 customers, then memberships — first into an empty store (all inserts), then again (all updates,
-the nightly re-import). Prints the machine, each step's wall time, rows per second and peak RSS.
+the nightly re-import). Prints the machine, each step's wall time, rows per second and peak RSS,
+and each time as a multiple of bench/plan.py's same-run reference (fixed Python and SQLite work
+in a fresh process): machines of this kind differ up to 2x, and so does one machine by the hour.
 
 Target (issue 12): ≥ 100,000 rows/s; 1M customers + 1.5M memberships ≤ 30 s, flat memory.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "import"
 sys.path.insert(0, str(HERE))
-from plan import machine  # noqa: E402
+from plan import machine, reference  # noqa: E402
 from send import timed_commsync  # noqa: E402
 
 STATUSES = ["active"] * 7 + ["trialing", "cancelled", "expired"]
@@ -89,6 +91,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}")
     data = _files(args.customers, args.memberships)
+    ref = reference(3)
+    print(
+        f"reference (fixed Python + SQLite work, fresh process, as bench/plan.py): median {ref:.2f} s"
+    )
     store = args.store
     if store and store.startswith("postgresql"):
         store = _fresh_schema(store)
@@ -101,8 +107,8 @@ def main() -> None:
         ):
             wall, rss, out = timed_commsync(root, kind, "import", str(data / f"{kind}.csv"))
             print(
-                f"{kind} import {run}: {rows:,} rows in {wall:.1f} s, {rows / wall:,.0f} rows/s, "
-                f"peak RSS {rss:.0f} MiB ({out.strip()})"
+                f"{kind} import {run}: {rows:,} rows in {wall:.1f} s ({wall / ref:.1f}x the "
+                f"reference), {rows / wall:,.0f} rows/s, peak RSS {rss:.0f} MiB ({out.strip()})"
             )
 
 
