@@ -55,15 +55,18 @@ def test_a_busy_connection_holds_the_others_up_only_briefly() -> None:
 
     async def main() -> None:
         committer = _committer(ledger, 3)
+        busy = asyncio.Event()  # e.g. waiting for a slow reply from the server
 
         async def late() -> bool:
-            await asyncio.sleep(0.5)  # e.g. waiting for a slow reply from the server
+            await busy.wait()
             return await committer.transition([], 8)
 
+        third = asyncio.ensure_future(late())
         early = asyncio.gather(committer.transition([], 2), committer.transition([], 4))
-        await asyncio.wait_for(early, 0.4)  # committed after GATHER, not after the slow one
+        await asyncio.wait_for(early, 5)  # only GATHER's timer can commit them: 8 never asked
         assert ledger.batches == [[2, 4]]
-        assert await late()
+        busy.set()
+        assert await third
 
     asyncio.run(main())
     assert ledger.batches == [[2, 4], [8]]
