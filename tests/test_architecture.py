@@ -231,7 +231,8 @@ def test_token_and_validate_load_only_what_they_use(repo: Repo) -> None:
     """`token` reads commsync.yaml and the store: not the planner, the renderer, Jinja2, the
     event service, the delivery engine, GitPython, or psycopg for a SQLite store. `validate`
     needs the loader, the planner's checks and templates, but neither the delivery engine nor
-    psycopg; `plan` and `apply` on SQLite neither psycopg nor the PostgreSQL dialect. (A module
+    SQLAlchemy (it reads a SQLite store's references directly); `plan` and `apply` on SQLite
+    neither psycopg nor the PostgreSQL dialect. (A module
     check, not a timer: bench/run-all times start-up.)"""
     repo.import_data()
     heavy = [
@@ -268,6 +269,8 @@ def test_token_and_validate_load_only_what_they_use(repo: Repo) -> None:
     assert loaded("token", "1") == []
     checking = {"jinja2", "commsync.plan", "commsync.render", "commsync.repo.loader"}
     assert set(loaded("validate")) <= checking
+    # validate reads a SQLite store's references over the driver: no SQLAlchemy at all
+    assert loaded("validate", watch=["sqlalchemy", "psycopg", "alembic"]) == []
     # nor do plan and apply on a SQLite store load PostgreSQL's driver or SQLAlchemy's dialect
     postgresql = ["psycopg", "sqlalchemy.dialects.postgresql"]
     assert loaded("plan", watch=postgresql) == []

@@ -112,6 +112,68 @@ def test_customer_refs_match_id_email_any_case_and_username(store: SqlStore) -> 
     assert store.product_slugs() == frozenset({"pro", "starter", "empty"})
 
 
+def test_the_light_sqlite_reader_answers_references_as_the_store_does(tmp_path: Path) -> None:
+    """`validate` reads a SQLite store's references without SQLAlchemy: the same answers as the
+    store's, for ids, emails in any case, usernames, ambiguous and unknown refs (more refs than
+    one query's chunk)."""
+    from commsync.store.light import open_references
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = open_store(url)
+    try:
+        _seed(store)
+        refs = ["ada@example.COM", "grace", "3", "nobody", "1", "KAT@example.net", "aturing"]
+        refs += [f"missing-{i}" for i in range(700)]
+        light = open_references(url)
+        assert light is not None
+        assert light.match_customers(refs) == store.match_customers(refs)
+        assert light.product_slugs() == store.product_slugs()
+    finally:
+        store.close()
+
+
+def test_the_light_reader_steps_aside_for_any_store_it_cannot_read_as_it_is(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A store to create, to migrate, or not a SQLite file: the store itself is opened (which
+    creates, migrates or refuses it)."""
+    from commsync.store.light import open_references
+
+    assert open_references(f"sqlite:///{tmp_path / 'none.db'}") is None
+    assert open_references("sqlite://") is None
+    assert open_references("sqlite:///relative.db") is None
+    assert open_references(pg_url) is None
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    open_store(url).close()
+    assert open_references(url) is not None
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0007'"))
+    engine.dispose()
+    assert open_references(url) is None
+    (tmp_path / "junk.db").write_bytes(b"not a database")
+    assert open_references(f"sqlite:///{tmp_path / 'junk.db'}") is None
+
+
+def test_a_store_the_light_reader_cannot_read_is_a_store_error(tmp_path: Path) -> None:
+    """Past the revision check, a failing read is named as the store's, not a crash."""
+    import sqlite3
+
+    from commsync.errors import StoreError
+    from commsync.store.light import open_references
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    open_store(url).close()
+    light = open_references(url)
+    assert light is not None
+    with sqlite3.connect(tmp_path / "store.db") as conn:
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("DROP TABLE customers")
+    with pytest.raises(StoreError, match=r"cannot read the store .*no such table: customers"):
+        light.match_customers(["1"])
+    assert light.product_slugs() == frozenset()
+
+
 def test_audiences_follow_statuses_and_count_each_customer_once(store: SqlStore) -> None:
     _seed(store)
     selections = {

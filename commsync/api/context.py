@@ -13,9 +13,9 @@ from commsync.config.yamlpos import load_yaml
 from commsync.diagnostics import has_errors
 from commsync.errors import ConfigError, ValidationFailed
 from commsync.store.roles import Store
-from commsync.store.sql import open_store
 
 if TYPE_CHECKING:
+    from commsync.repo.broadcasts import References
     from commsync.repo.loader import LoadedRepository
 
 
@@ -87,8 +87,20 @@ class Context:
         url = (settings or self.settings()).store_url
         store = self.stores.get(url)
         if store is None:
+            from commsync.store.sql import open_store  # SQLAlchemy: only once a store is needed
+
             store = self.stores[url] = open_store(url, self.pool_size, self.read_timeout)
         return store
+
+    def references(self, settings: Settings) -> References:
+        """What a repository's customer and product refs are checked against: a SQLite store at
+        this schema is read directly (`validate` then needs no SQLAlchemy), any other through
+        the store."""
+        from commsync.store.light import open_references
+
+        url = settings.store_url
+        light = None if url in self.stores else open_references(url)
+        return light if light is not None else self.store(settings)
 
     def close(self) -> None:
         stores, self.stores = self.stores, {}

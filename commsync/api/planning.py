@@ -41,7 +41,7 @@ def validate(
     diags = list(loaded.diagnostics)
     checked = False
     if use_store and loaded.settings is not None:
-        _, problems = resolve_desired(loaded, ctx.store(loaded.settings))
+        _, problems = resolve_desired(loaded, ctx.references(loaded.settings))
         diags += problems
         checked = True
     prefix = git_prefix(ctx.project.root) if git_paths else ""

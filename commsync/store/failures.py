@@ -10,8 +10,6 @@ import sqlite3
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from commsync.errors import StoreError
 
 
@@ -27,6 +25,8 @@ def __getattr__(name: str) -> Any:
     # STORE_ERRORS, every driver's errors (serve's 503 handlers), is built when first imported:
     # psycopg costs 50 ms of start-up. Commands catch `store_errors()` instead.
     if name == "STORE_ERRORS":
+        from sqlalchemy.exc import SQLAlchemyError
+
         errors = (StoreError, SQLAlchemyError, sqlite3.Error, *_driver_errors())
         globals()[name] = errors
         return errors
@@ -34,12 +34,18 @@ def __getattr__(name: str) -> Any:
 
 
 def store_errors() -> tuple[type[Exception], ...]:
-    """What a store failure can be now: psycopg's errors once psycopg is loaded (opening a
-    PostgreSQL store loads it; before that none of its errors can be raised). Evaluated where an
-    error is caught, so a SQLite command never pays psycopg's 50 ms import."""
+    """What a store failure can be now: SQLAlchemy's and psycopg's errors once they are loaded
+    (opening a store loads SQLAlchemy, a PostgreSQL store psycopg; before that none of their
+    errors can be raised). Evaluated where an error is caught, so a command that reads the store
+    without them (`validate` on SQLite) never pays for importing them."""
+    errors: tuple[type[Exception], ...] = (StoreError, sqlite3.Error)
+    sa = sys.modules.get("sqlalchemy.exc")
+    if sa is not None:
+        errors = (*errors, sa.SQLAlchemyError)
     psycopg = sys.modules.get("psycopg")
-    base = (StoreError, SQLAlchemyError, sqlite3.Error)
-    return (*base, psycopg.Error) if psycopg is not None else base
+    if psycopg is not None:
+        errors = (*errors, psycopg.Error)
+    return errors
 
 
 if TYPE_CHECKING:

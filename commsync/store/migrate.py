@@ -8,9 +8,9 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, inspect, text
 
 from commsync.errors import StoreError, StoreTooNew
+from commsync.store.revision import HEAD, VERSION_TABLE
 
-HEAD = "0008"  # kept equal to the newest revision in migrations/versions (a test checks it)
-VERSION_TABLE = "commsync_schema_version"
+__all__ = ["HEAD", "VERSION_TABLE", "current_revision", "ensure_schema", "known_revisions"]
 _SCRIPTS = Path(__file__).resolve().parent / "migrations"
 _LOCK = threading.Lock()
 

@@ -1,0 +1,94 @@
+"""A SQLite store's customer and product references, read without SQLAlchemy (for `validate`).
+
+`validate` asks the store two things: the product slugs, and which customers the repository's
+refs name. Loading SQLAlchemy and the store's tables for them was a third of its start-up. This
+reader asks them over the driver directly, read-only — but only of a SQLite file already at this
+commsync's schema revision; a store to create or migrate, a PostgreSQL store, or any error on
+the way answers None, and the caller opens the store itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from commsync.errors import StoreError
+from commsync.store import matching
+from commsync.store.revision import HEAD, VERSION_TABLE
+
+_PREFIX = "sqlite:///"
+_BUSY_MS = 5_000
+
+
+class SqliteReferences:
+    """The `References` a repository's targets are checked against, over sqlite3."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True)
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        return conn
+
+    def _failed(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"cannot read the store {self.path}: {exc}")
+
+    def revision(self) -> str | None:
+        conn = self._connect()
+        try:
+            row = conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()
+        finally:
+            conn.close()
+        return None if row is None else str(row[0])
+
+    def product_slugs(self) -> frozenset[str]:
+        try:
+            conn = self._connect()
+            try:
+                return frozenset(str(r[0]) for r in conn.execute("SELECT slug FROM products"))
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+
+    def match_customers(self, refs: Collection[str]) -> Mapping[str, tuple[str, ...]]:
+        try:
+            conn = self._connect()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+
+        def fetch(chunk: Sequence[str], lowered: Sequence[str]) -> Iterable[Sequence[Any]]:
+            marks = ", ".join("?" * len(chunk))
+            sql = (
+                "SELECT id, email_key, username FROM customers"
+                f" WHERE id IN ({marks}) OR email_key IN ({marks}) OR username IN ({marks})"
+            )
+            return conn.execute(sql, [*chunk, *lowered, *chunk]).fetchall()
+
+        try:
+            return matching.match_customers(refs, fetch)
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+        finally:
+            conn.close()
+
+
+def open_references(url: str) -> SqliteReferences | None:
+    """A light reader of the store at `url`, or None when the store itself must be opened."""
+    rest = url[len(_PREFIX) :] if url.startswith(_PREFIX) else ""
+    if not rest.startswith("/") or "?" in rest:  # not a SQLite file by absolute path
+        return None
+    path = Path(rest)
+    if not path.is_file():
+        return None  # opening the store creates it
+    reader = SqliteReferences(path)
+    try:
+        if reader.revision() != HEAD:
+            return None  # opening the store migrates it (or refuses a newer one)
+    except sqlite3.Error:
+        return None
+    return reader
