@@ -128,6 +128,13 @@ def test_the_light_sqlite_reader_answers_references_as_the_store_does(tmp_path: 
         assert light is not None
         assert light.match_customers(refs) == store.match_customers(refs)
         assert light.product_slugs() == store.product_slugs()
+        for customer_id in ("1", "2", "4", "99"):
+            assert light.customer(customer_id) == store.customer(customer_id)
+        assert light.signing_key() is None  # `token` then opens the store, which makes one
+        key = store.signing_key()
+        assert light.signing_key() == key
+        store.delete_customer("2")
+        assert light.customer("2") is None and store.customer("2") is None
     finally:
         store.close()
 

@@ -17,6 +17,7 @@ from commsync.store.roles import Store
 if TYPE_CHECKING:
     from commsync.repo.broadcasts import References
     from commsync.repo.loader import LoadedRepository
+    from commsync.store.light import SqliteReferences
 
 
 @dataclass
@@ -92,14 +93,17 @@ class Context:
             store = self.stores[url] = open_store(url, self.pool_size, self.read_timeout)
         return store
 
-    def references(self, settings: Settings) -> References:
-        """What a repository's customer and product refs are checked against: a SQLite store at
-        this schema is read directly (`validate` then needs no SQLAlchemy), any other through
-        the store."""
+    def light(self, settings: Settings | None = None) -> SqliteReferences | None:
+        """A SQLite store at this schema, read directly (no SQLAlchemy), unless the store is
+        open already; None: use `store`."""
         from commsync.store.light import open_references
 
-        url = settings.store_url
-        light = None if url in self.stores else open_references(url)
+        url = (settings or self.settings()).store_url
+        return None if url in self.stores else open_references(url)
+
+    def references(self, settings: Settings) -> References:
+        """What a repository's customer and product refs are checked against."""
+        light = self.light(settings)
         return light if light is not None else self.store(settings)
 
     def close(self) -> None:

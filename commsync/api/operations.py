@@ -3,10 +3,10 @@ health and the counts `/metrics` reports."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from commsync.api.context import Context
 from commsync.auth import issue_token as issue_customer_token
@@ -107,27 +107,44 @@ class IssuedToken:
     expires: datetime
 
 
+class _TokenSource(Protocol):
+    def customer(self, customer_id: str) -> CustomerRecord | None: ...
+
+    def match_customers(self, refs: Collection[str]) -> Mapping[str, tuple[str, ...]]: ...
+
+
+def _token_source(ctx: Context) -> tuple[_TokenSource, bytes]:
+    """Where `token` reads: a SQLite store that has its signing key is read directly (no
+    SQLAlchemy); any other store is opened (it makes the key on first use)."""
+    light = ctx.light()
+    key = light.signing_key() if light is not None else None
+    if light is not None and key is not None:
+        return light, key
+    store = ctx.store()
+    return store, store.signing_key()
+
+
 def issue_token(ctx: Context, ref: str, ttl: str, *, by_id: bool = False) -> IssuedToken:
     """A token for one customer's notices feed and dismissals (`commsync token`: `ref` is an
     id, an email or a username; `by_id`: the platform's API names the customer by id only)."""
     lifetime = parse_ttl(ttl)
-    store = ctx.store()
+    source, key = _token_source(ctx)
     if by_id:
-        record = store.customer(ref)
+        record = source.customer(ref)
         if record is None:
             raise NotFound("no such customer")
         expires = datetime.now(UTC) + lifetime
-        return IssuedToken(record, issue_customer_token(store.signing_key(), ref, expires), expires)
-    found = store.match_customers([ref]).get(ref, ())
+        return IssuedToken(record, issue_customer_token(key, ref, expires), expires)
+    found = source.match_customers([ref]).get(ref, ())
     if len(found) != 1:
         problem = (
             "matches several customers; use the email address" if found else "matches no customer"
         )
         raise CommsyncError(f"customer {ref!r} {problem}")
-    customer = store.customer(found[0])
+    customer = source.customer(found[0])
     assert customer is not None
     expires = datetime.now(UTC) + lifetime
-    token = issue_customer_token(store.signing_key(), customer.id, expires)
+    token = issue_customer_token(key, customer.id, expires)
     return IssuedToken(customer, token, expires)
 
 

@@ -1,10 +1,12 @@
-"""A SQLite store's customer and product references, read without SQLAlchemy (for `validate`).
+"""Small reads of a SQLite store without SQLAlchemy, for `validate` and `token`.
 
 `validate` asks the store two things: the product slugs, and which customers the repository's
-refs name. Loading SQLAlchemy and the store's tables for them was a third of its start-up. This
-reader asks them over the driver directly, read-only — but only of a SQLite file already at this
-commsync's schema revision; a store to create or migrate, a PostgreSQL store, or any error on
-the way answers None, and the caller opens the store itself.
+refs name; `token` asks which customer a ref names, that customer, and the signing key. Loading
+SQLAlchemy and the store's tables for them was a third of their start-up. This reader asks them
+over the driver directly, read-only — but only of a SQLite file already at this commsync's schema
+revision; a store to create or migrate, a PostgreSQL store, or any error on the way answers None,
+and the caller opens the store itself (so does `token` when the store has no signing key yet:
+making one is a write).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from commsync.errors import StoreError
+from commsync.model import CustomerRecord
 from commsync.store import matching
 from commsync.store.revision import HEAD, VERSION_TABLE
 
@@ -24,7 +27,8 @@ _BUSY_MS = 5_000
 
 
 class SqliteReferences:
-    """The `References` a repository's targets are checked against, over sqlite3."""
+    """The `References` a repository's targets are checked against, and what `token` reads,
+    over sqlite3."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -44,6 +48,31 @@ class SqliteReferences:
         finally:
             conn.close()
         return None if row is None else str(row[0])
+
+    def _one(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
+        try:
+            conn = self._connect()
+            try:
+                row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+                return row
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from exc
+
+    def signing_key(self) -> bytes | None:
+        """The store's signing key; None while it has none (the store makes one)."""
+        row = self._one("SELECT value FROM commsync_meta WHERE key = 'signing_key'", ())
+        return None if row is None else bytes.fromhex(str(row[0]))
+
+    def customer(self, customer_id: str) -> CustomerRecord | None:
+        """As the store answers it: None if there is none, or it was marked deleted."""
+        row = self._one(
+            "SELECT id, email, username, first_name, last_name, display_name, locale"
+            " FROM customers WHERE id = ? AND deleted_at IS NULL",
+            (customer_id,),
+        )
+        return None if row is None else CustomerRecord(*row)
 
     def product_slugs(self) -> frozenset[str]:
         try:
