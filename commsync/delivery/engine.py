@@ -6,7 +6,8 @@ message, waits for the shared rate limiter, has the row marked `sending` (commit
 talking to the server, and records the outcome. The outcome of one message is committed with the
 `sending` mark of the next, and the connections' marks share transactions (group commit: a commit
 waits until every running connection asks, or at most `GATHER` after the first). Each connection
-has at most one row `sending` at any moment, so a crash leaves at most `connections` rows uncertain. Transient failures are retried in later passes.
+has at most one row `sending` at any moment, so a crash leaves at most `connections` rows
+uncertain. Transient failures are retried in later passes.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ making one is a write).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,32 +34,27 @@ class SqliteReferences:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True)
-        conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-        return conn
-
-    def _failed(self, exc: sqlite3.Error) -> StoreError:
-        return StoreError(f"cannot read the store {self.path}: {exc}")
-
-    def revision(self) -> str | None:
-        conn = self._connect()
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection for one question; a failure is the store's (StoreError)."""
         try:
-            row = conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()
-        finally:
-            conn.close()
-        return None if row is None else str(row[0])
-
-    def _one(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
-        try:
-            conn = self._connect()
+            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True)
             try:
-                row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
-                return row
+                conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+                yield conn
             finally:
                 conn.close()
         except sqlite3.Error as exc:
-            raise self._failed(exc) from exc
+            raise StoreError(f"cannot read the store {self.path}: {exc}") from exc
+
+    def _one(self, sql: str, params: Sequence[object]) -> tuple[Any, ...] | None:
+        with self._reading() as conn:
+            row: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+            return row
+
+    def revision(self) -> str | None:
+        row = self._one(f"SELECT version_num FROM {VERSION_TABLE}", ())
+        return None if row is None else str(row[0])
 
     def signing_key(self) -> bytes | None:
         """The store's signing key; None while it has none (the store makes one)."""
@@ -75,35 +71,21 @@ class SqliteReferences:
         return None if row is None else CustomerRecord(*row)
 
     def product_slugs(self) -> frozenset[str]:
-        try:
-            conn = self._connect()
-            try:
-                return frozenset(str(r[0]) for r in conn.execute("SELECT slug FROM products"))
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
-            raise self._failed(exc) from exc
+        with self._reading() as conn:
+            return frozenset(str(r[0]) for r in conn.execute("SELECT slug FROM products"))
 
     def match_customers(self, refs: Collection[str]) -> Mapping[str, tuple[str, ...]]:
-        try:
-            conn = self._connect()
-        except sqlite3.Error as exc:
-            raise self._failed(exc) from exc
+        with self._reading() as conn:
 
-        def fetch(chunk: Sequence[str], lowered: Sequence[str]) -> Iterable[Sequence[Any]]:
-            marks = ", ".join("?" * len(chunk))
-            sql = (
-                "SELECT id, email_key, username FROM customers"
-                f" WHERE id IN ({marks}) OR email_key IN ({marks}) OR username IN ({marks})"
-            )
-            return conn.execute(sql, [*chunk, *lowered, *chunk]).fetchall()
+            def fetch(chunk: Sequence[str], lowered: Sequence[str]) -> Iterable[Sequence[Any]]:
+                marks = ", ".join("?" * len(chunk))
+                sql = (
+                    "SELECT id, email_key, username FROM customers"
+                    f" WHERE id IN ({marks}) OR email_key IN ({marks}) OR username IN ({marks})"
+                )
+                return conn.execute(sql, [*chunk, *lowered, *chunk]).fetchall()
 
-        try:
             return matching.match_customers(refs, fetch)
-        except sqlite3.Error as exc:
-            raise self._failed(exc) from exc
-        finally:
-            conn.close()
 
 
 def open_references(url: str) -> SqliteReferences | None:
@@ -118,6 +100,6 @@ def open_references(url: str) -> SqliteReferences | None:
     try:
         if reader.revision() != HEAD:
             return None  # opening the store migrates it (or refuses a newer one)
-    except sqlite3.Error:
-        return None
+    except StoreError:
+        return None  # not readable as it is: the store says why, if it cannot be used
     return reader
