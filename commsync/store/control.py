@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from commsync.errors import CommsyncError
 from commsync.model import JournalStatus, JsonObject
 from commsync.store import tables as t
+from commsync.store.revision import BUSY_TIMEOUT_MS
 from commsync.store.roles import JournalEntry, LockHolder
-from commsync.store.sqlutil import BUSY_TIMEOUT_MS
 
 LOCK_NAME = "apply"
 

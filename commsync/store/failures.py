@@ -6,6 +6,7 @@ next round) catch these, and only these: anything else is a bug and keeps its tr
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import sys
 from typing import TYPE_CHECKING, Any
@@ -13,21 +14,15 @@ from typing import TYPE_CHECKING, Any
 from commsync.errors import StoreError
 
 
-def _driver_errors() -> tuple[type[Exception], ...]:
-    try:
-        import psycopg
-    except ImportError:  # the postgres extra is not installed
-        return ()
-    return (psycopg.Error,)
-
-
 def __getattr__(name: str) -> Any:
     # STORE_ERRORS, every driver's errors (serve's 503 handlers), is built when first imported:
     # psycopg costs 50 ms of start-up. Commands catch `store_errors()` instead.
     if name == "STORE_ERRORS":
-        from sqlalchemy.exc import SQLAlchemyError
+        import sqlalchemy.exc  # noqa: F401 - loaded, so store_errors() names its errors
 
-        errors = (StoreError, SQLAlchemyError, sqlite3.Error, *_driver_errors())
+        with contextlib.suppress(ImportError):  # the postgres extra may not be installed
+            import psycopg  # noqa: F401
+        errors = store_errors()
         globals()[name] = errors
         return errors
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,10 +21,9 @@ from urllib.parse import quote
 from commsync.errors import StoreError
 from commsync.model import CustomerRecord
 from commsync.store import matching
-from commsync.store.revision import HEAD, VERSION_TABLE
+from commsync.store.revision import BUSY_TIMEOUT_MS, HEAD, VERSION_TABLE
 
 _PREFIX = "sqlite:///"
-_BUSY_MS = 5_000
 
 
 class SqliteReferences:
@@ -40,7 +39,7 @@ class SqliteReferences:
         try:
             conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True)
             try:
-                conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 yield conn
             finally:
                 conn.close()

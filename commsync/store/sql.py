@@ -25,9 +25,9 @@ from commsync.store.imports import ImportsMixin
 from commsync.store.managed import ManagedMixin
 from commsync.store.migrate import ensure_schema
 from commsync.store.platform import PlatformMixin
+from commsync.store.revision import BUSY_TIMEOUT_MS
 from commsync.store.schedules import SchedulesMixin
 from commsync.store.sends import SendsMixin
-from commsync.store.sqlutil import BUSY_TIMEOUT_MS
 
 CONNECT_TIMEOUT = 10  # seconds to reach PostgreSQL before a connection counts as failed
 # A PostgreSQL peer that goes silent (a network partition, a host that vanished without a reset)

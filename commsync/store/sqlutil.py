@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import Connection, Table
 
 CHUNK = 500
-BUSY_TIMEOUT_MS = 30_000  # how long a SQLite connection waits for another's write lock
 
 
 def now() -> datetime:
