@@ -448,11 +448,18 @@ def test_histogram_and_distinct_strategies_agree(
     monkeypatch.setattr(audience, "_HISTOGRAM_RATIO", 0)
     by_histogram = store.count_audiences(selections, STATUSES)
     assert by_histogram == by_distinct
+    # then kept: every count of the next plan comes from it, per-product counts included
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM audience_histograms")).scalar_one() > 0
+    selections.append(Targets(products=("b",)))
+    monkeypatch.setattr(audience, "_product_counts", None)  # proof: no pass over memberships
+    by_kept = store.count_audiences(selections, STATUSES)
+    assert {t: by_kept[t] for t in by_distinct} == by_distinct
     # and both equal a count done the slow, obvious way
     qualifying = {(r.customer_id, r.product) for r in rows if r.status in STATUSES}
     for selection in selections:
         expected = {c for c, p in qualifying if p in selection.products} | set(selection.customers)
-        assert by_distinct[selection].total == len(expected), selection
+        assert by_kept[selection].total == len(expected), selection
 
 
 def test_migrations_create_exactly_the_declared_tables(store_url: str) -> None:
@@ -633,10 +640,12 @@ def test_an_older_store_is_migrated_on_first_use_and_keeps_its_data(persistent_u
         assert (
             conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
             == HEAD
-            == "0008"
+            == "0009"
         )
         assert "feed_changes" in sa.inspect(conn).get_table_names()
         assert "deleted_at" in {c["name"] for c in sa.inspect(conn).get_columns("customers")}
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("customers")}
+        assert "ix_customers_deleted" in indexes
         assert "message" in {c["name"] for c in sa.inspect(conn).get_columns("deliveries")}
         sends = {c["name"] for c in sa.inspect(conn).get_columns("sends")}
         assert {"email_hash", "by_workers"} <= sends
@@ -783,9 +792,24 @@ def test_the_kept_histogram_is_used_until_any_membership_write(
     both = Targets(products=("a", "b"))
     ab_c = Targets(products=("a", "c"))
 
+    only_a = Targets(products=("a",))
+    everyone = Targets(all=True)
+
     def counts() -> tuple[int, int]:
-        found = store.count_audiences([both, ab_c], STATUSES)
+        found = store.count_audiences([both, ab_c, only_a, everyone], STATUSES)
+        # one product, and everyone, agree with a count done the obvious way
+        with store.engine.connect() as conn:
+            a = conn.execute(
+                sa.text("SELECT count(*) FROM memberships WHERE product_slug = 'a'")
+            ).scalar_one()
+            living = conn.execute(
+                sa.text("SELECT count(*) FROM customers WHERE deleted_at IS NULL")
+            ).scalar_one()
+        assert found[only_a].total == a - behind_the_back[0]
+        assert found[everyone].total == living
         return found[both].total, found[ab_c].total
+
+    behind_the_back = [0]
 
     def kept() -> int:
         with store.engine.connect() as conn:
@@ -798,7 +822,9 @@ def test_the_kept_histogram_is_used_until_any_membership_write(
     # kept rows are what answered
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM memberships WHERE customer_id = '1'"))
+    behind_the_back[0] = -1  # the kept histogram still counts customer 1 in a
     assert counts() == (8, 4)
+    behind_the_back[0] = 0
     # each way memberships change through the store makes the next count fresh
     store.upsert_memberships([MembershipRecord("2", "c", "active")])
     assert counts() == (7, 4)  # customer 1 gone (seen now), 2 also in c

@@ -12,7 +12,8 @@ customers; there are two ways to get them, and a cost estimate picks one:
 
 The histogram is kept in the store (`audience_histograms`) with the memberships generation it
 was counted at; every write to memberships increases the generation, so a kept histogram is used
-only while the memberships are as they were.
+only while the memberships are as they were — and while it is, every count comes from it (per
+product too), with no pass over memberships.
 
 Customers listed by id are counted by looking up only their own memberships. Customers a
 `customers import --sync` marked deleted have no memberships left and are skipped where listed
@@ -24,9 +25,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
-from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, delete, distinct, func, insert, select
+from sqlalchemy import ColumnElement, Connection, delete, distinct, func, insert, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.functions import aggregate_strings
 
@@ -57,16 +57,19 @@ def _qualifying(statuses: Sequence[str]) -> ColumnElement[bool]:
     return memberships.c.status.in_(statuses)
 
 
-def _product_counts(conn: Connection, slugs: set[str], statuses: Sequence[str]) -> dict[str, int]:
-    if not slugs:
+def _product_counts(
+    conn: Connection, slugs: set[str] | None, statuses: Sequence[str]
+) -> dict[str, int]:
+    """Qualifying memberships per product: of `slugs`, or of every product (None)."""
+    if slugs is not None and not slugs:
         return {}
-    query = (
-        select(memberships.c.product_slug, func.count())
-        .where(memberships.c.product_slug.in_(sorted(slugs)), _qualifying(statuses))
-        .group_by(memberships.c.product_slug)
-    )
-    counts = {str(slug): int(n) for slug, n in conn.execute(query)}
-    return {slug: counts.get(slug, 0) for slug in slugs}
+    query = select(memberships.c.product_slug, func.count()).where(_qualifying(statuses))
+    if slugs is not None:
+        query = query.where(memberships.c.product_slug.in_(sorted(slugs)))
+    counts = {
+        str(slug): int(n) for slug, n in conn.execute(query.group_by(memberships.c.product_slug))
+    }
+    return counts if slugs is None else {slug: counts.get(slug, 0) for slug in slugs}
 
 
 def _listed_products(
@@ -101,27 +104,56 @@ def _distinct_count(conn: Connection, products: Sequence[str], statuses: Sequenc
     return int(conn.execute(query).scalar_one())
 
 
-def _histogram(
-    conn: Connection, selections: Sequence[Targets], statuses: Sequence[str]
-) -> dict[Targets, int]:
-    """Distinct customers per selection from one pass over memberships grouped by customer."""
+class _Histogram:
+    """How many customers qualify for each exact set of products (slugs joined by spaces)."""
+
+    def __init__(self, rows: list[tuple[str, int]]) -> None:
+        self.rows = rows
+
+    def per_product(self, slugs: set[str]) -> dict[str, int]:
+        counts = dict.fromkeys(slugs, 0)
+        for products, n in self.rows:
+            for slug in products.split(" "):
+                if slug in counts:
+                    counts[slug] += n
+        return counts
+
+    def totals(self, selections: Sequence[Targets]) -> dict[Targets, int]:
+        """Distinct customers per selection: each set's count added to every selection it meets."""
+        by_product: dict[str, list[Targets]] = defaultdict(list)
+        for t in selections:
+            for slug in t.products:
+                by_product[slug].append(t)
+        totals = dict.fromkeys(selections, 0)
+        for products, n in self.rows:
+            touched = {t for slug in products.split(" ") for t in by_product.get(slug, ())}
+            for t in touched:
+                totals[t] += n
+        return totals
+
+
+def _count_histogram(
+    conn: Connection, statuses: Sequence[str], every: dict[str, int]
+) -> list[tuple[str, int]]:
+    """The histogram from one pass over memberships grouped by customer. Only customers with
+    several qualifying products are grouped by their set (sorting a million one-product strings
+    was a third of a first plan at 1.5M memberships); each product's one-product customers are
+    its count less those, from the per-product counts (`every`, of every product)."""
+    m = memberships.c
     per_customer = (
-        select(aggregate_strings(memberships.c.product_slug, " ").label("products"))
+        select(aggregate_strings(m.product_slug, " ").label("products"))
         .where(_qualifying(statuses))
-        .group_by(memberships.c.customer_id)
+        .group_by(m.customer_id)
+        .having(func.count() > 1)
         .subquery()
     )
     query = select(per_customer.c.products, func.count()).group_by(per_customer.c.products)
-    by_product: dict[str, list[Targets]] = defaultdict(list)
-    for t in selections:
-        for slug in t.products:
-            by_product[slug].append(t)
-    totals = dict.fromkeys(selections, 0)
-    for products, count in _kept_histogram(conn, statuses, query):
-        touched = {t for slug in str(products).split(" ") for t in by_product.get(slug, ())}
-        for t in touched:
-            totals[t] += int(count)
-    return totals
+    rows = [(str(p), int(n)) for p, n in conn.execute(query)]
+    alone = dict(every)
+    for products, n in rows:
+        for slug in products.split(" "):
+            alone[slug] = alone.get(slug, 0) - n
+    return rows + [(slug, n) for slug, n in sorted(alone.items()) if n > 0]
 
 
 def _generation(conn: Connection) -> int | None:
@@ -131,49 +163,51 @@ def _generation(conn: Connection) -> int | None:
     return None if value is None else int(value)
 
 
-def _kept_histogram(
-    conn: Connection, statuses: Sequence[str], query: Select[Any]
-) -> list[tuple[str, int]]:
-    """The histogram's rows (products a customer qualifies for, how many such customers): kept
-    in the store while no membership was written since (`memberships_generation`), else
-    computed — 0.7 s of a first plan at 1.5M memberships — and kept for the next plan. The
-    generation is read before the count, so a histogram never carries a newer generation than
-    the memberships it counted. Keeping it is best-effort: a store that refuses the write (a
-    read-only role, a lock held by an apply) just computes it again next time."""
-    key = ",".join(sorted(set(statuses)))
-    generation = _generation(conn) if len(key) <= 512 else None
-    h = audience_histograms.c
-    if generation is not None:
-        kept = conn.execute(
-            select(h.products, h.customers, h.generation).where(h.statuses == key)
-        ).all()
-        if kept and all(int(g) == generation for _, _, g in kept):
-            return [(str(p), int(n)) for p, n, _ in kept]
-    rows = [(str(p), int(n)) for p, n in conn.execute(query)]
-    if generation is not None and rows:
-        try:
-            conn.commit()  # what was read so far; the write gets a transaction of its own
-            conn.execute(delete(audience_histograms).where(h.statuses == key))
-            conn.execute(
-                insert(audience_histograms),
-                [
-                    {"statuses": key, "products": p, "customers": n, "generation": generation}
-                    for p, n in rows
-                ],
-            )
-            conn.commit()
-        except DBAPIError as exc:
-            conn.rollback()
-            log.debug("audience histogram not kept: %s", exc.orig)
-    return rows
+class _Kept:
+    """The histogram kept in the store while no membership was written since
+    (`memberships_generation`). The generation is read before anything is counted, so a
+    histogram never carries a newer generation than the memberships it counted. Keeping it is
+    best-effort: a store that refuses the write (a read-only role, a lock held by an apply)
+    just counts it again next time."""
 
+    def __init__(self, conn: Connection, statuses: Sequence[str]) -> None:
+        self.key = ",".join(sorted(set(statuses)))
+        self.generation = _generation(conn) if len(self.key) <= 512 else None
+        self.histogram: _Histogram | None = None
+        if self.generation is not None:
+            h = audience_histograms.c
+            kept = conn.execute(
+                select(h.products, h.customers, h.generation).where(h.statuses == self.key)
+            ).all()
+            if kept and all(int(g) == self.generation for _, _, g in kept):
+                self.histogram = _Histogram([(str(p), int(n)) for p, n, _ in kept])
 
-def _all_qualifying_rows(conn: Connection, statuses: Sequence[str]) -> int:
-    return int(
-        conn.execute(
-            select(func.count()).select_from(memberships).where(_qualifying(statuses))
-        ).scalar_one()
-    )
+    def count(self, conn: Connection, statuses: Sequence[str], every: dict[str, int]) -> _Histogram:
+        """Count the histogram (0.5 s at 1.5M memberships) and keep it for the next plan."""
+        rows = _count_histogram(conn, statuses, every)
+        if self.generation is not None and rows:
+            h = audience_histograms.c
+            try:
+                conn.commit()  # what was read so far; the write gets a transaction of its own
+                conn.execute(delete(audience_histograms).where(h.statuses == self.key))
+                conn.execute(
+                    insert(audience_histograms),
+                    [
+                        {
+                            "statuses": self.key,
+                            "products": p,
+                            "customers": n,
+                            "generation": self.generation,
+                        }
+                        for p, n in rows
+                    ],
+                )
+                conn.commit()
+            except DBAPIError as exc:
+                conn.rollback()
+                log.debug("audience histogram not kept: %s", exc.orig)
+        self.histogram = _Histogram(rows)
+        return self.histogram
 
 
 def _multi_product_counts(
@@ -181,27 +215,44 @@ def _multi_product_counts(
     selections: list[Targets],
     per_product: dict[str, int],
     statuses: Sequence[str],
+    kept: _Kept,
 ) -> dict[Targets, int]:
     if not selections:
         return {}
     rows_to_sort = sum(per_product[p] for t in selections for p in t.products)
-    if (
-        rows_to_sort >= _HISTOGRAM_MIN_ROWS
-        and rows_to_sort > _HISTOGRAM_RATIO * _all_qualifying_rows(conn, statuses)
-    ):
-        return _histogram(conn, selections, statuses)
+    if rows_to_sort >= _HISTOGRAM_MIN_ROWS:
+        every = _product_counts(conn, None, statuses)
+        if rows_to_sort > _HISTOGRAM_RATIO * sum(every.values()):
+            return kept.count(conn, statuses, every).totals(selections)
     return {t: _distinct_count(conn, t.products, statuses) for t in selections}
+
+
+def _living(conn: Connection) -> int:
+    """Customers not marked deleted: all of them, less the few marked (a partial index)."""
+    every = select(func.count()).select_from(customers).scalar_subquery()
+    deleted = (
+        select(func.count())
+        .select_from(customers)
+        .where(customers.c.deleted_at.is_not(None))
+        .scalar_subquery()
+    )
+    return int(conn.execute(select(every - deleted)).scalar_one())
 
 
 def count_audiences(
     conn: Connection, selections: Collection[Targets], statuses: Sequence[str]
 ) -> dict[Targets, Audience]:
     unique = set(selections)
-    per_product = _product_counts(conn, {p for t in unique for p in t.products}, statuses)
+    wanted = {p for t in unique for p in t.products}
     partial = [t for t in unique if not t.all]
-    multi = _multi_product_counts(
-        conn, [t for t in partial if len(t.products) > 1], per_product, statuses
-    )
+    several = [t for t in partial if len(t.products) > 1]
+    kept = _Kept(conn, statuses)
+    if kept.histogram is not None:  # every count from it: no pass over memberships at all
+        per_product = kept.histogram.per_product(wanted)
+        multi = kept.histogram.totals(several)
+    else:
+        per_product = _product_counts(conn, wanted, statuses)
+        multi = _multi_product_counts(conn, several, per_product, statuses, kept)
     listed = _listed_products(
         conn, {c for t in partial if t.products for c in t.customers}, statuses
     )
@@ -213,8 +264,7 @@ def count_audiences(
     for t in unique:
         if t.all:
             if everyone is None:
-                living = select(func.count()).where(customers.c.deleted_at.is_(None))
-                everyone = int(conn.execute(living).scalar_one())
+                everyone = _living(conn)
             total = everyone
         else:
             from_products = (
