@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,7 @@ from commsync.model import (
     Targets,
 )
 from commsync.plan.diff import PlanOutcome, build_plan
+from commsync.plan.model import Action
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 EVERYONE = Targets(all=True)
@@ -163,8 +164,9 @@ def plan(
     live: LiveSnapshot | None = None,
     catalog: Catalog = CATALOG,
     now: datetime = NOW,
+    sample: Callable[[Action], str | None] | None = None,
 ) -> PlanOutcome:
-    return build_plan(state, catalog, live or snapshot(), Audiences(), now)
+    return build_plan(state, catalog, live or snapshot(), Audiences(), now, sample)
 
 
 def actions(outcome: PlanOutcome) -> list[tuple[str, str]]:

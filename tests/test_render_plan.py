@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from commsync.api.planning import with_samples
+from commsync.api.planning import sampler
 from commsync.config.schema import validator
 from commsync.config.settings import build_settings
 from commsync.config.yamlpos import load_yaml
@@ -90,15 +90,15 @@ def _sample_plan() -> Plan:
             installed("paid_customer", 1, {"subject": "Thanks!"}),
         ],
     )
-    outcome = plan(state, live)
-    assert not outcome.errors
     doc, _ = load_yaml(
         "commsync.yaml",
         b"version: 1\nnetwork: {name: Acme Sites, url: https://acme.example}\nmail: {from: hello@acme.example}\n",
     )
     assert doc is not None
     settings = build_settings(doc, Path("/nonexistent"), {})
-    return with_samples(outcome.plan, CATALOG, settings)
+    outcome = plan(state, live, sample=sampler(CATALOG, settings))
+    assert not outcome.errors
+    return outcome.plan
 
 
 def _check_golden(name: str, text: str) -> None:

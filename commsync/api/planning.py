@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ from commsync.config.settings import Settings
 from commsync.diagnostics import Diagnostic, has_errors, sort_diagnostics
 from commsync.errors import ValidationFailed
 from commsync.model import SAMPLE_CUSTOMER, Catalog
-from commsync.plan.codec import dumps, with_id
+from commsync.plan.codec import dumps
 from commsync.plan.diff import audience_requests, build_plan
 from commsync.plan.model import Action, EmailAction, NoticeAction, Plan, Verb
 from commsync.render.sandbox import environment, substitute
@@ -71,12 +72,13 @@ def plan_against(loaded: LoadedRepository, store: Store, now: datetime) -> PlanR
     audiences = store.count_audiences(
         audience_requests(desired, live), settings.membership_statuses
     )
-    outcome = build_plan(desired, loaded.catalog, live, audiences, now)
+    outcome = build_plan(
+        desired, loaded.catalog, live, audiences, now, sampler(loaded.catalog, settings)
+    )
     warnings = tuple(d for d in loaded.diagnostics if d.severity == "warning")
     if outcome.errors:
         raise ValidationFailed([*warnings, *outcome.errors])
-    plan = with_samples(outcome.plan, loaded.catalog, settings)
-    return PlanResult(plan, warnings, settings)
+    return PlanResult(outcome.plan, warnings, settings)
 
 
 # Plans are shared in pull requests and saved to files: their samples use an obviously made-up
@@ -116,12 +118,9 @@ def _sample_subject(action: Action, catalog: Catalog, settings: Settings) -> str
         return None
 
 
-def with_samples(plan: Plan, catalog: Catalog, settings: Settings) -> Plan:
-    """The plan with each action's subject rendered for a sample recipient (no personal data)."""
-    actions = tuple(
-        replace(a, sample_subject=_sample_subject(a, catalog, settings)) for a in plan.actions
-    )
-    return with_id(replace(plan, actions=actions))
+def sampler(catalog: Catalog, settings: Settings) -> Callable[[Action], str | None]:
+    """Each action's subject rendered for a sample recipient (no personal data)."""
+    return lambda action: _sample_subject(action, catalog, settings)
 
 
 def make_plan(

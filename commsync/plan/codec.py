@@ -140,7 +140,11 @@ def plan_body(plan: Plan) -> JsonObject:
 
 
 def plan_to_json(plan: Plan) -> JsonObject:
-    return {"plan_id": plan.plan_id, **plan_body(plan)}
+    body = _last_body[0][1] if _last_body and _last_body[0][0] is plan else plan_body(plan)
+    return {"plan_id": plan.plan_id, **body}
+
+
+_last_body: list[tuple[Plan, JsonObject]] = []  # the last plan given an id, and its body
 
 
 _last_dumped: list[tuple[Plan, str]] = []  # the last plan written, and its text
@@ -164,8 +168,12 @@ def dumps(plan: Plan) -> str:
 
 
 def with_id(plan: Plan) -> Plan:
-    """The plan with its id set to the digest of its body."""
-    return replace(plan, plan_id=digest(plan_body(plan)))
+    """The plan with its id set to the digest of its body (the body is kept for the plan's
+    document, which is usually written next)."""
+    body = plan_body(plan)
+    identified = replace(plan, plan_id=digest(body))
+    _last_body[:] = [(identified, body)]
+    return identified
 
 
 # -- from JSON --------------------------------------------------------------------------------

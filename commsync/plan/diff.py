@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -44,14 +44,19 @@ def build_plan(
     live: LiveSnapshot,
     audiences: Mapping[Targets, Audience],
     now: datetime,
+    sample: Callable[[Action], str | None] | None = None,
 ) -> PlanOutcome:
-    """Diff the desired state against the live snapshot. Output is sorted by address."""
+    """Diff the desired state against the live snapshot. Output is sorted by address. With
+    `sample`, each action carries its subject rendered for a sample recipient (before the id is
+    taken, which is a digest of everything the plan shows)."""
     broadcasts = plan_broadcasts(desired.broadcasts, live, audiences, now)
     emails, available = plan_system_emails(desired, catalog, live)
     actions = sorted(
         (_with_provenance(a, live) for a in [*broadcasts.actions, *emails.actions]),
         key=lambda a: a.address,
     )
+    if sample is not None:
+        actions = [replace(a, sample_subject=sample(a)) for a in actions]
     warnings = sorted(
         [*broadcasts.warnings, *emails.warnings], key=lambda w: (w.address, str(w.code))
     )
