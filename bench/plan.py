@@ -8,10 +8,12 @@ registered default. Then runs the real `commsync plan` command as a subprocess a
 time and peak RSS for three cases:
 
 - first plan: nothing applied yet, so every broadcast is new and every audience is counted — with
-  the audience histogram the store keeps between plans dropped before each run (cold);
+  the audience histogram the store keeps between plans dropped before each run (cold), and the
+  parsed files it keeps too (every file is new to the store);
 - first plan, histogram kept: the same, as the next pull request finds it when no membership
-  changed since the last plan;
-- re-plan: the store already holds what the first plan would create (the everyday CI case).
+  changed since the last plan (the parsed files still dropped);
+- re-plan: the store already holds what the first plan would create, and the files that plan
+  parsed (the everyday CI case: the pull request's plan, then apply on merge, then the next plan).
 
 The repository mixes notices and email broadcasts (3 in 10) targeting one product, two of the
 100 products, everyone, or five listed customers by id, email and username (some with a product
@@ -255,14 +257,18 @@ def run_plan(root: Path) -> tuple[float, float, int]:
     return wall, usage.ru_maxrss / 1024, code
 
 
-def _forget_histogram(store: Path) -> None:
-    """Drop the audience histogram a plan keeps in the store (commsync ≥ 0007's schema)."""
+def _forget(store: Path, *, histogram: bool) -> None:
+    """Drop what an earlier plan kept in the store: the broadcast files it parsed (commsync ≥
+    0010's schema: these files are new to a first plan) and, with `histogram`, the audience
+    histogram (≥ 0007)."""
     conn = sqlite3.connect(store)
     try:
-        conn.execute("DELETE FROM audience_histograms")
+        for table in ("parsed_files", *(["audience_histograms"] if histogram else [])):
+            try:
+                conn.execute(f"DELETE FROM {table}")
+            except sqlite3.OperationalError:  # an older schema keeps none
+                pass
         conn.commit()
-    except sqlite3.OperationalError:  # an older schema keeps none
-        pass
     finally:
         conn.close()
 
@@ -329,13 +335,11 @@ def main() -> None:
             print(
                 f"  (seeded the store with the {seed_applied(f'sqlite:///{store}')} changes of the first plan)"
             )
-        if case == "first plan":  # cold: the audience histogram counted by every run
-            runs = []
-            for _ in range(args.runs):
-                _forget_histogram(store)
-                runs.append(run_plan(repo))
-        else:
-            runs = [run_plan(repo) for _ in range(args.runs)]
+        runs = []
+        for _ in range(args.runs):
+            if case != "re-plan":  # files the store has not seen; cold: the histogram counted too
+                _forget(store, histogram=case == "first plan")
+            runs.append(run_plan(repo))
         walls = sorted(r[0] for r in runs)
         rss = max(r[1] for r in runs)
         results[case] = (walls[len(walls) // 2], walls[0], rss, runs[0][2])

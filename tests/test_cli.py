@@ -276,7 +276,7 @@ def test_a_newer_store_is_refused_with_a_clear_message(repo: Repo) -> None:
     result = repo.cli("plan")
     assert result.exit_code == 1
     assert (
-        "has schema revision '0042', which this commsync (schema 0009) does not know"
+        "has schema revision '0042', which this commsync (schema 0010) does not know"
         in result.stderr
     )
 

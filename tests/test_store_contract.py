@@ -640,7 +640,7 @@ def test_an_older_store_is_migrated_on_first_use_and_keeps_its_data(persistent_u
         assert (
             conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
             == HEAD
-            == "0009"
+            == "0010"
         )
         assert "feed_changes" in sa.inspect(conn).get_table_names()
         assert "deleted_at" in {c["name"] for c in sa.inspect(conn).get_columns("customers")}

@@ -45,7 +45,7 @@ def _saved(ctx: Context, request: ApplyRequest) -> tuple[Settings, Plan, str | N
 
 def _current(ctx: Context, request: ApplyRequest) -> LoadedRepository:
     """The repository to plan now; uncommitted managed files refuse unless --allow-dirty."""
-    loaded = ctx.valid(request.ref)
+    loaded = ctx.valid(request.ref, cached=True)
     if request.ref is None and not request.allow_dirty and loaded.uncommitted:
         raise ConfigError(
             "uncommitted changes under managed paths: "

@@ -32,23 +32,28 @@ class Context:
         root = self.project.root
         return GitTree(root, ref) if ref else DirectoryTree(root)
 
-    def load(self, ref: str | None = None) -> LoadedRepository:
-        """The repository at `ref`, or the working tree (with its HEAD commit as provenance)."""
+    def load(self, ref: str | None = None, *, cached: bool = False) -> LoadedRepository:
+        """The repository at `ref`, or the working tree (with its HEAD commit as provenance).
+        `cached` (commands that open the store anyway): broadcast files parsed before are read
+        from the store."""
         # imported here: commands that read only commsync.yaml and the store start faster
         from commsync.repo.git import inspect_worktree
         from commsync.repo.loader import load_repository
 
         p = self.project
-        loaded = load_repository(self.tree(ref), p.root, p.env, p.store_url)
+        files = self.store if cached else None
+        loaded = load_repository(self.tree(ref), p.root, p.env, p.store_url, files)
         if ref is None:
             catalogs = loaded.settings.catalogs if loaded.settings else ()
             info, dirty = inspect_worktree(p.root, tuple(catalogs))
             loaded = replace(loaded, source=info, uncommitted=tuple(dirty))
         return loaded
 
-    def valid(self, ref: str | None = None, message: str | None = None) -> LoadedRepository:
+    def valid(
+        self, ref: str | None = None, message: str | None = None, *, cached: bool = False
+    ) -> LoadedRepository:
         """The repository, which must hold no error at all (apply, plan, edits)."""
-        loaded = self.load(ref)
+        loaded = self.load(ref, cached=cached)
         if not loaded.ok:
             raise ValidationFailed(loaded.diagnostics, message)
         return loaded

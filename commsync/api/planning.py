@@ -78,6 +78,8 @@ def plan_against(loaded: LoadedRepository, store: Store, now: datetime) -> PlanR
     warnings = tuple(d for d in loaded.diagnostics if d.severity == "warning")
     if outcome.errors:
         raise ValidationFailed([*warnings, *outcome.errors])
+    if loaded.parsed:  # the plan is made: the next one reads these files from the store
+        store.keep_parsed_files(dict(loaded.parsed))
     return PlanResult(outcome.plan, warnings, settings)
 
 
@@ -133,7 +135,7 @@ def make_plan(
 ) -> PlanResult:
     """Load, validate, resolve and diff; with `out`, save the plan; raises ValidationFailed."""
     changed = _changed_files(ctx, changed_since, ref) if changed_since is not None else None
-    loaded = ctx.valid(ref)
+    loaded = ctx.valid(ref, cached=True)
     assert loaded.settings is not None
     result = plan_against(loaded, ctx.store(loaded.settings), now or datetime.now(UTC))
     if out is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from commsync.repo.broadcasts import (
 )
 from commsync.repo.duplicates import duplicate_diagnostics
 from commsync.repo.emails import EMAILS_DIR, EmailContext, parse_system_email
+from commsync.repo.parsecache import FileCache, decode, encode, file_key
 
 LAYOUT_FILE = "layouts/email.html"
 
@@ -58,6 +59,9 @@ class LoadedRepository:
     source: SourceInfo
     layout: str | None = None
     uncommitted: tuple[str, ...] = ()  # managed paths with uncommitted changes (working tree only)
+    # broadcast files parsed now that the file cache did not have: kept once a plan is made
+    # (never by a run that reports an error: bad input changes nothing in the store)
+    parsed: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -149,24 +153,54 @@ def load_layout(
     return (None if diags else text), diags
 
 
+def _parse_broadcasts(
+    tree: FileTree, paths: list[str], limits: Limits, files: FileCache | None
+) -> tuple[list[ParsedBroadcast], list[Diagnostic], dict[str, str]]:
+    """Every broadcast file parsed and checked, or read from `files` when it was before; and
+    the entries of the files parsed now, to keep once the plan is made."""
+    diags: list[Diagnostic] = []
+    read: list[tuple[str, bytes]] = []
+    for path in paths:
+        data, problems = read_checked(tree, path, limits.file_bytes)
+        diags += problems
+        if data is not None:
+            read.append((path, data))
+    keys = [file_key(path, data, limits) for path, data in read] if files is not None else []
+    kept = files.parsed_files(keys) if files is not None and keys else {}
+    fresh: dict[str, str] = {}
+    broadcasts = []
+    for i, (path, data) in enumerate(read):
+        entry = kept.get(keys[i]) if keys else None
+        parsed = decode(path, entry) if entry is not None else None
+        if parsed is None:
+            parsed, problems = parse_broadcast(path, data, limits)
+            diags += problems
+            if keys and parsed is not None and not problems:
+                fresh[keys[i]] = encode(parsed)
+        if parsed is not None:
+            broadcasts.append(parsed)
+    return broadcasts, diags, fresh
+
+
 def load_repository(
-    tree: FileTree, root: Path, env: Mapping[str, str], store: str | None = None
+    tree: FileTree,
+    root: Path,
+    env: Mapping[str, str],
+    store: str | None = None,
+    files: Callable[[Settings], FileCache] | None = None,
 ) -> LoadedRepository:
-    """Parse and check every file; never stops at the first error."""
+    """Parse and check every file; never stops at the first error. With `files`, broadcast files
+    parsed before are read from the cache it gives for the settings (repo/parsecache.py), and
+    the others are in `parsed`, for the caller to keep."""
     doc, settings, diags = _load_settings(tree, root, env, store)
     catalog, problems = _load_catalog(tree, doc, settings)
     diags += problems
     broadcast_paths, problems = _yaml_files(tree, BROADCASTS_DIR, recursive=True)
     diags += problems
     limits = settings.limits if settings is not None else DEFAULT_LIMITS
-    broadcasts = []
-    for path in broadcast_paths:
-        data, problems = read_checked(tree, path, limits.file_bytes)
-        if data is not None:
-            parsed, problems = parse_broadcast(path, data, limits)
-            if parsed is not None:
-                broadcasts.append(parsed)
-        diags += problems
+    cache = files(settings) if files is not None and settings is not None else None
+    broadcasts, problems, parsed = _parse_broadcasts(tree, broadcast_paths, limits, cache)
+    diags += problems
     diags += duplicate_diagnostics(((b.id, b.origin) for b in broadcasts), "broadcast id")
     email_paths, problems = _yaml_files(tree, EMAILS_DIR, recursive=False)
     diags += problems
@@ -191,6 +225,7 @@ def load_repository(
         tuple(sort_diagnostics(diags)),
         tree.info,
         layout,
+        parsed=tuple(parsed.items()),
     )
 
 

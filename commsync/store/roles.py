@@ -513,6 +513,14 @@ class Control(Protocol):
         ...
 
 
+class ParsedFiles(Protocol):
+    """Broadcast files as a plan parsed them, by key (repo/parsecache.py), for the next plan."""
+
+    def parsed_files(self, keys: Collection[str]) -> dict[str, str]: ...
+
+    def keep_parsed_files(self, entries: Mapping[str, str]) -> None: ...
+
+
 class Store(
     Identity,
     PlatformData,
@@ -523,6 +531,7 @@ class Store(
     Suppressions,
     Events,
     Control,
+    ParsedFiles,
     Protocol,
 ):
     """The live store: every role."""

@@ -24,6 +24,7 @@ from commsync.store.events import EventsMixin
 from commsync.store.imports import ImportsMixin
 from commsync.store.managed import ManagedMixin
 from commsync.store.migrate import ensure_schema
+from commsync.store.parsed import ParsedFilesMixin
 from commsync.store.platform import PlatformMixin
 from commsync.store.revision import BUSY_TIMEOUT_MS
 from commsync.store.schedules import SchedulesMixin
@@ -116,6 +117,7 @@ class SqlStore(
     DashboardsMixin,
     EventsMixin,
     ControlMixin,
+    ParsedFilesMixin,
 ):
     """A Store on SQLite or PostgreSQL, every role of `roles.Store`; one mixin per role.
 

@@ -119,6 +119,17 @@ audience_histograms = Table(
     PrimaryKeyConstraint("statuses", "products"),
 )
 
+# Broadcast files as the loader parsed and checked them, by a digest of the file, its path, the
+# limits and this commsync's code (repo/parsecache.py): a plan reads the files it has seen before
+# from here instead of parsing them again.
+parsed_files = Table(
+    "parsed_files",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("entry", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 # Whose notices feed a write changed (customer_id NULL: everyone's), numbered by the
 # feed generation in commsync_meta: what `serve` processes drop from their response caches.
 feed_changes = Table(
