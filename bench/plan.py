@@ -31,6 +31,7 @@ Floor (issue 2): first plan ≤ 3 s wall and ≤ 300 MB peak RSS on the 2-core C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import random
@@ -264,10 +265,8 @@ def _forget(store: Path, *, histogram: bool) -> None:
     conn = sqlite3.connect(store)
     try:
         for table in ("parsed_files", *(["audience_histograms"] if histogram else [])):
-            try:
+            with contextlib.suppress(sqlite3.OperationalError):  # an older schema keeps none
                 conn.execute(f"DELETE FROM {table}")
-            except sqlite3.OperationalError:  # an older schema keeps none
-                pass
         conn.commit()
     finally:
         conn.close()

@@ -232,7 +232,7 @@ def test_token_and_validate_load_only_what_they_use(repo: Repo) -> None:
     event service, the delivery engine, GitPython, or psycopg for a SQLite store. `validate`
     needs the loader, the planner's checks and templates, but neither the delivery engine nor
     SQLAlchemy (it reads a SQLite store's references directly); `plan` and `apply` on SQLite
-    neither psycopg nor the PostgreSQL dialect. (A module
+    neither psycopg nor the PostgreSQL dialect; `plan` and `validate` no markdown. (A module
     check, not a timer: bench/run-all times start-up.)"""
     repo.import_data()
     heavy = [
@@ -276,6 +276,9 @@ def test_token_and_validate_load_only_what_they_use(repo: Repo) -> None:
     # nor do plan and apply on a SQLite store load PostgreSQL's driver or SQLAlchemy's dialect
     postgresql = ["psycopg", "sqlalchemy.dialects.postgresql"]
     assert loaded("plan", watch=postgresql) == []
+    # plan and validate render no content: no markdown renderer
+    assert loaded("plan", watch=["markdown_it"]) == []
+    assert loaded("validate", watch=["markdown_it"]) == []
     assert loaded("apply", "--yes", watch=postgresql) == []
 
 

@@ -6,10 +6,12 @@ import html
 import re
 from functools import cache
 from html.parser import HTMLParser
-
-from markdown_it import MarkdownIt
+from typing import TYPE_CHECKING
 
 from commsync.model import Format
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~])")
 _BLOCKS = {
@@ -33,6 +35,10 @@ _BLOCKS = {
 
 @cache
 def _markdown() -> MarkdownIt:
+    """The markdown renderer, imported when first used (15-20 ms that `plan` and `validate`,
+    which render no content, do not pay)."""
+    from markdown_it import MarkdownIt
+
     # Operators may write raw HTML inside markdown emails; notices are sanitised afterwards.
     return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
