@@ -193,3 +193,11 @@ def test_entries_older_than_thirty_days_are_dropped_when_others_are_kept(tmp_pat
         assert store.parsed_files(["old", "recent", "new"]) == {"recent": "{}", "new": "{}"}
     finally:
         store.close()
+
+
+def test_an_apply_that_plans_keeps_its_files_once_it_is_done(demo_repo: Repo) -> None:
+    refused = demo_repo.cli("apply", "--yes", "--ref", "no-such-ref")
+    assert refused.exit_code == 1 and _kept(demo_repo) == {}
+    applied = demo_repo.cli("apply", "--yes")
+    assert applied.exit_code == 0, applied.output
+    assert len(_kept(demo_repo)) == 6

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from commsync.api.context import Context
-from commsync.api.planning import plan_against
+from commsync.api.planning import keep_parsed, plan_against
 from commsync.apply.executor import ApplyListener, ApplyReport
 from commsync.apply.planfile import read_plan
 from commsync.apply.run import ApplyRun, Confirm, run_apply
@@ -87,4 +87,7 @@ def apply(
         by_workers=settings.mail.delivery == DeliveryMode.WORKERS,
     )
     sender = BroadcastSender(store, settings, layout, ctx.project.env, listener)
-    return run_apply(store, run, sender, confirm=confirm, listener=listener)
+    report = run_apply(store, run, sender, confirm=confirm, listener=listener)
+    if plan is None and report.ok:
+        keep_parsed(loaded, store)
+    return report

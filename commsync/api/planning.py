@@ -78,9 +78,14 @@ def plan_against(loaded: LoadedRepository, store: Store, now: datetime) -> PlanR
     warnings = tuple(d for d in loaded.diagnostics if d.severity == "warning")
     if outcome.errors:
         raise ValidationFailed([*warnings, *outcome.errors])
-    if loaded.parsed:  # the plan is made: the next one reads these files from the store
-        store.keep_parsed_files(dict(loaded.parsed))
     return PlanResult(outcome.plan, warnings, settings)
+
+
+def keep_parsed(loaded: LoadedRepository, store: Store) -> None:
+    """Once a run has done what it was asked (never one that reports an error: bad input
+    changes nothing in the store), the broadcast files it parsed are kept for the next plan."""
+    if loaded.parsed:
+        store.keep_parsed_files(dict(loaded.parsed))
 
 
 # Plans are shared in pull requests and saved to files: their samples use an obviously made-up
@@ -137,9 +142,11 @@ def make_plan(
     changed = _changed_files(ctx, changed_since, ref) if changed_since is not None else None
     loaded = ctx.valid(ref, cached=True)
     assert loaded.settings is not None
-    result = plan_against(loaded, ctx.store(loaded.settings), now or datetime.now(UTC))
+    store = ctx.store(loaded.settings)
+    result = plan_against(loaded, store, now or datetime.now(UTC))
     if out is not None:
         save_plan(result.plan, out)
+    keep_parsed(loaded, store)
     return replace(result, changed=changed)
 
 
