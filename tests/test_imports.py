@@ -3,7 +3,12 @@ and PostgreSQL, through the real command line."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commsync.model import Targets
 from commsync.store.sql import open_store
@@ -327,5 +332,99 @@ def test_a_sqlite_memberships_import_leaves_every_connection_checking_foreign_ke
         finally:
             for conn in conns:
                 conn.close()
+    finally:
+        store.close()
+
+
+def _required_slowly(value: str | None, pattern: re.Pattern[str]) -> str:
+    """What `_required` did before its shortcut: every check of `_text`, then the pattern."""
+    from commsync.repo.records import RowError, _text
+
+    stripped = _text({} if value is None else {"x": value}, "x")
+    if stripped is None:
+        raise RowError("x is empty")
+    if not pattern.fullmatch(stripped):
+        raise RowError("no match")
+    return stripped
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.one_of(
+        st.none(),
+        st.text(alphabet="aZ09._:@- \t\n\r\x00é", max_size=140),
+        st.text(max_size=8).map(lambda s: " " + "a" * 60 + s),
+    ),
+    st.sampled_from(["_ID", "_SLUG", "_STATUS"]),
+)
+def test_a_required_field_is_checked_as_before_its_shortcut(value: str | None, name: str) -> None:
+    from commsync.repo import records
+
+    pattern = getattr(records, name)
+    try:
+        expected: str | None = _required_slowly(value, pattern)
+    except records.RowError:
+        expected = None
+    try:
+        got: str | None = records._required({} if value is None else {"x": value}, "x", pattern, "")
+    except records.RowError:
+        got = None
+    assert got == expected
+
+
+def test_a_first_import_larger_than_the_table_leaves_its_indexes_as_declared(
+    tmp_path: Path,
+) -> None:
+    """Past 10,000 rows into a smaller table, SQLite's secondary indexes are built after the
+    merge (in its transaction): they must come back exactly as the schema declares them."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from commsync.model import CustomerRecord, MembershipRecord, ProductRecord
+    from commsync.store import tables as t
+    from commsync.store.revision import VERSION_TABLE
+
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        with store.engine.connect() as conn:
+            declared = {
+                r[0]: r[1]
+                for r in conn.exec_driver_sql(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+                )
+            }
+        store.upsert_products([ProductRecord("pro", "Pro"), ProductRecord("team", "Team")])
+        n = 12_000
+        store.import_customers(
+            [(i, CustomerRecord(str(i), f"c{i}@example.com", f"u{i}")) for i in range(1, n + 1)]
+        )
+        store.import_memberships(
+            [
+                (i, MembershipRecord(str(i), "pro" if i % 3 else "team", "active"))
+                for i in range(1, n + 1)
+            ]
+        )
+        with store.engine.connect() as conn:
+            after = {
+                r[0]: r[1]
+                for r in conn.exec_driver_sql(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+                )
+            }
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}), t.metadata
+            )
+            plan = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT count(*) FROM memberships WHERE product_slug = 'pro'"
+                " AND status = 'active'"
+            ).all()
+        assert after == declared and diff == []
+        assert "ix_memberships_audience" in str(plan)
+        assert (
+            store.count_audiences([Targets(products=("pro",))], ("active",))[
+                Targets(products=("pro",))
+            ].total
+            == n - n // 3
+        )
     finally:
         store.close()

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
+from commsync.store import tables as t
 from commsync.store.roles import AllowRemoval, RowsRefused
 from commsync.store.roles import ImportProgress as Progress
 from commsync.store.sqlutil import driver_sql, driver_stamp, feed_changed, memberships_changed, now
@@ -91,13 +92,27 @@ MEMBERSHIPS = _Kind(
 )
 
 # Memberships must name customers that exist (and are not deleted) and products that exist.
-_REFERENCES = (
-    f"SELECT s.line, s.customer_id, c.id IS NULL FROM {STAGE} s"
-    " LEFT JOIN customers c ON c.id = s.customer_id"
-    " WHERE c.id IS NULL OR c.deleted_at IS NOT NULL",
-    f"SELECT s.line, s.product_slug FROM {STAGE} s"
-    " LEFT JOIN products p ON p.slug = s.product_slug WHERE p.slug IS NULL",
+# The memberships' references. Customers the store lacks are first looked for once each, in the
+# stage's key order (each lookup lands next to the last: 0.09 s for 300,000 rows, against 0.8 s
+# for a join in file order that also read each customer's row); their lines only when there are
+# any. Customers marked deleted are few: read from their partial index, then found in the stage.
+_MISSING_CUSTOMERS = (
+    f"SELECT DISTINCT s.customer_id FROM {STAGE} s"
+    " WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.id = s.customer_id)"
 )
+_MISSING_CUSTOMER_LINES = (
+    f"SELECT s.line, s.customer_id FROM {STAGE} s"
+    " WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.id = s.customer_id)"
+)
+_DELETED_CUSTOMERS = (
+    f"SELECT s.line, s.customer_id FROM customers c CROSS JOIN {STAGE} s"
+    " WHERE s.customer_id = c.id AND c.deleted_at IS NOT NULL"
+)
+_MISSING_PRODUCTS = (
+    f"SELECT s.line, s.product_slug FROM {STAGE} s"
+    " LEFT JOIN products p ON p.slug = s.product_slug WHERE p.slug IS NULL"
+)
+_REBUILD_AFTER = 10_000  # staged rows past which a table's indexes may be built after the merge
 
 
 class ImportsMixin:
@@ -259,18 +274,17 @@ def _duplicates(conn: Connection, kind: _Kind) -> list[tuple[int, str]]:
 def _refuse_problems(conn: Connection, kind: _Kind) -> None:
     problems = _duplicates(conn, kind)
     if kind is MEMBERSHIPS:
-        customers, products = _REFERENCES
-        for line, customer, unknown in conn.exec_driver_sql(customers):
-            problems.append(
-                (
-                    int(line),
-                    f"unknown customer {customer!r} (import customers first)"
-                    if unknown
-                    else f"customer {customer!r} was marked deleted by `customers import --sync`"
-                    " (import it again first)",
-                )
+        if conn.exec_driver_sql(_MISSING_CUSTOMERS).first() is not None:
+            for line, customer in conn.exec_driver_sql(_MISSING_CUSTOMER_LINES):
+                message = f"unknown customer {customer!r} (import customers first)"
+                problems.append((int(line), message))
+        for line, customer in conn.exec_driver_sql(_DELETED_CUSTOMERS):
+            message = (
+                f"customer {customer!r} was marked deleted by `customers import --sync`"
+                " (import it again first)"
             )
-        for line, product in conn.exec_driver_sql(products):
+            problems.append((int(line), message))
+        for line, product in conn.exec_driver_sql(_MISSING_PRODUCTS):
             problems.append((int(line), f"unknown product {product!r} (import products first)"))
     if problems:
         problems.sort()
@@ -287,7 +301,7 @@ def _merge(conn: Connection, kind: _Kind, pg: bool, sync: AllowRemoval | None) -
             params: Sequence[Any] = (stamp,) if "?" in statement else ()
             conn.exec_driver_sql(driver_sql(statement, pg), tuple(params))
     staged = int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {STAGE}").scalar_one())
-    inserted = _pg_merge(conn, kind, stamp) if pg else _sqlite_merge(conn, kind, stamp)
+    inserted = _pg_merge(conn, kind, stamp) if pg else _sqlite_merge(conn, kind, stamp, staged)
     return ImportCounts(inserted=inserted, updated=staged - inserted, removed=removed)
 
 
@@ -300,7 +314,7 @@ def _changes(kind: _Kind, differs: str, existing: str) -> tuple[list[str], str]:
     return data, " OR ".join(changed)
 
 
-def _sqlite_merge(conn: Connection, kind: _Kind, stamp: Any) -> int:
+def _sqlite_merge(conn: Connection, kind: _Kind, stamp: Any, staged: int) -> int:
     """One INSERT … SELECT … ON CONFLICT, in the table's key order (fewer page splits). A row
     the file repeats unchanged is not rewritten (a nightly re-import changes few rows: rewriting
     300,000 memberships cost 2.4 s of a 4.9 s import); `updated_at` is when the data last
@@ -318,11 +332,23 @@ def _sqlite_merge(conn: Connection, kind: _Kind, stamp: Any) -> int:
         )
     count = f"SELECT COUNT(*) FROM {kind.table}"
     before = int(conn.exec_driver_sql(count).scalar_one())
+    # A file larger than the table (the first import, say): its secondary indexes are built
+    # once after the merge, from sorted keys, instead of taking each row in file order; in the
+    # import's transaction, so a reader never sees the table without them.
+    rebuilt = (
+        list(t.metadata.tables[kind.table].indexes)
+        if staged >= _REBUILD_AFTER and staged > before
+        else []
+    )
+    for index in rebuilt:
+        index.drop(conn)
     conn.exec_driver_sql(
         f"INSERT INTO {kind.table} ({columns}{extra}) SELECT {columns}{values} FROM {STAGE}"
         f" WHERE true ORDER BY {key} ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE {changed}",
         (stamp,),
     )
+    for index in rebuilt:
+        index.create(conn)
     return int(conn.exec_driver_sql(count).scalar_one()) - before
 
 
