@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Connection
 
 from commsync.model import Targets
 from commsync.store.sql import open_store
@@ -372,6 +373,12 @@ def test_a_required_field_is_checked_as_before_its_shortcut(value: str | None, n
     assert got == expected
 
 
+def _indexes(conn: Connection) -> dict[str, str]:
+    """Each index of a SQLite store, with the SQL that creates it."""
+    rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+    return {str(name): str(sql) for name, sql in rows}
+
+
 def test_a_first_import_larger_than_the_table_leaves_its_indexes_as_declared(
     tmp_path: Path,
 ) -> None:
@@ -387,12 +394,7 @@ def test_a_first_import_larger_than_the_table_leaves_its_indexes_as_declared(
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     try:
         with store.engine.connect() as conn:
-            declared = {
-                r[0]: r[1]
-                for r in conn.exec_driver_sql(
-                    "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
-                )
-            }
+            declared = _indexes(conn)
         store.upsert_products([ProductRecord("pro", "Pro"), ProductRecord("team", "Team")])
         n = 12_000
         store.import_customers(
@@ -405,12 +407,7 @@ def test_a_first_import_larger_than_the_table_leaves_its_indexes_as_declared(
             ]
         )
         with store.engine.connect() as conn:
-            after = {
-                r[0]: r[1]
-                for r in conn.exec_driver_sql(
-                    "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
-                )
-            }
+            after = _indexes(conn)
             diff = compare_metadata(
                 MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}), t.metadata
             )
