@@ -201,3 +201,19 @@ def test_an_apply_that_plans_keeps_its_files_once_it_is_done(demo_repo: Repo) ->
     applied = demo_repo.cli("apply", "--yes")
     assert applied.exit_code == 0, applied.output
     assert len(_kept(demo_repo)) == 6
+
+
+def test_a_plan_that_reports_an_error_does_not_create_the_store(repo: Repo) -> None:
+    """The kept parses are looked for in an existing store only: a SQLite store that does not
+    exist yet keeps nothing, and a plan refused for a file must not have created it."""
+    store_file = repo.root / ".commsync" / "store.db"
+    repo.write("broadcasts/bad.yaml", "kind: notice\nsubject: Hi\ncontent: x\n")
+    assert repo.cli("plan").exit_code == 1
+    assert not store_file.exists()
+    repo.write(
+        "broadcasts/bad.yaml", "kind: notice\nsubject: Hi\ncontent: x\ntargets: {all: true}\n"
+    )
+    assert repo.cli("plan").exit_code in (0, 2)  # creates the store; nothing to read there yet
+    assert store_file.exists() and _kept(repo) == {}
+    assert repo.cli("plan").exit_code in (0, 2)
+    assert len(_kept(repo)) == 1

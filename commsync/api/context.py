@@ -41,7 +41,7 @@ class Context:
         from commsync.repo.loader import load_repository
 
         p = self.project
-        files = self.store if cached else None
+        files = self._kept_parses if cached else None
         loaded = load_repository(self.tree(ref), p.root, p.env, p.store_url, files)
         if ref is None:
             catalogs = loaded.settings.catalogs if loaded.settings else ()
@@ -97,6 +97,18 @@ class Context:
 
             store = self.stores[url] = open_store(url, self.pool_size, self.read_timeout)
         return store
+
+    def _kept_parses(self, settings: Settings) -> Store | None:
+        """The store, for the broadcast files it keeps parsed; None when it is a SQLite file
+        that does not exist yet: it keeps nothing, and a run that then reports an error in a
+        file must not have created it."""
+        from commsync.store.light import sqlite_file
+
+        url = settings.store_url
+        path = sqlite_file(url)
+        if url not in self.stores and path is not None and not path.exists():
+            return None
+        return self.store(settings)
 
     def light(self, settings: Settings | None = None) -> SqliteReferences | None:
         """A SQLite store at this schema, read directly (no SQLAlchemy), unless the store is

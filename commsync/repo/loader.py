@@ -187,7 +187,7 @@ def load_repository(
     root: Path,
     env: Mapping[str, str],
     store: str | None = None,
-    files: Callable[[Settings], FileCache] | None = None,
+    files: Callable[[Settings], FileCache | None] | None = None,
 ) -> LoadedRepository:
     """Parse and check every file; never stops at the first error. With `files`, broadcast files
     parsed before are read from the cache it gives for the settings (repo/parsecache.py), and

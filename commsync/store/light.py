@@ -87,14 +87,19 @@ class SqliteReferences:
             return matching.match_customers(refs, fetch)
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite store named by absolute path; None for any other store URL."""
+    rest = url[len(_PREFIX) :] if url.startswith(_PREFIX) else ""
+    if not rest.startswith("/") or "?" in rest:
+        return None
+    return Path(rest)
+
+
 def open_references(url: str) -> SqliteReferences | None:
     """A light reader of the store at `url`, or None when the store itself must be opened."""
-    rest = url[len(_PREFIX) :] if url.startswith(_PREFIX) else ""
-    if not rest.startswith("/") or "?" in rest:  # not a SQLite file by absolute path
-        return None
-    path = Path(rest)
-    if not path.is_file():
-        return None  # opening the store creates it
+    path = sqlite_file(url)
+    if path is None or not path.is_file():
+        return None  # not a SQLite file by absolute path, or opening the store creates it
     reader = SqliteReferences(path)
     try:
         if reader.revision() != HEAD:
