@@ -28,7 +28,7 @@ class ParsedFilesMixin:
         c = t.parsed_files.c
         found: dict[str, str] = {}
         with self.engine.connect() as conn:
-            for chunk in chunks(sorted(keys)):
+            for chunk in chunks(list(keys)):
                 rows = conn.execute(select(c.key, c.entry).where(c.key.in_(chunk)))
                 found.update((str(key), str(entry)) for key, entry in rows)
         return found
