@@ -177,22 +177,60 @@ def test_keeping_is_best_effort_where_the_store_refuses_the_write(pg_url: str) -
         admin.dispose()
 
 
-def test_entries_older_than_thirty_days_are_dropped_when_others_are_kept(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keeper", ["store", "light reader"])
+def test_entries_older_than_thirty_days_are_dropped_when_others_are_kept(
+    tmp_path: Path, keeper: str
+) -> None:
+    """Kept by the store or by the light reader `plan` uses on SQLite (store/light.py): each
+    reads what the other kept, and both drop what is older than thirty days."""
     from datetime import UTC, datetime, timedelta
 
-    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    from commsync.store.light import open_references
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = open_store(url)
     try:
-        store.keep_parsed_files({"old": "{}", "recent": "{}"})
+        light = open_references(url)
+        assert light is not None
+        keeping = light if keeper == "light reader" else store
+        reading = store if keeper == "light reader" else light
+        keeping.keep_parsed_files({"old": "{}", "recent": "{}"})
         with store.engine.begin() as conn:
             conn.execute(
                 sa.text("UPDATE parsed_files SET created_at = :at WHERE key = 'old'"),
                 {"at": (datetime.now(UTC) - timedelta(days=31)).strftime("%Y-%m-%d %H:%M:%S.%f")},
             )
-        assert store.parsed_files(["old", "recent"]) == {"old": "{}", "recent": "{}"}
-        store.keep_parsed_files({"new": "{}"})
-        assert store.parsed_files(["old", "recent", "new"]) == {"recent": "{}", "new": "{}"}
+        assert reading.parsed_files(["old", "recent"]) == {"old": "{}", "recent": "{}"}
+        keeping.keep_parsed_files({"new": "{}", "recent": "[]"})
+        assert reading.parsed_files(["old", "recent", "new"]) == {"recent": "[]", "new": "{}"}
     finally:
         store.close()
+
+
+def test_the_light_reader_keeps_nothing_while_another_writer_holds_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Best effort: an apply holding SQLite's write lock makes the plan's keeping give up (after
+    the busy timeout), not fail the plan; the next plan keeps what it parses."""
+    import sqlite3
+
+    from commsync.store import light as light_module
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    open_store(url).close()
+    reader = light_module.open_references(url)
+    assert reader is not None
+    monkeypatch.setattr(light_module, "BUSY_TIMEOUT_MS", 50)
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        reader.keep_parsed_files({"a": "{}"})  # gives up: logged, not raised
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+    assert reader.parsed_files(["a"]) == {}
+    reader.keep_parsed_files({"a": "{}"})
+    assert reader.parsed_files(["a"]) == {"a": "{}"}
 
 
 def test_an_apply_that_plans_keeps_its_files_once_it_is_done(demo_repo: Repo) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,10 +14,12 @@ import sqlalchemy as sa
 
 from commsync.errors import StoreTooNew
 from commsync.model import (
+    Audience,
     BroadcastSpec,
     CustomerRecord,
     EmailStats,
     LiveBroadcast,
+    LiveSnapshot,
     LiveSystemEmail,
     MembershipRecord,
     ProductRecord,
@@ -25,6 +28,7 @@ from commsync.model import (
     Targets,
 )
 from commsync.store import tables as t
+from commsync.store.light import SqlitePlanReader, open_references
 from commsync.store.migrate import HEAD, VERSION_TABLE, known_revisions
 from commsync.store.sql import SqlStore, open_store
 
@@ -36,6 +40,40 @@ def store(store_url: str) -> SqlStore:
     s = open_store(store_url)
     yield s
     s.close()
+
+
+def _light(store: SqlStore) -> SqlitePlanReader | None:
+    """The light reader of a SQLite file store (store/light.py); None for the other backends."""
+    url = store.engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    light = open_references(f"sqlite:///{url.database}")
+    assert light is not None
+    return light
+
+
+def _snapshot(store: SqlStore) -> LiveSnapshot:
+    """The store's snapshot; on a SQLite file, the light reader's (which `plan` reads) must
+    be the same."""
+    found = store.snapshot()
+    light = _light(store)
+    if light is not None:
+        assert light.snapshot() == found
+        assert light.store_id == store.store_id
+    return found
+
+
+def _counts(
+    store: SqlStore, selections: Collection[Targets], statuses: Sequence[str]
+) -> Mapping[Targets, Audience]:
+    """The store's audience counts; on a SQLite file the light reader counts first (and keeps
+    the histogram it counts, which the store then reads) and must agree."""
+    light = _light(store)
+    first = None if light is None else light.count_audiences(selections, statuses)
+    found = store.count_audiences(selections, statuses)
+    if first is not None:
+        assert first == found
+    return found
 
 
 def _seed(store: SqlStore) -> None:
@@ -96,7 +134,7 @@ def test_upserts_count_inserts_and_updates(store: SqlStore) -> None:
     store.upsert_memberships([MembershipRecord("2", "pro", "active")])
     counts = store.upsert_memberships([MembershipRecord("2", "pro", "cancelled")])
     assert (counts.inserted, counts.updated) == (0, 1)
-    audience = store.count_audiences([Targets(products=("pro",))], STATUSES)
+    audience = _counts(store, [Targets(products=("pro",))], STATUSES)
     assert audience[Targets(products=("pro",))].total == 0
 
 
@@ -191,7 +229,7 @@ def test_audiences_follow_statuses_and_count_each_customer_once(store: SqlStore)
         "all": Targets(all=True),
         "empty": Targets(products=("empty",)),
     }
-    counts = store.count_audiences(list(selections.values()), STATUSES)
+    counts = _counts(store, list(selections.values()), STATUSES)
     assert counts[selections["pro"]].total == 2  # 1 active, 2 trialing; 3 cancelled is out
     assert counts[selections["pro+starter"]].total == 2  # customer 1 is in both, counted once
     assert counts[selections["pro+starter"]].products == (("pro", 2), ("starter", 1))
@@ -199,7 +237,7 @@ def test_audiences_follow_statuses_and_count_each_customer_once(store: SqlStore)
     assert counts[selections["listed"]].total == 2
     assert counts[selections["all"]].total == 4
     assert counts[selections["empty"]].total == 0
-    wider = store.count_audiences([selections["pro"]], ("active", "trialing", "cancelled"))
+    wider = _counts(store, [selections["pro"]], ("active", "trialing", "cancelled"))
     assert wider[selections["pro"]].total == 3
     # listed customers the products already count, and suppressed addresses among the audience
     assert counts[selections["pro+listed"]].listed_in_products == 1  # customer 1
@@ -214,7 +252,7 @@ def test_audiences_follow_statuses_and_count_each_customer_once(store: SqlStore)
         "test",
         datetime.now(UTC),
     )
-    counts = store.count_audiences(list(selections.values()), STATUSES)
+    counts = _counts(store, list(selections.values()), STATUSES)
     suppressed = {name: counts[t].suppressed for name, t in selections.items()}
     assert suppressed == {
         "pro": 1,
@@ -253,7 +291,7 @@ def test_broadcasts_round_trip_with_targets_and_provenance(store: SqlStore) -> N
         Provenance("broadcasts/notices/a.yaml", "abc123", "Op", applied),
     )
     store.put_broadcast(live)
-    got = store.snapshot().broadcasts["notices/a"]
+    got = _snapshot(store).broadcasts["notices/a"]
     assert got == live
     assert got.spec.starts_at is not None and got.spec.starts_at.utcoffset() == timedelta(hours=1)
     assert not got.drift
@@ -266,7 +304,7 @@ def test_broadcasts_round_trip_with_targets_and_provenance(store: SqlStore) -> N
             sa.select(t.broadcast_targets.c.target_type, t.broadcast_targets.c.value)
         ).all()
     assert rows == [("all", "*")]
-    assert store.snapshot().broadcasts["notices/a"].status == "retracted"
+    assert _snapshot(store).broadcasts["notices/a"].status == "retracted"
 
 
 def test_out_of_band_edit_shows_as_drift(store: SqlStore) -> None:
@@ -275,7 +313,7 @@ def test_out_of_band_edit_shows_as_drift(store: SqlStore) -> None:
     edited = {**spec.to_json(), "subject": "Edited in the database"}
     with store.engine.begin() as conn:
         conn.execute(sa.update(t.broadcasts).values(spec=edited))
-    got = store.snapshot().broadcasts["n"]
+    got = _snapshot(store).broadcasts["n"]
     assert got.spec.subject == "Edited in the database"
     assert got.drift
 
@@ -311,11 +349,11 @@ def _insert_send(store: SqlStore, broadcast_id: str, statuses: list[str]) -> Non
 def test_email_progress_comes_from_the_ledger(store: SqlStore) -> None:
     spec = BroadcastSpec("email", "News", "Body", Targets(all=True))
     store.put_broadcast(LiveBroadcast("e", spec, "sending", spec.spec_hash()))
-    assert store.snapshot().broadcasts["e"].progress is not None
+    assert _snapshot(store).broadcasts["e"].progress is not None
     _insert_send(
         store, "e", ["sent", "sent", "queued", "failed", "suppressed", "uncertain", "queued"]
     )
-    progress = store.snapshot().broadcasts["e"].progress
+    progress = _snapshot(store).broadcasts["e"].progress
     assert progress is not None
     assert (
         progress.total,
@@ -325,6 +363,29 @@ def test_email_progress_comes_from_the_ledger(store: SqlStore) -> None:
         progress.suppressed,
         progress.uncertain,
     ) == (7, 2, 2, 1, 1, 1)
+
+
+def test_the_snapshot_reads_the_workers_sends_and_their_last_heartbeat(store: SqlStore) -> None:
+    """What plan shows of scheduled sends: a send the delivery workers deliver, and when a
+    worker was last seen (timezone-aware, as written)."""
+    spec = BroadcastSpec("email", "News", "Body", Targets(all=True))
+    live = LiveBroadcast("w", spec, "sending", spec.spec_hash())
+    store.upsert_customers([CustomerRecord("1", "a@example.com"), CustomerRecord("2", "b@x.org")])
+    assert store.record_send(live, STATUSES, by_workers=True) is not None
+    assert _snapshot(store).worker_seen_at is None
+    before = datetime.now(UTC)
+    ledger = store.ledger()
+    try:
+        ledger.heartbeat("host:1:x", "host", 1)
+    finally:
+        ledger.close()
+    snapshot = _snapshot(store)
+    seen = snapshot.worker_seen_at
+    assert seen is not None and seen.utcoffset() == timedelta(0)
+    assert before - timedelta(seconds=5) <= seen <= datetime.now(UTC) + timedelta(seconds=5)
+    progress = snapshot.broadcasts["w"].progress
+    assert progress is not None and progress.by_workers
+    assert (progress.total, progress.queued) == (2, 2)
 
 
 def test_system_emails_round_trip_and_keep_stats(store: SqlStore) -> None:
@@ -341,7 +402,7 @@ def test_system_emails_round_trip_and_keep_stats(store: SqlStore) -> None:
         provenance=provenance,
     )
     store.put_system_email(live)
-    assert store.snapshot().system_emails["payment_received_customer"] == live
+    assert _snapshot(store).system_emails["payment_received_customer"] == live
     last = datetime(2026, 11, 1, tzinfo=UTC)
     with store.engine.begin() as conn:
         conn.execute(
@@ -350,11 +411,11 @@ def test_system_emails_round_trip_and_keep_stats(store: SqlStore) -> None:
     store.put_system_email(
         LiveSystemEmail("payment_received_customer", base, base.fields_hash(), (), 2, base)
     )
-    got = store.snapshot().system_emails["payment_received_customer"]
+    got = _snapshot(store).system_emails["payment_received_customer"]
     assert got.stats == EmailStats(41, 2, last)
     assert got.fields == base and got.overrides == () and got.base_version == 2
     store.delete_system_email("payment_received_customer")
-    assert store.snapshot().system_emails == {}
+    assert _snapshot(store).system_emails == {}
 
 
 @pytest.fixture(params=["sqlite-file", "postgresql"])
@@ -443,17 +504,17 @@ def test_histogram_and_distinct_strategies_agree(
         Targets(products=("c",), customers=("3", "4")),
         Targets(products=("a", "c", "d")),
     ]
-    by_distinct = store.count_audiences(selections, STATUSES)
+    by_distinct = _counts(store, selections, STATUSES)
     monkeypatch.setattr(audience, "_HISTOGRAM_MIN_ROWS", 0)
     monkeypatch.setattr(audience, "_HISTOGRAM_RATIO", 0)
-    by_histogram = store.count_audiences(selections, STATUSES)
+    by_histogram = _counts(store, selections, STATUSES)
     assert by_histogram == by_distinct
     # then kept: every count of the next plan comes from it, per-product counts included
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM audience_histograms")).scalar_one() > 0
     selections.append(Targets(products=("b",)))
     monkeypatch.setattr(audience, "_product_counts", None)  # proof: no pass over memberships
-    by_kept = store.count_audiences(selections, STATUSES)
+    by_kept = _counts(store, selections, STATUSES)
     assert {t: by_kept[t] for t in by_distinct} == by_distinct
     # and both equal a count done the slow, obvious way
     qualifying = {(r.customer_id, r.product) for r in rows if r.status in STATUSES}
@@ -521,7 +582,7 @@ def test_freezing_an_audience_dedupes_addresses_and_marks_suppressions(store: Sq
         "c@example.com": "suppressed",
         "e@example.com": "queued",
     }
-    snapshot = store.snapshot().broadcasts["news"]
+    snapshot = _snapshot(store).broadcasts["news"]
     assert (
         snapshot.status == "sending"
         and snapshot.progress is not None
@@ -562,7 +623,7 @@ def test_the_ledger_hot_path(store: SqlStore) -> None:
         assert ledger.next_batch(send_id, 0, 10) == []
     finally:
         ledger.close()
-    progress = store.snapshot().broadcasts["news"].progress
+    progress = _snapshot(store).broadcasts["news"].progress
     assert progress is not None and (progress.sent, progress.failed, progress.suppressed) == (
         1,
         1,
@@ -570,14 +631,14 @@ def test_the_ledger_hot_path(store: SqlStore) -> None:
     )
     assert [f.email for f in store.failed_recipients("news")] == ["B@example.com"]
     assert store.finish_send("news")
-    assert store.snapshot().broadcasts["news"].status == "sent"
+    assert _snapshot(store).broadcasts["news"].status == "sent"
     with (
         store.engine.connect() as conn
     ):  # a finished send keeps its counts: plans need not count rows
         kept = conn.execute(sa.select(t.sends.c.counts)).scalar_one()
     assert kept == {"sent": 1, "failed": 1, "suppressed": 2}
     assert store.requeue(["failed"]) == 1
-    reopened = store.snapshot().broadcasts["news"]
+    reopened = _snapshot(store).broadcasts["news"]
     assert reopened.status == "sending" and reopened.progress is not None
     assert (reopened.progress.queued, reopened.progress.failed, reopened.progress.sent) == (1, 0, 1)
 
@@ -589,7 +650,7 @@ def test_rows_left_sending_by_a_crash_become_uncertain(store: SqlStore) -> None:
     ledger.transition([], first.id)  # marked sending, then the process "dies"
     ledger.close()
     assert store.crashed_to_uncertain() == 1
-    progress = store.snapshot().broadcasts["news"].progress
+    progress = _snapshot(store).broadcasts["news"].progress
     assert progress is not None and progress.uncertain == 1 and progress.sending == 0
     assert store.requeue(["uncertain"]) == 1
 
@@ -796,7 +857,7 @@ def test_the_kept_histogram_is_used_until_any_membership_write(
     everyone = Targets(all=True)
 
     def counts() -> tuple[int, int]:
-        found = store.count_audiences([both, ab_c, only_a, everyone], STATUSES)
+        found = _counts(store, [both, ab_c, only_a, everyone], STATUSES)
         # one product, and everyone, agree with a count done the obvious way
         with store.engine.connect() as conn:
             a = conn.execute(

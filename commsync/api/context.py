@@ -12,12 +12,12 @@ from commsync.config.settings import SETTINGS_FILE, Settings, build_settings, se
 from commsync.config.yamlpos import load_yaml
 from commsync.diagnostics import has_errors
 from commsync.errors import ConfigError, ValidationFailed
-from commsync.store.roles import Store
+from commsync.store.roles import PlanSource, Store
 
 if TYPE_CHECKING:
     from commsync.repo.broadcasts import References
     from commsync.repo.loader import LoadedRepository
-    from commsync.store.light import SqliteReferences
+    from commsync.store.light import SqlitePlanReader
 
 
 @dataclass
@@ -98,19 +98,25 @@ class Context:
             store = self.stores[url] = open_store(url, self.pool_size, self.read_timeout)
         return store
 
-    def _kept_parses(self, settings: Settings) -> Store | None:
-        """The store, for the broadcast files it keeps parsed; None when it is a SQLite file
-        that does not exist yet: it keeps nothing, and a run that then reports an error in a
-        file must not have created it."""
+    def _kept_parses(self, settings: Settings) -> PlanSource | None:
+        """Where the broadcast files parsed before are kept; None when the store is a SQLite
+        file that does not exist yet: it keeps nothing, and a run that then reports an error
+        in a file must not have created it."""
         from commsync.store.light import sqlite_file
 
         url = settings.store_url
         path = sqlite_file(url)
         if url not in self.stores and path is not None and not path.exists():
             return None
-        return self.store(settings)
+        return self.planning(settings)
 
-    def light(self, settings: Settings | None = None) -> SqliteReferences | None:
+    def planning(self, settings: Settings) -> PlanSource:
+        """What a plan reads: a SQLite store at this schema read directly (no SQLAlchemy), the
+        store itself otherwise (opened, created or migrated)."""
+        light = self.light(settings)
+        return light if light is not None else self.store(settings)
+
+    def light(self, settings: Settings | None = None) -> SqlitePlanReader | None:
         """A SQLite store at this schema, read directly (no SQLAlchemy), unless the store is
         open already; None: use `store`."""
         from commsync.store.light import open_references

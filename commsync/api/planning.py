@@ -18,7 +18,7 @@ from commsync.plan.model import Action, EmailAction, NoticeAction, Plan, Verb
 from commsync.render.sandbox import environment, substitute
 from commsync.repo.git import changed_since, git_prefix
 from commsync.repo.loader import LoadedRepository, resolve_desired
-from commsync.store.roles import Store
+from commsync.store.roles import ParsedFiles, PlanSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class PlanResult:
     changed: frozenset[str] | None = None  # with --changed-since: the files that changed
 
 
-def plan_against(loaded: LoadedRepository, store: Store, now: datetime) -> PlanResult:
+def plan_against(loaded: LoadedRepository, store: PlanSource, now: datetime) -> PlanResult:
     """Resolve and diff against an open store; raises ValidationFailed with every error found."""
     if not loaded.ok:
         raise ValidationFailed(loaded.diagnostics)
@@ -81,7 +81,7 @@ def plan_against(loaded: LoadedRepository, store: Store, now: datetime) -> PlanR
     return PlanResult(outcome.plan, warnings, settings)
 
 
-def keep_parsed(loaded: LoadedRepository, store: Store) -> None:
+def keep_parsed(loaded: LoadedRepository, store: ParsedFiles) -> None:
     """Once a run has done what it was asked (never one that reports an error: bad input
     changes nothing in the store), the broadcast files it parsed are kept for the next plan."""
     if loaded.parsed:
@@ -142,7 +142,7 @@ def make_plan(
     changed = _changed_files(ctx, changed_since, ref) if changed_since is not None else None
     loaded = ctx.valid(ref, cached=True)
     assert loaded.settings is not None
-    store = ctx.store(loaded.settings)
+    store = ctx.planning(loaded.settings)
     result = plan_against(loaded, store, now or datetime.now(UTC))
     if out is not None:
         save_plan(result.plan, out)

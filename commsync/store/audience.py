@@ -15,6 +15,10 @@ was counted at; every write to memberships increases the generation, so a kept h
 only while the memberships are as they were — and while it is, every count comes from it (per
 product too), with no pass over memberships.
 
+Written once in plain SQL (store/plainsql.py): `SqlStore` runs it over SQLAlchemy on SQLite and
+PostgreSQL, the light reader over `sqlite3` (store/light.py), so `plan` on SQLite needs no
+SQLAlchemy.
+
 Customers listed by id are counted by looking up only their own memberships. Customers a
 `customers import --sync` marked deleted have no memberships left and are skipped where listed
 or reached by `all`.
@@ -22,24 +26,11 @@ or reached by `all`.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Sequence
 
-from sqlalchemy import ColumnElement, Connection, delete, distinct, func, insert, select
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.functions import aggregate_strings
-
 from commsync.model import Audience, Targets
-from commsync.store.tables import (
-    audience_histograms,
-    customers,
-    memberships,
-    meta,
-    suppressions,
-)
-
-log = logging.getLogger(__name__)
+from commsync.store.plainsql import Sql, in_list
 
 _CHUNK = 500
 _HISTOGRAM_RATIO = (
@@ -53,55 +44,46 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[i : i + _CHUNK]
 
 
-def _qualifying(statuses: Sequence[str]) -> ColumnElement[bool]:
-    return memberships.c.status.in_(statuses)
-
-
-def _product_counts(
-    conn: Connection, slugs: set[str] | None, statuses: Sequence[str]
-) -> dict[str, int]:
+def _product_counts(db: Sql, slugs: set[str] | None, statuses: Sequence[str]) -> dict[str, int]:
     """Qualifying memberships per product: of `slugs`, or of every product (None)."""
     if slugs is not None and not slugs:
         return {}
-    query = select(memberships.c.product_slug, func.count()).where(_qualifying(statuses))
+    where, params = in_list("status", statuses)
     if slugs is not None:
-        query = query.where(memberships.c.product_slug.in_(sorted(slugs)))
-    counts = {
-        str(slug): int(n) for slug, n in conn.execute(query.group_by(memberships.c.product_slug))
-    }
+        products, more = in_list("product_slug", sorted(slugs))
+        where, params = f"{where} AND {products}", params + more
+    sql = f"SELECT product_slug, count(*) FROM memberships WHERE {where} GROUP BY product_slug"
+    counts = {str(slug): int(n) for slug, n in db.rows(sql, params)}
     return counts if slugs is None else {slug: counts.get(slug, 0) for slug in slugs}
 
 
-def _listed_products(
-    conn: Connection, ids: set[str], statuses: Sequence[str]
-) -> dict[str, set[str]]:
+def _listed_products(db: Sql, ids: set[str], statuses: Sequence[str]) -> dict[str, set[str]]:
     """For explicitly listed customers only: the products they qualify for."""
     found: dict[str, set[str]] = defaultdict(set)
+    qualifying, params = in_list("status", statuses)
     for chunk in _chunks(sorted(ids)):
-        query = select(memberships.c.customer_id, memberships.c.product_slug).where(
-            memberships.c.customer_id.in_(chunk), _qualifying(statuses)
-        )
-        for cid, slug in conn.execute(query):
+        listed, more = in_list("customer_id", chunk)
+        sql = f"SELECT customer_id, product_slug FROM memberships WHERE {listed} AND {qualifying}"
+        for cid, slug in db.rows(sql, more + params):
             found[str(cid)].add(str(slug))
     return found
 
 
-def _deleted(conn: Connection, ids: set[str]) -> set[str]:
+def _deleted(db: Sql, ids: set[str]) -> set[str]:
     """Of customers listed by id, those a `customers import --sync` marked deleted."""
     out: set[str] = set()
     for chunk in _chunks(sorted(ids)):
-        query = select(customers.c.id).where(
-            customers.c.id.in_(chunk), customers.c.deleted_at.is_not(None)
-        )
-        out.update(str(cid) for cid in conn.execute(query).scalars())
+        listed, params = in_list("id", chunk)
+        sql = f"SELECT id FROM customers WHERE {listed} AND deleted_at IS NOT NULL"
+        out.update(str(cid) for (cid,) in db.rows(sql, params))
     return out
 
 
-def _distinct_count(conn: Connection, products: Sequence[str], statuses: Sequence[str]) -> int:
-    query = select(func.count(distinct(memberships.c.customer_id))).where(
-        memberships.c.product_slug.in_(products), _qualifying(statuses)
-    )
-    return int(conn.execute(query).scalar_one())
+def _distinct_count(db: Sql, products: Sequence[str], statuses: Sequence[str]) -> int:
+    selected, params = in_list("product_slug", products)
+    qualifying, more = in_list("status", statuses)
+    sql = f"SELECT count(DISTINCT customer_id) FROM memberships WHERE {selected} AND {qualifying}"
+    return int(db.rows(sql, params + more)[0][0])
 
 
 class _Histogram:
@@ -133,22 +115,20 @@ class _Histogram:
 
 
 def _count_histogram(
-    conn: Connection, statuses: Sequence[str], every: dict[str, int]
+    db: Sql, statuses: Sequence[str], every: dict[str, int]
 ) -> list[tuple[str, int]]:
     """The histogram from one pass over memberships grouped by customer. Only customers with
     several qualifying products are grouped by their set (sorting a million one-product strings
     was a third of a first plan at 1.5M memberships); each product's one-product customers are
     its count less those, from the per-product counts (`every`, of every product)."""
-    m = memberships.c
-    per_customer = (
-        select(aggregate_strings(m.product_slug, " ").label("products"))
-        .where(_qualifying(statuses))
-        .group_by(m.customer_id)
-        .having(func.count() > 1)
-        .subquery()
+    joined = "string_agg(product_slug, ' ')" if db.pg else "group_concat(product_slug, ' ')"
+    qualifying, params = in_list("status", statuses)
+    sql = (
+        f"SELECT products, count(*) FROM (SELECT {joined} AS products FROM memberships"
+        f" WHERE {qualifying} GROUP BY customer_id HAVING count(*) > 1) AS per_customer"
+        " GROUP BY products"
     )
-    query = select(per_customer.c.products, func.count()).group_by(per_customer.c.products)
-    rows = [(str(p), int(n)) for p, n in conn.execute(query)]
+    rows = [(str(p), int(n)) for p, n in db.rows(sql, params)]
     alone = dict(every)
     for products, n in rows:
         for slug in products.split(" "):
@@ -156,11 +136,9 @@ def _count_histogram(
     return rows + [(slug, n) for slug, n in sorted(alone.items()) if n > 0]
 
 
-def _generation(conn: Connection) -> int | None:
-    value = conn.execute(
-        select(meta.c.value).where(meta.c.key == "memberships_generation")
-    ).scalar_one_or_none()
-    return None if value is None else int(value)
+def _generation(db: Sql) -> int | None:
+    found = db.rows("SELECT value FROM commsync_meta WHERE key = 'memberships_generation'")
+    return int(found[0][0]) if found else None
 
 
 class _Kept:
@@ -170,48 +148,39 @@ class _Kept:
     best-effort: a store that refuses the write (a read-only role, a lock held by an apply)
     just counts it again next time."""
 
-    def __init__(self, conn: Connection, statuses: Sequence[str]) -> None:
+    def __init__(self, db: Sql, statuses: Sequence[str]) -> None:
         self.key = ",".join(sorted(set(statuses)))
-        self.generation = _generation(conn) if len(self.key) <= 512 else None
+        self.generation = _generation(db) if len(self.key) <= 512 else None
         self.histogram: _Histogram | None = None
         if self.generation is not None:
-            h = audience_histograms.c
-            kept = conn.execute(
-                select(h.products, h.customers, h.generation).where(h.statuses == self.key)
-            ).all()
+            kept = db.rows(
+                "SELECT products, customers, generation FROM audience_histograms"
+                " WHERE statuses = ?",
+                (self.key,),
+            )
             if kept and all(int(g) == self.generation for _, _, g in kept):
                 self.histogram = _Histogram([(str(p), int(n)) for p, n, _ in kept])
 
-    def count(self, conn: Connection, statuses: Sequence[str], every: dict[str, int]) -> _Histogram:
+    def count(self, db: Sql, statuses: Sequence[str], every: dict[str, int]) -> _Histogram:
         """Count the histogram (0.5 s at 1.5M memberships) and keep it for the next plan."""
-        rows = _count_histogram(conn, statuses, every)
+        rows = _count_histogram(db, statuses, every)
         if self.generation is not None and rows:
-            h = audience_histograms.c
-            try:
-                conn.commit()  # what was read so far; the write gets a transaction of its own
-                conn.execute(delete(audience_histograms).where(h.statuses == self.key))
-                conn.execute(
-                    insert(audience_histograms),
-                    [
-                        {
-                            "statuses": self.key,
-                            "products": p,
-                            "customers": n,
-                            "generation": self.generation,
-                        }
-                        for p, n in rows
-                    ],
-                )
-                conn.commit()
-            except DBAPIError as exc:
-                conn.rollback()
-                log.debug("audience histogram not kept: %s", exc.orig)
+            db.keep(
+                [
+                    ("DELETE FROM audience_histograms WHERE statuses = ?", [(self.key,)]),
+                    (
+                        "INSERT INTO audience_histograms (statuses, products, customers,"
+                        " generation) VALUES (?, ?, ?, ?)",
+                        [(self.key, p, n, self.generation) for p, n in rows],
+                    ),
+                ]
+            )
         self.histogram = _Histogram(rows)
         return self.histogram
 
 
 def _multi_product_counts(
-    conn: Connection,
+    db: Sql,
     selections: list[Targets],
     per_product: dict[str, int],
     statuses: Sequence[str],
@@ -221,50 +190,45 @@ def _multi_product_counts(
         return {}
     rows_to_sort = sum(per_product[p] for t in selections for p in t.products)
     if rows_to_sort >= _HISTOGRAM_MIN_ROWS:
-        every = _product_counts(conn, None, statuses)
+        every = _product_counts(db, None, statuses)
         if rows_to_sort > _HISTOGRAM_RATIO * sum(every.values()):
-            return kept.count(conn, statuses, every).totals(selections)
-    return {t: _distinct_count(conn, t.products, statuses) for t in selections}
+            return kept.count(db, statuses, every).totals(selections)
+    return {t: _distinct_count(db, t.products, statuses) for t in selections}
 
 
-def _living(conn: Connection) -> int:
+def _living(db: Sql) -> int:
     """Customers not marked deleted: all of them, less the few marked (a partial index)."""
-    every = select(func.count()).select_from(customers).scalar_subquery()
-    deleted = (
-        select(func.count())
-        .select_from(customers)
-        .where(customers.c.deleted_at.is_not(None))
-        .scalar_subquery()
+    sql = (
+        "SELECT (SELECT count(*) FROM customers)"
+        " - (SELECT count(*) FROM customers WHERE deleted_at IS NOT NULL)"
     )
-    return int(conn.execute(select(every - deleted)).scalar_one())
+    return int(db.rows(sql)[0][0])
 
 
 def count_audiences(
-    conn: Connection, selections: Collection[Targets], statuses: Sequence[str]
+    db: Sql, selections: Collection[Targets], statuses: Sequence[str]
 ) -> dict[Targets, Audience]:
     unique = set(selections)
     wanted = {p for t in unique for p in t.products}
     partial = [t for t in unique if not t.all]
     several = [t for t in partial if len(t.products) > 1]
-    kept = _Kept(conn, statuses)
+    kept = _Kept(db, statuses)
     if kept.histogram is not None:  # every count from it: no pass over memberships at all
         per_product = kept.histogram.per_product(wanted)
         multi = kept.histogram.totals(several)
     else:
-        per_product = _product_counts(conn, wanted, statuses)
-        multi = _multi_product_counts(conn, several, per_product, statuses, kept)
-    listed = _listed_products(
-        conn, {c for t in partial if t.products for c in t.customers}, statuses
-    )
-    gone = _deleted(conn, {c for t in partial for c in t.customers})
+        per_product = _product_counts(db, wanted, statuses)
+        multi = _multi_product_counts(db, several, per_product, statuses, kept)
+    listed = _listed_products(db, {c for t in partial if t.products for c in t.customers}, statuses)
+    gone = _deleted(db, {c for t in partial for c in t.customers})
     everyone: int | None = None
-    any_suppressed = conn.execute(select(suppressions.c.email_key).limit(1)).first() is not None
-    suppressed = _Suppressed(conn, statuses) if any_suppressed else None
+    any_suppressed = bool(db.rows("SELECT 1 FROM suppressions LIMIT 1"))
+    suppressed = _Suppressed(db, statuses) if any_suppressed else None
     out: dict[Targets, Audience] = {}
     for t in unique:
         if t.all:
             if everyone is None:
-                everyone = _living(conn)
+                everyone = _living(db)
             total = everyone
         else:
             from_products = (
@@ -296,18 +260,16 @@ class _Suppressed:
     unions over the few suppressed customers of its products.
     """
 
-    def __init__(self, conn: Connection, statuses: Sequence[str]) -> None:
-        m = memberships.c
-        joined = suppressions.join(
-            customers,
-            (customers.c.email_key == suppressions.c.email_key) & customers.c.deleted_at.is_(None),
-        )
-        joined = joined.outerjoin(
-            memberships, (m.customer_id == customers.c.id) & _qualifying(statuses)
+    def __init__(self, db: Sql, statuses: Sequence[str]) -> None:
+        qualifying, params = in_list("m.status", statuses)
+        sql = (
+            "SELECT c.id, m.product_slug FROM suppressions s"
+            " JOIN customers c ON c.email_key = s.email_key AND c.deleted_at IS NULL"
+            f" LEFT OUTER JOIN memberships m ON m.customer_id = c.id AND {qualifying}"
         )
         self.ids: set[str] = set()
         self.by_product: dict[str, set[str]] = defaultdict(set)
-        for cid, slug in conn.execute(select(customers.c.id, m.product_slug).select_from(joined)):
+        for cid, slug in db.rows(sql, params):
             self.ids.add(str(cid))
             if slug is not None:
                 self.by_product[str(slug)].add(str(cid))

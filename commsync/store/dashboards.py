@@ -26,7 +26,8 @@ from commsync.model import (
     SuppressionScope,
 )
 from commsync.store import tables as t
-from commsync.store.sqlutil import FEED_CHANGES_KEPT, driver_sql, feed_changed, insert_for
+from commsync.store.plainsql import driver_sql
+from commsync.store.sqlutil import FEED_CHANGES_KEPT, feed_changed, insert_for
 
 _CUSTOMER_SQL = (
     "SELECT id, email, username, first_name, last_name, display_name, locale"

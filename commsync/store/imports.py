@@ -20,9 +20,10 @@ from sqlalchemy.exc import IntegrityError
 
 from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
 from commsync.store import tables as t
+from commsync.store.plainsql import driver_sql, driver_stamp
 from commsync.store.roles import AllowRemoval, RowsRefused
 from commsync.store.roles import ImportProgress as Progress
-from commsync.store.sqlutil import driver_sql, driver_stamp, feed_changed, memberships_changed, now
+from commsync.store.sqlutil import feed_changed, memberships_changed, now
 
 BATCH = 10_000  # rows per executemany / progress report
 STAGE = "commsync_import_stage"

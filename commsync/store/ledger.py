@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from commsync.model import DeliveryStatus, LedgerRow, Record
-from commsync.store.sqlutil import driver_sql, driver_stamp
+from commsync.store.plainsql import driver_sql, driver_stamp
 
 _NAMES = ("first_name", "last_name", "display_name", "username")
 

@@ -1,4 +1,4 @@
-"""Small reads of a SQLite store without SQLAlchemy, for `validate` and `token`.
+"""Reads of a SQLite store without SQLAlchemy, for `validate`, `token` and `plan`.
 
 `validate` asks the store two things: the product slugs, and which customers the repository's
 refs name; `token` asks which customer a ref names, that customer, and the signing key. Loading
@@ -7,10 +7,17 @@ over the driver directly, read-only — but only of a SQLite file already at thi
 revision; a store to create or migrate, a PostgreSQL store, or any error on the way answers None,
 and the caller opens the store itself (so does `token` when the store has no signing key yet:
 making one is a write).
+
+`plan` reads more — the live snapshot, the audience counts, the broadcast files it parsed
+before — and keeps two caches (the audience histogram, the parsed files). `SqlitePlanReader`
+runs the same plain SQL as `SqlStore` for them (store/plainsql.py: live.py, audience.py,
+parsed.py) over `sqlite3`; its only writes are those caches, best effort, on a connection of
+their own.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -19,9 +26,15 @@ from typing import Any
 from urllib.parse import quote
 
 from commsync.errors import StoreError
-from commsync.model import CustomerRecord
+from commsync.model import Audience, CustomerRecord, LiveSnapshot, Targets
 from commsync.store import matching
+from commsync.store.audience import count_audiences
+from commsync.store.live import read_snapshot
+from commsync.store.parsed import keep_parsed, read_parsed
+from commsync.store.plainsql import Statement
 from commsync.store.revision import BUSY_TIMEOUT_MS, HEAD, VERSION_TABLE
+
+log = logging.getLogger(__name__)
 
 _PREFIX = "sqlite:///"
 
@@ -87,6 +100,72 @@ class SqliteReferences:
             return matching.match_customers(refs, fetch)
 
 
+class SqliteSql:
+    """`plainsql.Sql` over a read-only `sqlite3` connection; `keep` writes on one of its own."""
+
+    pg = False
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def keep(self, statements: Sequence[Statement]) -> bool:
+        try:
+            conn = sqlite3.connect(
+                f"file:{quote(str(self.path))}?mode=rw", uri=True, isolation_level=None
+            )
+            try:
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                conn.execute("BEGIN IMMEDIATE")
+                for sql, many in statements:
+                    conn.executemany(sql, many)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()  # without the COMMIT: rolled back
+        except sqlite3.Error as exc:
+            log.debug("not kept: %s", exc)
+            return False
+        return True
+
+
+class SqlitePlanReader(SqliteReferences):
+    """What `plan` reads from a SQLite store (`roles.PlanSource`), over `sqlite3`."""
+
+    @contextmanager
+    def _sql(self) -> Iterator[SqliteSql]:
+        with self._reading() as conn:
+            yield SqliteSql(conn, self.path)
+
+    @property
+    def store_id(self) -> str:
+        row = self._one("SELECT value FROM commsync_meta WHERE key = 'store_id'", ())
+        if row is None:
+            raise StoreError(f"the store {self.path} has no id")
+        return str(row[0])
+
+    def snapshot(self) -> LiveSnapshot:
+        store_id = self.store_id
+        with self._sql() as db:
+            return read_snapshot(db, store_id)
+
+    def count_audiences(
+        self, targets: Collection[Targets], statuses: Sequence[str]
+    ) -> Mapping[Targets, Audience]:
+        with self._sql() as db:
+            return count_audiences(db, targets, statuses)
+
+    def parsed_files(self, keys: Collection[str]) -> dict[str, str]:
+        with self._sql() as db:
+            return read_parsed(db, keys)
+
+    def keep_parsed_files(self, entries: Mapping[str, str]) -> None:
+        with self._sql() as db:
+            keep_parsed(db, entries)
+
+
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite store named by absolute path; None for any other store URL."""
     rest = url[len(_PREFIX) :] if url.startswith(_PREFIX) else ""
@@ -95,12 +174,12 @@ def sqlite_file(url: str) -> Path | None:
     return Path(rest)
 
 
-def open_references(url: str) -> SqliteReferences | None:
+def open_references(url: str) -> SqlitePlanReader | None:
     """A light reader of the store at `url`, or None when the store itself must be opened."""
     path = sqlite_file(url)
     if path is None or not path.is_file():
         return None  # not a SQLite file by absolute path, or opening the store creates it
-    reader = SqliteReferences(path)
+    reader = SqlitePlanReader(path)
     try:
         if reader.revision() != HEAD:
             return None  # opening the store migrates it (or refuses a newer one)

@@ -6,27 +6,21 @@ Implements the `ManagedObjects` role of `SqlStore`.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from commsync.model import (
     BroadcastKind,
-    BroadcastSpec,
-    BroadcastStatus,
     DeliveryStatus,
-    EmailStats,
     LiveBroadcast,
     LiveSnapshot,
     LiveSystemEmail,
-    Provenance,
-    SendProgress,
-    SystemEmailFields,
     Targets,
 )
 from commsync.model.durations import parse_minutes
 from commsync.store import tables as t
-from commsync.store.sqlutil import feed_changed, now
+from commsync.store.live import read_snapshot, read_system_emails
+from commsync.store.sqlutil import ConnectionSql, feed_changed, now
 
 
 class ManagedMixin:
@@ -39,24 +33,11 @@ class ManagedMixin:
 
     def system_emails(self) -> dict[str, LiveSystemEmail]:
         with self.reader.connect() as conn:
-            return {
-                str(row.slug): _live_system_email(row)
-                for row in conn.execute(select(t.system_emails))
-            }
+            return read_system_emails(ConnectionSql(conn))
 
     def snapshot(self) -> LiveSnapshot:
         with self.engine.connect() as conn:
-            progress = _progress(conn)
-            broadcasts = {
-                str(row.id): _live_broadcast(row, progress.get(str(row.id)))
-                for row in conn.execute(select(t.broadcasts))
-            }
-            emails = {
-                str(row.slug): _live_system_email(row)
-                for row in conn.execute(select(t.system_emails))
-            }
-            seen = conn.execute(select(func.max(t.workers.c.seen_at))).scalar_one_or_none()
-        return LiveSnapshot(self.store_id, broadcasts, emails, seen)
+            return read_snapshot(ConnectionSql(conn), self.store_id)
 
     def put_broadcast(self, live: LiveBroadcast) -> None:
         with self.engine.begin() as conn:
@@ -156,39 +137,6 @@ def _target_rows(broadcast_id: str, targets: Targets) -> list[dict[str, str]]:
     return rows
 
 
-def _progress(conn: Connection) -> dict[str, SendProgress]:
-    """Counts by status of every broadcast send: kept ones for finished sends, counted for the rest."""
-    counts: dict[str, dict[str, int]] = {}
-    workers: set[str] = set()  # broadcasts the delivery workers send
-    open_sends = []
-    s = t.sends.c
-    for send_id, broadcast_id, status, kept, by_workers in conn.execute(
-        select(s.id, s.broadcast_id, s.status, s.counts, s.by_workers).where(
-            s.broadcast_id.is_not(None)
-        )
-    ):
-        if by_workers:
-            workers.add(str(broadcast_id))
-        if status == BroadcastStatus.SENT and isinstance(kept, dict):
-            counts[str(broadcast_id)] = {str(k): int(v) for k, v in kept.items()}
-        else:
-            open_sends.append(int(send_id))
-            counts[str(broadcast_id)] = {}
-    if open_sends:
-        query = (
-            select(t.sends.c.broadcast_id, t.deliveries.c.status, func.count())
-            .join(t.deliveries, t.deliveries.c.send_id == t.sends.c.id)
-            .where(t.sends.c.id.in_(open_sends))
-            .group_by(t.sends.c.broadcast_id, t.deliveries.c.status)
-        )
-        for broadcast_id, status, n in conn.execute(query):
-            counts[str(broadcast_id)][str(status)] = int(n)
-    return {
-        bid: SendProgress(total=sum(c.values()), by_workers=bid in workers, **c)
-        for bid, c in counts.items()
-    }
-
-
 def _move_due_times(conn: Connection, slug: str, minutes: int) -> int:
     """The email's `delay` changed: its queued messages not yet tried fall due at their event's
     time plus the new delay (retries keep their own times)."""
@@ -212,43 +160,3 @@ def _move_due_times(conn: Connection, slug: str, minutes: int) -> int:
             .values(due_at=due, updated_at=stamp)
         )
     return len(rows)
-
-
-def _provenance(row: Any, path: str | None) -> Provenance:
-    return Provenance(path=path, commit=row.commit, author=row.author, applied_at=row.applied_at)
-
-
-def _live_broadcast(row: Any, progress: SendProgress | None) -> LiveBroadcast:
-    spec = BroadcastSpec.from_json(row.spec)
-    is_email = spec.kind == BroadcastKind.EMAIL
-    if is_email and progress is None:
-        progress = SendProgress()
-    return LiveBroadcast(
-        id=str(row.id),
-        spec=spec,
-        status=BroadcastStatus(row.status),
-        applied_hash=str(row.applied_hash),
-        managed=bool(row.managed),
-        provenance=_provenance(row, row.path),
-        progress=progress if is_email else None,
-    )
-
-
-def _live_system_email(row: Any) -> LiveSystemEmail:
-    return LiveSystemEmail(
-        slug=str(row.slug),
-        fields=SystemEmailFields.from_json(row.fields),
-        applied_hash=str(row.applied_hash),
-        overrides=tuple(sorted(row.overrides)),
-        base_version=row.base_version,
-        base_fields=None
-        if row.base_fields is None
-        else SystemEmailFields.from_json(row.base_fields),
-        stats=EmailStats(
-            int(row.sent_count),
-            int(row.failed_count),
-            row.last_sent_at,
-            int(row.cancelled_count),
-        ),
-        provenance=_provenance(row, row.managed_path),
-    )

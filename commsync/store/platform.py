@@ -21,7 +21,14 @@ from commsync.model import (
 from commsync.store import matching
 from commsync.store import tables as t
 from commsync.store.audience import count_audiences
-from commsync.store.sqlutil import chunks, feed_changed, memberships_changed, now, upsert
+from commsync.store.sqlutil import (
+    ConnectionSql,
+    chunks,
+    feed_changed,
+    memberships_changed,
+    now,
+    upsert,
+)
 
 
 class PlatformMixin:
@@ -65,7 +72,7 @@ class PlatformMixin:
         self, targets: Collection[Targets], statuses: Sequence[str]
     ) -> Mapping[Targets, Audience]:
         with self.engine.connect() as conn:
-            return count_audiences(conn, targets, statuses)
+            return count_audiences(ConnectionSql(conn), targets, statuses)
 
     def _upsert_counted(
         self, table: Table, rows: list[dict[str, Any]], keys: Sequence[str]

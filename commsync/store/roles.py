@@ -521,6 +521,21 @@ class ParsedFiles(Protocol):
     def keep_parsed_files(self, entries: Mapping[str, str]) -> None: ...
 
 
+class PlanSource(ParsedFiles, Protocol):
+    """What `plan` reads from the store, and the caches it keeps there: `SqlStore`, or the
+    light reader of a SQLite store at this schema (store/light.py), which needs no SQLAlchemy."""
+
+    def product_slugs(self) -> frozenset[str]: ...
+
+    def match_customers(self, refs: Collection[str]) -> Mapping[str, tuple[str, ...]]: ...
+
+    def snapshot(self) -> LiveSnapshot: ...
+
+    def count_audiences(
+        self, targets: Collection[Targets], statuses: Sequence[str]
+    ) -> Mapping[Targets, Audience]: ...
+
+
 class Store(
     Identity,
     PlatformData,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,12 @@ from commsync.store.imports import ImportsMixin
 from commsync.store.managed import ManagedMixin
 from commsync.store.migrate import ensure_schema
 from commsync.store.parsed import ParsedFilesMixin
+from commsync.store.plainsql import Sql
 from commsync.store.platform import PlatformMixin
 from commsync.store.revision import BUSY_TIMEOUT_MS
 from commsync.store.schedules import SchedulesMixin
 from commsync.store.sends import SendsMixin
+from commsync.store.sqlutil import ConnectionSql
 
 CONNECT_TIMEOUT = 10  # seconds to reach PostgreSQL before a connection counts as failed
 # A PostgreSQL peer that goes silent (a network partition, a host that vanished without a reset)
@@ -156,6 +160,12 @@ class SqlStore(
     @property
     def display_url(self) -> str:
         return self._display_url
+
+    @contextmanager
+    def plain_sql(self) -> Iterator[Sql]:
+        """A connection for the plain SQL the light reader shares (store/plainsql.py)."""
+        with self.engine.connect() as conn:
+            yield ConnectionSql(conn)
 
     def close(self) -> None:
         self.close_feed_watch()

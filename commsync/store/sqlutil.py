@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table
+from sqlalchemy.exc import DBAPIError
+
+from commsync.store.plainsql import Statement, driver_sql
+
+log = logging.getLogger(__name__)
 
 CHUNK = 500
 
@@ -85,18 +91,28 @@ def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: Seq
         conn.execute(statement, list(chunk))
 
 
-# -- plain SQL on the DB-API connection (the hot paths) --------------------------------------
-# Written with `?` placeholders; psycopg wants `%s`. Timestamps: PostgreSQL takes datetimes,
-# SQLite stores UTC text in the format SQLAlchemy's DateTime type writes and reads.
+class ConnectionSql:
+    """`plainsql.Sql` over a SQLAlchemy connection (SQLite or PostgreSQL)."""
 
-SQLITE_STAMP = "%Y-%m-%d %H:%M:%S.%f"
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
 
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return [
+            tuple(r) for r in self.conn.exec_driver_sql(driver_sql(sql, self.pg), tuple(params))
+        ]
 
-def driver_sql(text: str, pg: bool) -> str:
-    """`text` with the driver's placeholder style."""
-    return text.replace("?", "%s") if pg else text
-
-
-def driver_stamp(when: datetime, pg: bool) -> Any:
-    """A timestamp as the driver passes it for a UTCDateTime column."""
-    return when if pg else when.astimezone(UTC).strftime(SQLITE_STAMP)
+    def keep(self, statements: Sequence[Statement]) -> bool:
+        conn = self.conn
+        try:
+            conn.commit()  # what was read so far; the write gets a transaction of its own
+            for sql, many in statements:
+                if many:
+                    conn.exec_driver_sql(driver_sql(sql, self.pg), [tuple(p) for p in many])
+            conn.commit()
+        except DBAPIError as exc:
+            conn.rollback()
+            log.debug("not kept: %s", exc.orig)
+            return False
+        return True
