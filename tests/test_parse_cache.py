@@ -127,10 +127,26 @@ def test_the_key_names_the_bytes_the_path_the_limits_and_the_code(
     assert key != file_key("broadcasts/a.yaml", b"kind: notice\n", DEFAULT_LIMITS)
 
 
-@pytest.mark.parametrize("path", sorted(p for p in (EXAMPLES / "broadcasts").rglob("*.yaml")))
-def test_an_entry_gives_back_what_parsing_gave(path: Path) -> None:
-    rel = path.relative_to(EXAMPLES).as_posix()
-    parsed, diags = parse_broadcast(rel, path.read_bytes())
+_SOURCES = [
+    (path.relative_to(EXAMPLES).as_posix(), path.read_bytes())
+    for path in sorted((EXAMPLES / "broadcasts").rglob("*.yaml"))
+] + [
+    # an integer past 64 bits (orjson refuses to write it, and would read it as a float)
+    (
+        "broadcasts/big.yaml",
+        b"kind: notice\nsubject: Hi\ncontent: x\n"
+        b"targets: {customers: [123456789012345678901234567890, 7]}\n",
+    ),
+    (
+        "broadcasts/utf8.yaml",
+        "kind: notice\nsubject: Grüße 🎉\ncontent: é\ntargets: {all: true}\n".encode(),
+    ),
+]
+
+
+@pytest.mark.parametrize(("rel", "data"), _SOURCES, ids=[rel for rel, _ in _SOURCES])
+def test_an_entry_gives_back_what_parsing_gave(rel: str, data: bytes) -> None:
+    parsed, diags = parse_broadcast(rel, data)
     assert parsed is not None and diags == []
     again = decode(rel, encode(parsed))
     assert again is not None

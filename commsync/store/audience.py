@@ -101,17 +101,24 @@ class _Histogram:
         return counts
 
     def totals(self, selections: Sequence[Targets]) -> dict[Targets, int]:
-        """Distinct customers per selection: each set's count added to every selection it meets."""
-        by_product: dict[str, list[Targets]] = defaultdict(list)
-        for t in selections:
-            for slug in t.products:
-                by_product[slug].append(t)
-        totals = dict.fromkeys(selections, 0)
+        """Distinct customers per selection: each set's count added to every selection it
+        meets. Selections are numbered: hashing a `Targets` (its tuples of products and
+        customers) for every set it meets was most of a first plan's counting."""
+        meets: dict[str, list[int]] = defaultdict(list)
+        for i, t in enumerate(selections):
+            for slug in set(t.products):
+                meets[slug].append(i)
+        sums = [0] * len(selections)
         for products, n in self.rows:
-            touched = {t for slug in products.split(" ") for t in by_product.get(slug, ())}
-            for t in touched:
-                totals[t] += n
-        return totals
+            slugs = products.split(" ")
+            touched = (
+                meets.get(slugs[0], ())
+                if len(slugs) == 1
+                else {i for slug in slugs for i in meets.get(slug, ())}
+            )
+            for i in touched:
+                sums[i] += n
+        return dict(zip(selections, sums, strict=True))
 
 
 def _count_histogram(
