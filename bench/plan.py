@@ -1,6 +1,6 @@
 """Benchmark: `commsync plan` on a large repository against a large SQLite store.
 
-    python bench/plan.py [--customers 1000000] [--runs 3]
+    python bench/plan.py [--customers 1000000] [--runs 3] [--scheduled] [--instructions]
 
 Builds (once, cached in bench/.work/) a SQLite store with 1,000,000 customers, 100 products and
 1,500,000 memberships, and a repository with 2,000 broadcast files plus an override file for every
@@ -24,6 +24,10 @@ second shape.
 Also times a fixed piece of Python and SQLite work in a fresh process (the reference) in the
 same run, and prints each case as a multiple of it: machines of this kind differ up to 2x in
 speed, and so does one machine from hour to hour.
+
+`--instructions` also runs each case once under valgrind's callgrind and prints the instructions
+it executed: the same count on any machine of this kind, however busy (wall time on one such
+machine moved 2x within an hour), so two versions compare exactly.
 
 Floor (issue 2): first plan ≤ 3 s wall and ≤ 300 MB peak RSS on the 2-core CI machine.
 """
@@ -239,12 +243,33 @@ def build_repo(root: Path, customers: int, files: int = 2000, scheduled: bool = 
         )
 
 
+def _plan_command(root: Path) -> list[str]:
+    exe = shutil.which("commsync", path=str(Path(sys.executable).parent)) or "commsync"
+    return [exe, "-C", str(root), "plan", "--format", "json", "--out", str(WORK / "plan.json")]
+
+
+def count_instructions(root: Path) -> int:
+    """Instructions one `commsync plan` executes, counted by valgrind's callgrind: the same
+    figure on any machine of this kind, busy or not (wall time here moved 2x within an hour)."""
+    out = WORK / "callgrind.out"
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *_plan_command(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out.unlink(missing_ok=True)
+    found = [line for line in done.stderr.splitlines() if "Collected :" in line]
+    if done.returncode not in (0, 2) or not found:
+        raise SystemExit(f"commsync plan under callgrind failed ({done.returncode}): {done.stderr}")
+    return int(found[-1].rsplit(":", 1)[1])
+
+
 def run_plan(root: Path) -> tuple[float, float, int]:
     """Wall seconds, peak RSS (MiB) and exit code of one `commsync plan` subprocess."""
-    exe = shutil.which("commsync", path=str(Path(sys.executable).parent)) or "commsync"
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [exe, "-C", str(root), "plan", "--format", "json", "--out", str(WORK / "plan.json")],
+        _plan_command(root),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -261,10 +286,11 @@ def run_plan(root: Path) -> tuple[float, float, int]:
 def _forget(store: Path, *, histogram: bool) -> None:
     """Drop what an earlier plan kept in the store: the broadcast files it parsed (commsync ≥
     0010's schema: these files are new to a first plan) and, with `histogram`, the audience
-    histogram (≥ 0007)."""
+    histogram (≥ 0007; its generation in `audience_histogram_keys` from 0011)."""
     conn = sqlite3.connect(store)
     try:
-        for table in ("parsed_files", *(["audience_histograms"] if histogram else [])):
+        kept = ["audience_histograms", "audience_histogram_keys"] if histogram else []
+        for table in ("parsed_files", *kept):
             with contextlib.suppress(sqlite3.OperationalError):  # an older schema keeps none
                 conn.execute(f"DELETE FROM {table}")
         conn.commit()
@@ -301,6 +327,12 @@ def main() -> None:
         "--scheduled",
         action="store_true",
         help="every email broadcast (600 of the 2,000 files) scheduled with send_at",
+    )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also run each case once under valgrind's callgrind and print the instructions it "
+        "executed (2-3 minutes a case): a comparison no busy machine disturbs",
     )
     args = parser.parse_args()
     print(f"machine: {machine()}")
@@ -346,6 +378,10 @@ def main() -> None:
             f"{case}: median {walls[len(walls) // 2]:.2f} s ({walls[len(walls) // 2] / ref:.2f}x the "
             f"reference), best {walls[0]:.2f} s, peak RSS {rss:.0f} MiB, exit {runs[0][2]}"
         )
+        if args.instructions:
+            if case != "re-plan":
+                _forget(store, histogram=case == "first plan")
+            print(f"{case}: {count_instructions(repo) / 1e9:.2f} G instructions (callgrind)")
     wall, _, rss, _ = results["first plan"]
     verdict = "meets" if wall <= 3 and rss <= 300 else "MISSES"
     print(f"floor (≤ 3 s, ≤ 300 MB): first plan {verdict} it")

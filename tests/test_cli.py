@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from commsync.config.schema import validator
+from commsync.store.revision import HEAD
 from tests.conftest import EXAMPLES
 from tests.helpers import Repo, run_cli
 
@@ -276,7 +277,7 @@ def test_a_newer_store_is_refused_with_a_clear_message(repo: Repo) -> None:
     result = repo.cli("plan")
     assert result.exit_code == 1
     assert (
-        "has schema revision '0042', which this commsync (schema 0010) does not know"
+        f"has schema revision '0042', which this commsync (schema {HEAD}) does not know"
         in result.stderr
     )
 

@@ -701,9 +701,12 @@ def test_an_older_store_is_migrated_on_first_use_and_keeps_its_data(persistent_u
         assert (
             conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
             == HEAD
-            == "0010"
+            == "0011"
         )
         assert "feed_changes" in sa.inspect(conn).get_table_names()
+        assert "audience_histogram_keys" in sa.inspect(conn).get_table_names()
+        histogram = {c["name"] for c in sa.inspect(conn).get_columns("audience_histograms")}
+        assert histogram == {"statuses", "products", "customers"}
         assert "deleted_at" in {c["name"] for c in sa.inspect(conn).get_columns("customers")}
         indexes = {i["name"] for i in sa.inspect(conn).get_indexes("customers")}
         assert "ix_customers_deleted" in indexes
@@ -835,11 +838,47 @@ def test_postgresql_connections_give_up_on_a_silent_peer(pg_url: str) -> None:
         store.close()
 
 
-def test_the_kept_histogram_is_used_until_any_membership_write(
+def _histogram_state(
+    store: SqlStore, statuses: Sequence[str]
+) -> tuple[bool, dict[str, int], dict[str, int]]:
+    """Whether the kept histogram for `statuses` is current, its rows, and the histogram a count
+    done the obvious way gives (each customer's qualifying products, as one sorted set)."""
+    from commsync.store.audience import products_key, statuses_key
+
+    key = statuses_key(statuses)
+    with store.engine.connect() as conn:
+        generation = conn.execute(
+            sa.text("SELECT value FROM commsync_meta WHERE key = 'memberships_generation'")
+        ).scalar_one()
+        at = conn.execute(
+            sa.text("SELECT generation FROM audience_histogram_keys WHERE statuses = :k"),
+            {"k": key},
+        ).scalar_one_or_none()
+        kept = dict(
+            conn.execute(
+                sa.text("SELECT products, customers FROM audience_histograms WHERE statuses = :k"),
+                {"k": key},
+            ).all()
+        )
+        rows = conn.execute(
+            sa.text("SELECT customer_id, product_slug, status FROM memberships")
+        ).all()
+    sets: dict[str, set[str]] = {}
+    for cid, slug, status in rows:
+        if status in statuses:
+            sets.setdefault(str(cid), set()).add(str(slug))
+    fresh: dict[str, int] = {}
+    for products in sets.values():
+        fresh[products_key(products)] = fresh.get(products_key(products), 0) + 1
+    return at is not None and int(at) == int(generation), kept, fresh
+
+
+def test_writers_keep_the_histogram_current_or_leave_it_for_the_next_plan(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Counted once and kept; then every way memberships change makes the next count fresh
-    (a stale histogram would show a pull request the wrong audience)."""
+    """Counted once and kept; a write to a few customers' memberships adjusts it in its own
+    transaction (the next plan reads it: no pass over memberships), a bulk write leaves it
+    behind (the next plan counts it again). Either way no plan sees a wrong audience."""
     from commsync.store import audience
     from commsync.store.imports import ImportsMixin
 
@@ -852,16 +891,17 @@ def test_the_kept_histogram_is_used_until_any_membership_write(
     )
     both = Targets(products=("a", "b"))
     ab_c = Targets(products=("a", "c"))
-
     only_a = Targets(products=("a",))
     everyone = Targets(all=True)
 
     def counts() -> tuple[int, int]:
         found = _counts(store, [both, ab_c, only_a, everyone], STATUSES)
-        # one product, and everyone, agree with a count done the obvious way
         with store.engine.connect() as conn:
             a = conn.execute(
-                sa.text("SELECT count(*) FROM memberships WHERE product_slug = 'a'")
+                sa.text(
+                    "SELECT count(*) FROM memberships WHERE product_slug = 'a'"
+                    " AND status IN ('active', 'trialing')"
+                )
             ).scalar_one()
             living = conn.execute(
                 sa.text("SELECT count(*) FROM customers WHERE deleted_at IS NULL")
@@ -872,37 +912,110 @@ def test_the_kept_histogram_is_used_until_any_membership_write(
 
     behind_the_back = [0]
 
-    def kept() -> int:
-        with store.engine.connect() as conn:
-            return int(
-                conn.execute(sa.text("SELECT count(*) FROM audience_histograms")).scalar_one()
-            )
+    def kept_current() -> bool:
+        current, kept, fresh = _histogram_state(store, STATUSES)
+        if current:
+            assert kept == fresh  # a current histogram is exactly what a count gives
+        return current
 
-    assert counts() == (8, 4) and kept() > 0
-    # kept: a write behind the store's back (no generation bump) is not seen — proof that the
-    # kept rows are what answered
+    assert counts() == (8, 4) and kept_current()
+    # kept: a write behind the store's back (no generation moved) is not seen — proof that
+    # the kept rows are what answers; then put back as it was
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM memberships WHERE customer_id = '1'"))
     behind_the_back[0] = -1  # the kept histogram still counts customer 1 in a
     assert counts() == (8, 4)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO memberships (customer_id, product_slug, status, updated_at)"
+                " VALUES ('1', 'a', 'active', '2026-01-01 00:00:00.000000')"
+                if store.engine.dialect.name == "sqlite"
+                else "INSERT INTO memberships (customer_id, product_slug, status, updated_at)"
+                " VALUES ('1', 'a', 'active', now())"
+            )
+        )
     behind_the_back[0] = 0
-    # each way memberships change through the store makes the next count fresh
+    # a few customers' writes keep it current, and the counts follow them
+    monkeypatch.setattr(audience, "_count_histogram", None)  # proof: never counted again
     store.upsert_memberships([MembershipRecord("2", "c", "active")])
-    assert counts() == (7, 4)  # customer 1 gone (seen now), 2 also in c
+    assert kept_current() and counts() == (8, 5)  # 2 is in b and c now
     store.replace_memberships("3", [MembershipRecord("3", "c", "active")])
-    assert counts() == (6, 4)  # a: 5, 7; b: 2, 4, 6, 8; c: 2, 3
+    assert kept_current() and counts() == (7, 5)  # a: 1, 5, 7; c: 2, 3
+    store.upsert_memberships([MembershipRecord("4", "b", "cancelled")])
+    assert kept_current() and counts() == (6, 5)  # 4 no longer qualifies
     assert store.delete_customer("5")
-    assert counts() == (5, 3)
+    assert kept_current() and counts() == (5, 4)
+    store.replace_memberships("6", [])
+    assert kept_current() and counts() == (4, 4)
+    # bulk writes leave it behind: the next plan counts it again
+    monkeypatch.undo()
+    monkeypatch.setattr(audience, "_HISTOGRAM_MIN_ROWS", 0)
+    monkeypatch.setattr(audience, "_HISTOGRAM_RATIO", 0)
     ImportsMixin.import_memberships(store, [(2, MembershipRecord("8", "c", "active"))])
-    assert counts() == (5, 4)  # c: 2, 3, 8
+    assert not kept_current()
+    assert counts() == (4, 5) and kept_current()  # c: 2, 3, 8
     ImportsMixin.import_customers(
         store,
         [(n, CustomerRecord(str(n), f"c{n}@example.com")) for n in (2, 3, 4, 6)],
         sync=lambda removing, existing: None,
     )
-    assert counts() == (3, 2)  # 7 and 8 deleted by the sync: b: 2, 4, 6; c: 2, 3
+    assert not kept_current()
+    assert counts() == (1, 2) and kept_current()  # 1, 7, 8 deleted by the sync: b: 2; c: 2, 3
     assert store.delete_product("c")
-    assert counts() == (3, 0)
+    assert not kept_current()
+    assert counts() == (1, 0) and kept_current()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_histogram_kept_current_by_writers_is_always_a_fresh_count(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Random sequences of the writes that keep it current (upserts of a few memberships,
+    replacing a customer's, deleting a customer): after each, the kept histogram is current
+    and equal to counting every membership again."""
+    import random
+
+    from commsync.store import audience
+
+    monkeypatch.setattr(audience, "_HISTOGRAM_MIN_ROWS", 0)
+    monkeypatch.setattr(audience, "_HISTOGRAM_RATIO", 0)
+    rng = random.Random(seed)
+    products = ["a", "b", "c", "d"]
+    store.upsert_products([ProductRecord(p, p) for p in products])
+    ids = [str(n) for n in range(1, 16)]
+    store.upsert_customers([CustomerRecord(c, f"c{c}@example.com") for c in ids])
+    statuses = ["active", "trialing", "cancelled"]
+    store.upsert_memberships(
+        [
+            MembershipRecord(c, p, rng.choice(statuses))
+            for c in ids
+            for p in products
+            if rng.random() < 0.5
+        ]
+    )
+    _counts(store, [Targets(products=("a", "b")), Targets(products=("c", "d"))], STATUSES)
+    assert _histogram_state(store, STATUSES)[0]
+    for _ in range(40):
+        who = rng.sample(ids, rng.randint(1, 3))
+        pick = rng.random()
+        if pick < 0.5:
+            store.upsert_memberships(
+                [MembershipRecord(c, rng.choice(products), rng.choice(statuses)) for c in who]
+            )
+        elif pick < 0.9:
+            store.replace_memberships(
+                who[0],
+                [
+                    MembershipRecord(who[0], p, rng.choice(statuses))
+                    for p in products
+                    if rng.random() < 0.5
+                ],
+            )
+        else:
+            store.delete_customer(who[0])
+        current, kept, fresh = _histogram_state(store, STATUSES)
+        assert current and kept == fresh
 
 
 def test_every_write_that_changes_a_feed_says_whose(store: SqlStore) -> None:

@@ -10,10 +10,12 @@ customers; there are two ways to get them, and a cost estimate picks one:
   distinct sets) and adds each set's count to every selection it meets — cheaper once the
   selections together would sort more rows than the memberships table holds twice over.
 
-The histogram is kept in the store (`audience_histograms`) with the memberships generation it
-was counted at; every write to memberships increases the generation, so a kept histogram is used
-only while the memberships are as they were — and while it is, every count comes from it (per
-product too), with no pass over memberships.
+The histogram is kept in the store (`audience_histograms`, one row per product set, slugs in
+sorted order) with the memberships generation it is current at (`audience_histogram_keys`).
+Every write to memberships moves the generation on; a write to a few customers' memberships
+also adjusts every current histogram and moves it along (store/histograms.py), while a larger
+one leaves it behind. A kept histogram is used only while it is current — and while it is,
+every count comes from it (per product too), with no pass over memberships.
 
 Written once in plain SQL (store/plainsql.py): `SqlStore` runs it over SQLAlchemy on SQLite and
 PostgreSQL, the light reader over `sqlite3` (store/light.py), so `plan` on SQLite needs no
@@ -26,8 +28,8 @@ or reached by `all`.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Iterator, Sequence
 
 from commsync.model import Audience, Targets
 from commsync.store.plainsql import Sql, in_list
@@ -37,6 +39,16 @@ _HISTOGRAM_RATIO = (
     2  # sorted rows per selection vs. rows in one full pass; measured in bench/plan.py
 )
 _HISTOGRAM_MIN_ROWS = 100_000
+
+
+def products_key(products: Iterable[str]) -> str:
+    """A set of products as a histogram row names it: slugs sorted, joined by spaces."""
+    return " ".join(sorted(set(products)))
+
+
+def statuses_key(statuses: Iterable[str]) -> str:
+    """The qualifying statuses a histogram was counted for, as its rows name them."""
+    return ",".join(sorted(set(statuses)))
 
 
 def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -135,7 +147,10 @@ def _count_histogram(
         f" WHERE {qualifying} GROUP BY customer_id HAVING count(*) > 1) AS per_customer"
         " GROUP BY products"
     )
-    rows = [(str(p), int(n)) for p, n in db.rows(sql, params)]
+    sets: Counter[str] = Counter()
+    for products, n in db.rows(sql, params):  # in no set order on PostgreSQL
+        sets[products_key(str(products).split(" "))] += int(n)
+    rows = sorted(sets.items())
     alone = dict(every)
     for products, n in rows:
         for slug in products.split(" "):
@@ -149,24 +164,27 @@ def _generation(db: Sql) -> int | None:
 
 
 class _Kept:
-    """The histogram kept in the store while no membership was written since
-    (`memberships_generation`). The generation is read before anything is counted, so a
-    histogram never carries a newer generation than the memberships it counted. Keeping it is
-    best-effort: a store that refuses the write (a read-only role, a lock held by an apply)
-    just counts it again next time."""
+    """The histogram kept in the store while it is current: its generation (in
+    `audience_histogram_keys`) is the memberships generation. The generation is read before
+    anything is counted, so a histogram never claims a newer generation than the memberships it
+    counted. Keeping it is best-effort: a store that refuses the write (a read-only role, a lock
+    held by an apply) just counts it again next time."""
 
     def __init__(self, db: Sql, statuses: Sequence[str]) -> None:
-        self.key = ",".join(sorted(set(statuses)))
+        self.key = statuses_key(statuses)
         self.generation = _generation(db) if len(self.key) <= 512 else None
         self.histogram: _Histogram | None = None
         if self.generation is not None:
-            kept = db.rows(
-                "SELECT products, customers, generation FROM audience_histograms"
-                " WHERE statuses = ?",
-                (self.key,),
+            at = db.rows(
+                "SELECT generation FROM audience_histogram_keys WHERE statuses = ?", (self.key,)
             )
-            if kept and all(int(g) == self.generation for _, _, g in kept):
-                self.histogram = _Histogram([(str(p), int(n)) for p, n, _ in kept])
+            if at and int(at[0][0]) == self.generation:
+                kept = db.rows(
+                    "SELECT products, customers FROM audience_histograms WHERE statuses = ?",
+                    (self.key,),
+                )
+                if kept:
+                    self.histogram = _Histogram([(str(p), int(n)) for p, n in kept])
 
     def count(self, db: Sql, statuses: Sequence[str], every: dict[str, int]) -> _Histogram:
         """Count the histogram (0.5 s at 1.5M memberships) and keep it for the next plan."""
@@ -176,9 +194,14 @@ class _Kept:
                 [
                     ("DELETE FROM audience_histograms WHERE statuses = ?", [(self.key,)]),
                     (
-                        "INSERT INTO audience_histograms (statuses, products, customers,"
-                        " generation) VALUES (?, ?, ?, ?)",
-                        [(self.key, p, n, self.generation) for p, n in rows],
+                        "INSERT INTO audience_histograms (statuses, products, customers)"
+                        " VALUES (?, ?, ?)",
+                        [(self.key, p, n) for p, n in rows],
+                    ),
+                    (
+                        "INSERT INTO audience_histogram_keys (statuses, generation) VALUES (?, ?)"
+                        " ON CONFLICT (statuses) DO UPDATE SET generation = excluded.generation",
+                        [(self.key, self.generation)],
                     ),
                 ]
             )

@@ -20,10 +20,11 @@ from sqlalchemy.exc import IntegrityError
 
 from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
 from commsync.store import tables as t
+from commsync.store.histograms import MembershipWrite
 from commsync.store.plainsql import driver_sql, driver_stamp
 from commsync.store.roles import AllowRemoval, RowsRefused
 from commsync.store.roles import ImportProgress as Progress
-from commsync.store.sqlutil import feed_changed, memberships_changed, now
+from commsync.store.sqlutil import feed_changed, now
 
 BATCH = 10_000  # rows per executemany / progress report
 STAGE = "commsync_import_stage"
@@ -156,7 +157,9 @@ class ImportsMixin:
                     _refuse_problems(conn, kind)
                     counts = _merge(conn, kind, pg, sync)
                     if kind is MEMBERSHIPS or (kind is CUSTOMERS and sync is not None):
-                        memberships_changed(conn)
+                        MembershipWrite(
+                            conn, None
+                        )  # a bulk write: kept histograms are counted again
                     if kind is not PRODUCTS:  # names, memberships, deletions: any feed
                         feed_changed(conn, None)
                     return counts

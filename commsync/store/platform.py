@@ -21,11 +21,11 @@ from commsync.model import (
 from commsync.store import matching
 from commsync.store import tables as t
 from commsync.store.audience import count_audiences
+from commsync.store.histograms import MembershipWrite
 from commsync.store.sqlutil import (
     ConnectionSql,
     chunks,
     feed_changed,
-    memberships_changed,
     now,
     upsert,
 )
@@ -80,13 +80,16 @@ class PlatformMixin:
         wanted = {tuple(r[k] for k in keys) for r in rows}
         count = select(func.count()).select_from(table)
         with self.engine.begin() as conn:
+            change = None
+            if rows and table is t.memberships:
+                change = MembershipWrite(conn, {str(r["customer_id"]) for r in rows})
             # new rows are what the table gained: an upsert never removes one (looking up each
             # key instead cost 21 s of a 300,000-membership import on SQLite)
             before = int(conn.execute(count).scalar_one())
             if rows:
                 upsert(conn, table, rows, keys)
-                if table is t.memberships:
-                    memberships_changed(conn)
+                if change is not None:
+                    change.done()
             if rows and table is not t.products:  # a product's name is in no notice's feed
                 key = "customer_id" if table is t.memberships else "id"
                 feed_changed(conn, {str(r[key]) for r in rows})
@@ -127,6 +130,7 @@ class PlatformMixin:
         with self.engine.begin() as conn:
             found = conn.execute(select(c.id).where(c.id == customer_id)).first() is not None
             if found:
+                change = MembershipWrite(conn, [customer_id])
                 conn.execute(
                     update(t.customers)
                     .where(c.id == customer_id, c.deleted_at.is_(None))
@@ -135,7 +139,7 @@ class PlatformMixin:
                 conn.execute(
                     delete(t.memberships).where(t.memberships.c.customer_id == customer_id)
                 )
-                memberships_changed(conn)
+                change.done()
                 feed_changed(conn, [customer_id])
         return found
 
@@ -147,8 +151,8 @@ class PlatformMixin:
 
     def delete_product(self, slug: str) -> bool:
         with self.engine.begin() as conn:
+            MembershipWrite(conn, None)  # everyone's: kept histograms are counted again
             conn.execute(delete(t.memberships).where(t.memberships.c.product_slug == slug))
-            memberships_changed(conn)
             gone = conn.execute(delete(t.products).where(t.products.c.slug == slug))
             feed_changed(conn, None)  # its members' feeds: everyone's, in one row
         return bool(gone.rowcount)
@@ -157,10 +161,11 @@ class PlatformMixin:
         m = t.memberships
         values = _membership_rows(rows)
         with self.engine.begin() as conn:
+            change = MembershipWrite(conn, [customer_id])
             conn.execute(delete(m).where(m.c.customer_id == customer_id))
             if values:
                 conn.execute(insert(m).values(values))
-            memberships_changed(conn)
+            change.done()
             feed_changed(conn, [customer_id])
 
 

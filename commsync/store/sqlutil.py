@@ -26,18 +26,6 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
-_BUMP_MEMBERSHIPS = (
-    "UPDATE commsync_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR(32))"
-    " WHERE key = 'memberships_generation'"
-)
-
-
-def memberships_changed(conn: Connection) -> None:
-    """In the transaction that writes memberships: the kept audience histogram is out of date
-    (`store/audience.py`). Every write to the memberships table calls this."""
-    conn.exec_driver_sql(_BUMP_MEMBERSHIPS)
-
-
 # Writers keep this many of the newest feed_changes rows; a `serve` process further behind drops
 # its whole cache. More customers than _FEED_MANY in one write are recorded as everyone's change.
 FEED_CHANGES_KEPT = 10_000

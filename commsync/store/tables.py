@@ -107,16 +107,24 @@ memberships = Table(
     sqlite_with_rowid=False,  # clustered by customer: the audience histogram reads it in one pass
 )
 
-# How many customers qualify for each exact set of products (for one list of statuses), as of
-# the memberships generation in commsync_meta: the plan's one-pass audience count, kept.
+# How many customers qualify for each exact set of products (slugs sorted, joined by spaces), for
+# one list of statuses: the plan's one-pass audience count, kept (store/audience.py); current
+# while its generation in audience_histogram_keys is the memberships generation in commsync_meta.
+# Writers of a few customers' memberships keep it current (store/histograms.py).
 audience_histograms = Table(
     "audience_histograms",
     metadata,
     Column("statuses", String(512), nullable=False),
     Column("products", Text, nullable=False),
     Column("customers", Integer, nullable=False),
-    Column("generation", Integer, nullable=False),
     PrimaryKeyConstraint("statuses", "products"),
+)
+
+audience_histogram_keys = Table(
+    "audience_histogram_keys",
+    metadata,
+    Column("statuses", String(512), primary_key=True),
+    Column("generation", Integer, nullable=False),
 )
 
 # Broadcast files as the loader parsed and checked them, by a digest of the file, its path, the

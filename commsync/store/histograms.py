@@ -1,0 +1,111 @@
+"""Writers keep the kept audience histograms current (store/audience.py keeps them for plans).
+
+Every transaction that writes memberships opens a `MembershipWrite` before its first write and
+closes it after its last. Opening moves `memberships_generation` on, which also takes the
+store's write lock (SQLite) or the generation's row lock (PostgreSQL): writers of memberships
+run one at a time from there, so what a write reads of the memberships it is about to change is
+what it changes. When the write names its customers and they are few (`FEW`), closing adjusts
+every histogram that was current — each changed customer's old product set counted once less,
+its new set once more — and moves that histogram to the new generation; the next plan reads it
+instead of counting every membership again (0.5 s at 1.5M memberships). Any larger write (an
+import, a product's removal) leaves histograms behind, and the next plan counts them.
+
+A histogram only ever claims the generation its rows were adjusted to: anything unexpected (a
+set it does not have to take a customer from) leaves it at its old generation, where the next
+plan counts it again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Collection
+
+from sqlalchemy import Connection
+
+from commsync.store.audience import products_key
+from commsync.store.plainsql import driver_sql, in_list
+
+FEW = 1_000  # customers; a write naming more leaves the kept histograms for the next plan
+
+_BUMP = (
+    "UPDATE commsync_meta SET value = CAST(CAST(value AS INTEGER) + 1 AS VARCHAR(32))"
+    " WHERE key = 'memberships_generation' RETURNING value"
+)
+
+
+class MembershipWrite:
+    """One transaction's write to memberships (`customers`: whose; None: anyone's)."""
+
+    def __init__(self, conn: Connection, customers: Collection[str] | None) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        self.generation = int(conn.exec_driver_sql(_BUMP).scalar_one())
+        self.customers = sorted(set(customers)) if customers is not None else []
+        self.keys: list[str] = []
+        if customers is not None and len(self.customers) <= FEW:
+            current = "SELECT statuses FROM audience_histogram_keys WHERE generation = ?"
+            self.keys = [str(k) for (k,) in self._rows(current, [self.generation - 1])]
+        self.before = self._memberships() if self.keys else {}
+
+    def _rows(self, sql: str, params: list[object]) -> list[tuple[object, ...]]:
+        return [
+            tuple(r) for r in self.conn.exec_driver_sql(driver_sql(sql, self.pg), tuple(params))
+        ]
+
+    def _run(self, sql: str, params: list[object]) -> int:
+        return int(self.conn.exec_driver_sql(driver_sql(sql, self.pg), tuple(params)).rowcount)
+
+    def _memberships(self) -> dict[str, list[tuple[str, str]]]:
+        """The (product, status) pairs of the write's customers."""
+        found: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for i in range(0, len(self.customers), 500):
+            chosen, params = in_list("customer_id", self.customers[i : i + 500])
+            sql = f"SELECT customer_id, product_slug, status FROM memberships WHERE {chosen}"
+            for cid, slug, status in self._rows(sql, params):
+                found[str(cid)].append((str(slug), str(status)))
+        return found
+
+    def done(self) -> None:
+        """After the write's last statement, in its transaction: adjust what was current."""
+        if not self.keys:
+            return
+        after = self._memberships()
+        for key in self.keys:
+            statuses = set(key.split(","))
+            changes: Counter[str] = Counter()
+            for cid in self.customers:
+                old = {p for p, s in self.before.get(cid, ()) if s in statuses}
+                new = {p for p, s in after.get(cid, ()) if s in statuses}
+                if old != new:
+                    if old:
+                        changes[products_key(old)] -= 1
+                    if new:
+                        changes[products_key(new)] += 1
+            if all(self._adjust(key, products, n) for products, n in changes.items() if n):
+                self._run(
+                    "UPDATE audience_histogram_keys SET generation = ?"
+                    " WHERE statuses = ? AND generation = ?",
+                    [self.generation, key, self.generation - 1],
+                )
+
+    def _adjust(self, key: str, products: str, n: int) -> bool:
+        where = "statuses = ? AND products = ?"
+        if n < 0:
+            taken = self._run(
+                f"UPDATE audience_histograms SET customers = customers - ? WHERE {where}"
+                " AND customers >= ?",
+                [-n, key, products, -n],
+            )
+            self._run(
+                f"DELETE FROM audience_histograms WHERE {where} AND customers = 0", [key, products]
+            )
+            return taken == 1
+        if not self._run(
+            f"UPDATE audience_histograms SET customers = customers + ? WHERE {where}",
+            [n, key, products],
+        ):
+            self._run(
+                "INSERT INTO audience_histograms (statuses, products, customers) VALUES (?, ?, ?)",
+                [key, products, n],
+            )
+        return True
