@@ -158,6 +158,11 @@ def _count_histogram(
     return rows + [(slug, n) for slug, n in sorted(alone.items()) if n > 0]
 
 
+def count_histogram(db: Sql, statuses: Sequence[str]) -> list[tuple[str, int]]:
+    """The histogram counted afresh (what an import keeps current at its end)."""
+    return _count_histogram(db, statuses, _product_counts(db, None, statuses))
+
+
 def _generation(db: Sql) -> int | None:
     found = db.rows("SELECT value FROM commsync_meta WHERE key = 'memberships_generation'")
     return int(found[0][0]) if found else None

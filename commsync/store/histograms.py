@@ -7,8 +7,10 @@ run one at a time from there, so what a write reads of the memberships it is abo
 what it changes. When the write names its customers and they are few (`FEW`), closing adjusts
 every histogram that was current — each changed customer's old product set counted once less,
 its new set once more — and moves that histogram to the new generation; the next plan reads it
-instead of counting every membership again (0.5 s at 1.5M memberships). Any larger write (an
-import, a product's removal) leaves histograms behind, and the next plan counts them.
+instead of counting every membership again (0.5 s at 1.5M memberships). An import (`recount`)
+counts every current histogram again at its end, in its transaction: a nightly sync adds those
+seconds to itself rather than to the next pull request's plan. Any other larger write (a
+product's removal) leaves histograms behind, and the next plan counts them.
 
 A histogram only ever claims the generation its rows were adjusted to: anything unexpected (a
 set it does not have to take a customer from) leaves it at its old generation, where the next
@@ -22,8 +24,9 @@ from collections.abc import Collection
 
 from sqlalchemy import Connection
 
-from commsync.store.audience import products_key
+from commsync.store.audience import count_histogram, products_key
 from commsync.store.plainsql import driver_sql, in_list
+from commsync.store.sqlutil import ConnectionSql
 
 FEW = 1_000  # customers; a write naming more leaves the kept histograms for the next plan
 
@@ -36,16 +39,19 @@ _BUMP = (
 class MembershipWrite:
     """One transaction's write to memberships (`customers`: whose; None: anyone's)."""
 
-    def __init__(self, conn: Connection, customers: Collection[str] | None) -> None:
+    def __init__(
+        self, conn: Connection, customers: Collection[str] | None, *, recount: bool = False
+    ) -> None:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
         self.generation = int(conn.exec_driver_sql(_BUMP).scalar_one())
         self.customers = sorted(set(customers)) if customers is not None else []
+        self.recount = recount
         self.keys: list[str] = []
-        if customers is not None and len(self.customers) <= FEW:
+        if recount or (customers is not None and len(self.customers) <= FEW):
             current = "SELECT statuses FROM audience_histogram_keys WHERE generation = ?"
             self.keys = [str(k) for (k,) in self._rows(current, [self.generation - 1])]
-        self.before = self._memberships() if self.keys else {}
+        self.before = self._memberships() if self.keys and not recount else {}
 
     def _rows(self, sql: str, params: list[object]) -> list[tuple[object, ...]]:
         return [
@@ -67,6 +73,10 @@ class MembershipWrite:
 
     def done(self) -> None:
         """After the write's last statement, in its transaction: adjust what was current."""
+        if self.recount:
+            for key in self.keys:
+                self._count(key)
+            return
         if not self.keys:
             return
         after = self._memberships()
@@ -82,11 +92,27 @@ class MembershipWrite:
                     if new:
                         changes[products_key(new)] += 1
             if all(self._adjust(key, products, n) for products, n in changes.items() if n):
-                self._run(
-                    "UPDATE audience_histogram_keys SET generation = ?"
-                    " WHERE statuses = ? AND generation = ?",
-                    [self.generation, key, self.generation - 1],
-                )
+                self._move_on(key)
+
+    def _count(self, key: str) -> None:
+        rows = count_histogram(ConnectionSql(self.conn), key.split(","))
+        if not rows:
+            return  # no qualifying membership left: nothing to keep (the next plan sees so)
+        self._run("DELETE FROM audience_histograms WHERE statuses = ?", [key])
+        self.conn.exec_driver_sql(
+            driver_sql(
+                "INSERT INTO audience_histograms (statuses, products, customers) VALUES (?, ?, ?)",
+                self.pg,
+            ),
+            [(key, products, n) for products, n in rows],
+        )
+        self._move_on(key)
+
+    def _move_on(self, key: str) -> None:
+        self._run(
+            "UPDATE audience_histogram_keys SET generation = ? WHERE statuses = ? AND generation = ?",
+            [self.generation, key, self.generation - 1],
+        )
 
     def _adjust(self, key: str, products: str, n: int) -> bool:
         where = "statuses = ? AND products = ?"

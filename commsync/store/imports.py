@@ -157,9 +157,8 @@ class ImportsMixin:
                     _refuse_problems(conn, kind)
                     counts = _merge(conn, kind, pg, sync)
                     if kind is MEMBERSHIPS or (kind is CUSTOMERS and sync is not None):
-                        MembershipWrite(
-                            conn, None
-                        )  # a bulk write: kept histograms are counted again
+                        # kept histograms counted again: the next plan reads them
+                        MembershipWrite(conn, None, recount=True).done()
                     if kind is not PRODUCTS:  # names, memberships, deletions: any feed
                         feed_changed(conn, None)
                     return counts
