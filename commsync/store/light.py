@@ -30,7 +30,7 @@ from commsync.model import Audience, CustomerRecord, LiveSnapshot, Targets
 from commsync.store import matching
 from commsync.store.audience import count_audiences
 from commsync.store.live import read_snapshot
-from commsync.store.parsed import keep_parsed, read_parsed
+from commsync.store.parsed import ParsedFilesMixin
 from commsync.store.plainsql import Statement
 from commsync.store.revision import BUSY_TIMEOUT_MS, HEAD, VERSION_TABLE
 
@@ -131,11 +131,11 @@ class SqliteSql:
         return True
 
 
-class SqlitePlanReader(SqliteReferences):
+class SqlitePlanReader(ParsedFilesMixin, SqliteReferences):
     """What `plan` reads from a SQLite store (`roles.PlanSource`), over `sqlite3`."""
 
     @contextmanager
-    def _sql(self) -> Iterator[SqliteSql]:
+    def plain_sql(self) -> Iterator[SqliteSql]:
         with self._reading() as conn:
             yield SqliteSql(conn, self.path)
 
@@ -148,22 +148,14 @@ class SqlitePlanReader(SqliteReferences):
 
     def snapshot(self) -> LiveSnapshot:
         store_id = self.store_id
-        with self._sql() as db:
+        with self.plain_sql() as db:
             return read_snapshot(db, store_id)
 
     def count_audiences(
         self, targets: Collection[Targets], statuses: Sequence[str]
     ) -> Mapping[Targets, Audience]:
-        with self._sql() as db:
+        with self.plain_sql() as db:
             return count_audiences(db, targets, statuses)
-
-    def parsed_files(self, keys: Collection[str]) -> dict[str, str]:
-        with self._sql() as db:
-            return read_parsed(db, keys)
-
-    def keep_parsed_files(self, entries: Mapping[str, str]) -> None:
-        with self._sql() as db:
-            keep_parsed(db, entries)
 
 
 def sqlite_file(url: str) -> Path | None:
