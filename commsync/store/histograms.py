@@ -43,20 +43,16 @@ class MembershipWrite:
         self, conn: Connection, customers: Collection[str] | None, *, recount: bool = False
     ) -> None:
         self.conn = conn
-        self.pg = conn.dialect.name == "postgresql"
+        self.db = ConnectionSql(conn)
+        self.pg = self.db.pg
         self.generation = int(conn.exec_driver_sql(_BUMP).scalar_one())
         self.customers = sorted(set(customers)) if customers is not None else []
         self.recount = recount
         self.keys: list[str] = []
         if recount or (customers is not None and len(self.customers) <= FEW):
             current = "SELECT statuses FROM audience_histogram_keys WHERE generation = ?"
-            self.keys = [str(k) for (k,) in self._rows(current, [self.generation - 1])]
+            self.keys = [str(k) for (k,) in self.db.rows(current, [self.generation - 1])]
         self.before = self._memberships() if self.keys and not recount else {}
-
-    def _rows(self, sql: str, params: list[object]) -> list[tuple[object, ...]]:
-        return [
-            tuple(r) for r in self.conn.exec_driver_sql(driver_sql(sql, self.pg), tuple(params))
-        ]
 
     def _run(self, sql: str, params: list[object]) -> int:
         return int(self.conn.exec_driver_sql(driver_sql(sql, self.pg), tuple(params)).rowcount)
@@ -67,7 +63,7 @@ class MembershipWrite:
         for i in range(0, len(self.customers), 500):
             chosen, params = in_list("customer_id", self.customers[i : i + 500])
             sql = f"SELECT customer_id, product_slug, status FROM memberships WHERE {chosen}"
-            for cid, slug, status in self._rows(sql, params):
+            for cid, slug, status in self.db.rows(sql, params):
                 found[str(cid)].append((str(slug), str(status)))
         return found
 
@@ -95,7 +91,7 @@ class MembershipWrite:
                 self._move_on(key)
 
     def _count(self, key: str) -> None:
-        rows = count_histogram(ConnectionSql(self.conn), key.split(","))
+        rows = count_histogram(self.db, key.split(","))
         if not rows:
             return  # no qualifying membership left: nothing to keep (the next plan sees so)
         self._run("DELETE FROM audience_histograms WHERE statuses = ?", [key])
