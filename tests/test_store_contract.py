@@ -877,10 +877,10 @@ def test_writers_keep_the_histogram_current_or_leave_it_for_the_next_plan(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Counted once and kept; a write to a few customers' memberships adjusts it in its own
-    transaction and an import counts it again at its end (the next plan reads it: no pass over
-    memberships); another bulk write leaves it behind (the next plan counts it again). Either
-    way no plan sees a wrong audience."""
-    from commsync.store import audience
+    transaction, a product's removal takes the product out of it, and an import or a larger
+    write counts it again at its end (the next plan reads it: no pass over memberships). No
+    plan sees a wrong audience."""
+    from commsync.store import audience, histograms
     from commsync.store.imports import ImportsMixin
 
     monkeypatch.setattr(audience, "_HISTOGRAM_MIN_ROWS", 0)
@@ -970,11 +970,50 @@ def test_writers_keep_the_histogram_current_or_leave_it_for_the_next_plan(
     assert kept_current()
     monkeypatch.setattr(audience, "_count_histogram", None)
     assert counts() == (1, 2)  # 1, 7, 8 deleted by the sync: b: 2; c: 2, 3
-    # other bulk writes leave it behind: the next plan counts it again
-    counting_allowed()
+    # a product's removal takes it out of every set: still current, no count
+    monkeypatch.setattr(audience, "_count_histogram", None)
     assert store.delete_product("c")
-    assert not kept_current()
-    assert counts() == (1, 0) and kept_current()
+    assert kept_current()
+    assert counts() == (1, 0)
+    # a write naming more customers than FEW counts it again in its transaction
+    counting_allowed()
+    monkeypatch.setattr(histograms, "FEW", 1)
+    store.upsert_memberships([MembershipRecord(c, "a", "active") for c in ("2", "3")])
+    monkeypatch.setattr(audience, "_count_histogram", None)
+    assert kept_current()
+    assert counts() == (2, 2)  # a: 2, 3; b: 2
+    # down to no qualifying membership at all
+    counting_allowed()
+    for c in ("2", "3", "4", "6"):
+        store.replace_memberships(c, [])
+    assert counts() == (0, 0)
+
+
+def test_an_import_counts_the_histogram_for_the_statuses_it_is_given(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store's first import keeps a histogram for the configured statuses, though no plan
+    counted one yet: the first plan reads it."""
+    from commsync.store import audience
+    from commsync.store.imports import ImportsMixin
+
+    monkeypatch.setattr(audience, "_HISTOGRAM_MIN_ROWS", 0)
+    monkeypatch.setattr(audience, "_HISTOGRAM_RATIO", 0)
+    ImportsMixin.import_products(store, [(2, ProductRecord(p, p)) for p in ("a", "b")])
+    customers = [(n, CustomerRecord(str(n), f"c{n}@example.com")) for n in range(2, 8)]
+    ImportsMixin.import_customers(store, customers, statuses=STATUSES)
+    assert not _histogram_state(store, STATUSES)[0]  # no memberships: nothing to keep
+    rows = [(n, MembershipRecord(str(n), "a", "active")) for n in range(2, 8)]
+    rows += [(n + 10, MembershipRecord(str(n), "b", "trialing")) for n in range(2, 5)]
+    ImportsMixin.import_memberships(store, rows, statuses=STATUSES)
+    current, kept, fresh = _histogram_state(store, STATUSES)
+    assert current and kept == fresh == {"a": 3, "a b": 3}
+    monkeypatch.setattr(audience, "_count_histogram", None)  # the plan reads it
+    found = _counts(store, [Targets(products=("a", "b")), Targets(products=("b",))], STATUSES)
+    assert found[Targets(products=("a", "b"))].total == 6
+    assert found[Targets(products=("b",))].total == 3
+    # statuses nobody asked for are not counted
+    assert not _histogram_state(store, ["cancelled"])[0]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -982,7 +1021,7 @@ def test_a_histogram_kept_current_by_writers_is_always_a_fresh_count(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     """Random sequences of the writes that keep it current (upserts of a few memberships,
-    replacing a customer's, deleting a customer): after each, the kept histogram is current
+    replacing a customer's, deleting a customer, removing a product): after each, the kept histogram is current
     and equal to counting every membership again."""
     import random
 
@@ -1013,7 +1052,7 @@ def test_a_histogram_kept_current_by_writers_is_always_a_fresh_count(
             store.upsert_memberships(
                 [MembershipRecord(c, rng.choice(products), rng.choice(statuses)) for c in who]
             )
-        elif pick < 0.9:
+        elif pick < 0.85:
             store.replace_memberships(
                 who[0],
                 [
@@ -1022,8 +1061,12 @@ def test_a_histogram_kept_current_by_writers_is_always_a_fresh_count(
                     if rng.random() < 0.5
                 ],
             )
-        else:
+        elif pick < 0.95:
             store.delete_customer(who[0])
+        else:  # a product's removal, then the product back, as a platform's catalogue moves
+            gone = rng.choice(products)
+            store.delete_product(gone)
+            store.upsert_products([ProductRecord(gone, gone)])
         current, kept, fresh = _histogram_state(store, STATUSES)
         assert current and kept == fresh
 

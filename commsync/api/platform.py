@@ -128,6 +128,7 @@ def import_records(
     settings = ctx.settings()
     store, limits = ctx.store(settings), settings.limits
     allow = _removal_guard(kind, display, options)
+    statuses = settings.membership_statuses
     diags: list[Diagnostic] = []
     try:
         with _open(file, display) as stream:
@@ -136,7 +137,9 @@ def import_records(
                     rows = _all_or_nothing(
                         stream_records(display, stream, CUSTOMERS, limits, diags), diags
                     )
-                    return store.import_customers(rows, sync=allow, progress=options.progress)
+                    return store.import_customers(
+                        rows, sync=allow, progress=options.progress, statuses=statuses
+                    )
                 if kind == "products":
                     products = _all_or_nothing(
                         stream_records(display, stream, PRODUCTS, limits, diags), diags
@@ -145,7 +148,9 @@ def import_records(
                 memberships = _all_or_nothing(
                     stream_records(display, stream, MEMBERSHIPS, limits, diags), diags
                 )
-                return store.import_memberships(memberships, sync=allow, progress=options.progress)
+                return store.import_memberships(
+                    memberships, sync=allow, progress=options.progress, statuses=statuses
+                )
             except RowsRefused as exc:
                 raise ValidationFailed(
                     [Diagnostic(display, line, 0, message) for line, message in exc.problems]

@@ -39,6 +39,7 @@ _HISTOGRAM_RATIO = (
     2  # sorted rows per selection vs. rows in one full pass; measured in bench/plan.py
 )
 _HISTOGRAM_MIN_ROWS = 100_000
+KEY_LIMIT = 512  # characters of a statuses key a histogram is kept for
 
 
 def products_key(products: Iterable[str]) -> str:
@@ -177,7 +178,7 @@ class _Kept:
 
     def __init__(self, db: Sql, statuses: Sequence[str]) -> None:
         self.key = statuses_key(statuses)
-        self.generation = _generation(db) if len(self.key) <= 512 else None
+        self.generation = _generation(db) if len(self.key) <= KEY_LIMIT else None
         self.histogram: _Histogram | None = None
         if self.generation is not None:
             at = db.rows(

@@ -121,13 +121,14 @@ class ImportsMixin:
         *,
         sync: AllowRemoval | None = None,
         progress: Progress | None = None,
+        statuses: Sequence[str] = (),
     ) -> ImportCounts:
-        return self._import(CUSTOMERS, rows, sync, progress)
+        return self._import(CUSTOMERS, rows, sync, progress, statuses)
 
     def import_products(
         self, rows: Iterable[tuple[int, ProductRecord]], *, progress: Progress | None = None
     ) -> ImportCounts:
-        return self._import(PRODUCTS, rows, None, progress)
+        return self._import(PRODUCTS, rows, None, progress, ())
 
     def import_memberships(
         self,
@@ -135,8 +136,9 @@ class ImportsMixin:
         *,
         sync: AllowRemoval | None = None,
         progress: Progress | None = None,
+        statuses: Sequence[str] = (),
     ) -> ImportCounts:
-        return self._import(MEMBERSHIPS, rows, sync, progress)
+        return self._import(MEMBERSHIPS, rows, sync, progress, statuses)
 
     def _import(
         self,
@@ -144,6 +146,7 @@ class ImportsMixin:
         rows: Iterable[tuple[int, Any]],
         sync: AllowRemoval | None,
         progress: Progress | None,
+        statuses: Sequence[str],
     ) -> ImportCounts:
         with self.engine.connect() as conn:
             pg = conn.dialect.name == "postgresql"
@@ -157,8 +160,9 @@ class ImportsMixin:
                     _refuse_problems(conn, kind)
                     counts = _merge(conn, kind, pg, sync)
                     if kind is MEMBERSHIPS or (kind is CUSTOMERS and sync is not None):
-                        # kept histograms counted again: the next plan reads them
-                        MembershipWrite(conn, None, recount=True).done()
+                        # kept histograms (and one for `statuses`) counted again: the next
+                        # plan reads them
+                        MembershipWrite(conn, None, recount=True, statuses=statuses).done()
                     if kind is not PRODUCTS:  # names, memberships, deletions: any feed
                         feed_changed(conn, None)
                     return counts

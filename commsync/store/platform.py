@@ -151,9 +151,10 @@ class PlatformMixin:
 
     def delete_product(self, slug: str) -> bool:
         with self.engine.begin() as conn:
-            MembershipWrite(conn, None)  # everyone's: kept histograms are counted again
+            change = MembershipWrite(conn, None, product_removed=slug)
             conn.execute(delete(t.memberships).where(t.memberships.c.product_slug == slug))
             gone = conn.execute(delete(t.products).where(t.products.c.slug == slug))
+            change.done()
             feed_changed(conn, None)  # its members' feeds: everyone's, in one row
         return bool(gone.rowcount)
 

@@ -188,7 +188,9 @@ class Imports(Protocol):
     Rows are (line, record). Duplicates and unknown references raise `RowsRefused` with every
     refused line; an exception from the rows themselves (the reader's) rolls back too. With
     `sync`, what the file lacks is removed, after `sync(would_remove, exist_now)` returns (it
-    raises to refuse). `progress(rows)` is called as rows are staged.
+    raises to refuse). `progress(rows)` is called as rows are staged. An import that writes
+    memberships counts the audience histogram for the qualifying `statuses` at its end, so the
+    next plan need not.
     """
 
     def import_customers(
@@ -197,6 +199,7 @@ class Imports(Protocol):
         *,
         sync: AllowRemoval | None = None,
         progress: ImportProgress | None = None,
+        statuses: Sequence[str] = (),
     ) -> ImportCounts: ...
 
     def import_products(
@@ -212,6 +215,7 @@ class Imports(Protocol):
         *,
         sync: AllowRemoval | None = None,
         progress: ImportProgress | None = None,
+        statuses: Sequence[str] = (),
     ) -> ImportCounts: ...
 
 
