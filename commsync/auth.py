@@ -85,5 +85,5 @@ def token_claims(key: bytes, token: str, now: datetime) -> tuple[str, int]:
 
 def unsubscribe_token(key: bytes, email_key: str) -> str:
     """Opaque and unguessable: an HMAC of the address under the store's key."""
-    mac = hmac.new(key, b"unsubscribe\x00" + email_key.encode(), hashlib.sha256).digest()[:16]
+    mac = hmac.digest(key, b"unsubscribe\x00" + email_key.encode(), "sha256")[:16]
     return _b64(mac)

@@ -7,6 +7,8 @@ import email.policy
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commsync.model import BroadcastSpec, Targets, Theme
 from commsync.render.message import EmailTemplate, MessageFactory, RenderError, encoded_words
@@ -176,3 +178,77 @@ def test_notices_are_sanitised_for_dashboards() -> None:
         "notice", "H", "<p onclick='x'>{{ customer_name }}</p>", Targets(all=True), format="html"
     )
     assert render_notice(html_spec, VALUES).html == "<p>Zoë &lt;b&gt;*Star*&lt;/b&gt;</p>"
+
+
+_PIECE_TEXT = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    statics=st.lists(_PIECE_TEXT, min_size=1, max_size=6),
+    messages=st.lists(st.lists(_PIECE_TEXT, min_size=5, max_size=5), min_size=1, max_size=4),
+)
+def test_the_html_skeleton_encodes_exactly_what_encoding_the_whole_text_gives(
+    statics: list[str], messages: list[list[str]]
+) -> None:
+    """The HTML part of a message is base64 of static pieces with values between them; its
+    static lines are encoded once per way a line can start (and kept), the rest per message.
+    Whatever the pieces and values — empty, long, multi-byte — the bytes are those of encoding
+    the joined text, for each message in turn (so with lines kept from earlier ones)."""
+    from commsync.render.pieces import Base64Pieces, base64_lines, join
+
+    layout: list[str | int] = []
+    for i, static in enumerate(statics):
+        layout += [static, i % 5]
+    skeleton = Base64Pieces(layout)
+    for values in messages:
+        expected = base64_lines(join(layout, values).encode("utf-8"))
+        assert skeleton.encode([v.encode("utf-8") for v in values]) == expected
+
+
+_LINE_TEXT = st.lists(
+    st.sampled_from(["a", " ", "\t", "=", "é", "\n", "\r", ".", "x" * 80, " \n", "\n\n", "ü" * 30]),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    statics=st.lists(st.one_of(_LINE_TEXT, _PIECE_TEXT), min_size=1, max_size=6),
+    messages=st.lists(st.lists(_LINE_TEXT, min_size=5, max_size=5), min_size=1, max_size=3),
+)
+def test_the_text_skeleton_encodes_exactly_what_encoding_the_whole_text_gives(
+    statics: list[str], messages: list[list[str]]
+) -> None:
+    """The text part is quoted-printable of static lines and lines with values; the static
+    ones are encoded once. Whatever the pieces and values — line breaks, carriage returns,
+    trailing spaces, long lines, `=` — the bytes are those of encoding the joined text."""
+    from commsync.render.pieces import QuotedPrintablePieces, join, quoted_printable
+
+    layout: list[str | int] = []
+    for i, static in enumerate(statics):
+        layout += [static, i % 5]
+    skeleton = QuotedPrintablePieces(layout)
+    for values in messages:
+        assert skeleton.encode(values) == quoted_printable(join(layout, values))
+
+
+def test_a_message_from_the_skeleton_is_the_message_of_its_rendered_html() -> None:
+    """The fast path's parts, decoded, are the HTML and text the same values render (the HTML
+    in lines of 76 characters of base64), for recipients whose values shift every line."""
+    factory = _factory("Hello {{ customer_first_name }}", "Hi **{{ customer_name }}**\n\n" * 40)
+    assert factory.fast
+    for n in range(0, 120, 7):
+        values = {**VALUES, "customer_name": "Zoë" + "x" * n, "customer_first_name": "é" * n}
+        data = factory.build("zoe@example.com", "Zoë", values).data
+        part = data.split(b"Content-Transfer-Encoding: base64\r\n\r\n", 1)[1]
+        encoded = part.split(b"\r\n--", 1)[0]
+        assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
+        message = _parse(data)
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        _, expected_text, expected_html = factory.render(values)
+        assert html == expected_html
+        assert text.replace("\r\n", "\n") == expected_text

@@ -231,3 +231,110 @@ def test_max_rate_holds_in_a_measured_window(repo: Repo) -> None:
     for t in stamps:
         assert sum(1 for u in stamps if t <= u < t + 1.0) <= 40 + 40  # rate + burst in any second
     assert stamps[-1] - stamps[0] >= (100 - 40) / 40 * 0.95
+
+
+class _ScriptedServer:
+    """A raw TCP server on loopback that answers each line the client sends from a script:
+    for the replies a broken, slow or hostile server gives, which a real SMTP server never
+    would. `answer(line)` returns the bytes to write (None: close the connection)."""
+
+    def __init__(self, answer: callable, hang_up: bool = False) -> None:  # type: ignore[valid-type]
+        self.answer = answer
+        self.hang_up = hang_up  # right after the greeting
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(self.answer(b"") or b"")  # the greeting
+        if self.hang_up:
+            writer.close()
+            return
+        in_data = False
+        while line := await reader.readline():
+            if in_data:
+                if line != b".\r\n":
+                    continue
+                in_data = False
+            reply = self.answer(line)
+            if reply is None:
+                writer.close()
+                return
+            for piece in (reply[: len(reply) // 2], reply[len(reply) // 2 :]):
+                writer.write(piece)  # a reply split across writes
+                await writer.drain()
+            in_data = line == b"DATA\r\n"
+        writer.close()
+
+    def send(self, bodies: list[bytes]) -> list[Outcome]:
+        async def run() -> list[Outcome]:
+            server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            transport = parse_transport(f"smtp://127.0.0.1:{port}", Path("."), {})
+            session = transport.open()
+            try:
+                return [
+                    await session.send("hello@acme.example", f"r{i}@example.com", body)
+                    for i, body in enumerate(bodies)
+                ]
+            finally:
+                await session.close()
+                server.close()
+
+        return asyncio.run(run())
+
+
+def _smtp_script(
+    greeting: bytes = b"220 ok\r\n",
+    ehlo: bytes = b"250-test\r\n250-SIZE 1000\r\n250 PIPELINING\r\n",
+) -> callable:  # type: ignore[valid-type]
+    replies = {
+        b"": greeting,
+        b"EHLO": ehlo,
+        b"MAIL": b"250 2.1.0 ok\r\n",
+        b"RCPT": b"250 2.1.5 ok\r\n",
+        b"DATA": b"354 go on\r\n",
+        b".\r\n": b"250-2.0.0 queued\r\n250 2.0.0 as 1234\r\n",  # a multi-line final reply
+        b"RSET": b"250 ok\r\n",
+        b"QUIT": b"221 bye\r\n",
+    }
+
+    def answer(line: bytes) -> bytes | None:
+        return replies.get(line if line in (b"", b".\r\n") else line[:4])
+
+    return answer
+
+
+def test_replies_split_across_writes_and_over_several_lines_are_read_whole() -> None:
+    outcomes = _ScriptedServer(_smtp_script()).send(BODIES[:2])
+    assert [o.kind for o in outcomes] == ["sent", "sent"]
+
+
+@pytest.mark.parametrize(
+    ("greeting", "detail"),
+    [
+        (b"hello there\r\n", "malformed reply from the server: b'hello there\\r\\n'"),
+        (b"220" + b"x" * 70_000 + b"\r\n", "malformed reply from the server: a line too long"),
+        (b"220" + b"x" * 70_000, "malformed reply from the server: a line too long"),
+        (b"220-ok\r\n" * 1_100 + b"220 ok\r\n", "malformed reply from the server: too many lines"),
+        (b"220 ok", "connection closed by the server"),  # then nothing, and the server closes
+    ],
+    ids=["not a reply", "a long line", "a long line, unended", "endless lines", "cut short"],
+)
+def test_a_broken_or_hostile_server_is_a_connection_problem(greeting: bytes, detail: str) -> None:
+    """Whatever the server sends instead of replies, the message is not sent, nothing is read
+    without bound, and the outcome says why (transient: the next pass tries again)."""
+    script = _smtp_script(greeting=greeting)
+
+    def answer(line: bytes) -> bytes | None:
+        return script(line) if line == b"" else None  # nothing after the greeting
+
+    hang_up = not greeting.endswith(b"\n")
+    (outcome,) = _ScriptedServer(answer, hang_up=hang_up and len(greeting) < 100).send(BODIES[:1])
+    assert outcome.kind == "transient" and outcome.cause == "connection"
+    assert detail in outcome.detail
+
+
+def test_a_server_that_closes_after_the_body_leaves_the_message_uncertain() -> None:
+    script = _smtp_script()
+    (outcome,) = _ScriptedServer(lambda line: None if line == b".\r\n" else script(line)).send(
+        BODIES[:1]
+    )
+    assert outcome.kind == "uncertain" and "connection closed by the server" in outcome.detail

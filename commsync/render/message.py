@@ -11,7 +11,6 @@ turned into italics, and `<b>` in a name is escaped in the HTML part.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import html
 import re
@@ -121,16 +120,12 @@ class _Dates:
         return self.text
 
 
-def _qp(text: str) -> bytes:
-    """Quoted-printable with CRLF line ends: the text part stays readable in the raw message."""
-    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
-    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False).replace(b"\n", b"\r\n")
+_qp = pieces.quoted_printable
 
 
 def _base64(text: str) -> bytes:
     """Base64 in 76-character lines: much cheaper than quoted-printable for the HTML part."""
-    encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False)
-    return b"\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    return pieces.base64_lines(text.encode("utf-8"))
 
 
 def encoded_words(text: str) -> str:
@@ -247,9 +242,11 @@ class MessageFactory:
         doc = self.layout.render(self._layout_vars(subject_tok, body, link))
         self.subject_pieces = pieces.split(subject_tok, slot_of)
         self.html_pieces = pieces.split(_INLINER.inline(doc), slot_of)
+        self.html_base64 = pieces.Base64Pieces(self.html_pieces)
         self.text_pieces = pieces.split(
             to_text(content_tok, t.format) + self._text_footer(link), slot_of
         )
+        self.text_qp = pieces.QuotedPrintablePieces(self.text_pieces)
         self.fast = True
 
     def _compile_slow(self) -> None:
@@ -263,13 +260,17 @@ class MessageFactory:
 
     # -- per recipient ----------------------------------------------------------------------
 
+    def _slot_values(self, values: Mapping[str, object]) -> tuple[list[str], list[str]]:
+        """Each slot's value as it is, and HTML-escaped (the fast path)."""
+        try:
+            raw = [_text(values[name]) for name in self.slots]
+        except KeyError as exc:
+            raise RenderError(f"no value for the placeholder {exc.args[0]!r}") from exc
+        return raw, [html.escape(v, quote=True) for v in raw]
+
     def _render(self, values: Mapping[str, object]) -> tuple[str, str, str]:
         if self.fast:
-            try:
-                raw = [_text(values[name]) for name in self.slots]
-            except KeyError as exc:
-                raise RenderError(f"no value for the placeholder {exc.args[0]!r}") from exc
-            escaped = [html.escape(v, quote=True) for v in raw]
+            raw, escaped = self._slot_values(values)
             return (
                 pieces.join(self.subject_pieces, raw),
                 pieces.join(self.text_pieces, raw),
@@ -324,7 +325,18 @@ class MessageFactory:
         sender prepends it then). `subject_prefix` marks a test (`[test] `).
         """
         merged = {**self.static, **values}
-        subject, text, body = self._render(merged)
+        html_part: bytes | None = None  # the HTML part, base64-encoded
+        if self.fast:  # both parts encoded from their skeletons: only the lines that vary
+            raw, escaped = self._slot_values(merged)
+            subject = pieces.join(self.subject_pieces, raw)
+            text_part = self.text_qp.encode(raw)
+            if self.template.style != Style.PLAIN:
+                html_part = self.html_base64.encode([v.encode("utf-8") for v in escaped])
+        else:
+            subject, text, body = self._render(merged)
+            text_part = _qp(text)
+            if self.template.style != Style.PLAIN:
+                html_part = _base64(body)
         if subject_prefix:
             subject = subject_prefix + subject
         header_value(subject, "the rendered subject")
@@ -360,13 +372,13 @@ class MessageFactory:
                 f"List-Unsubscribe: {targets}",
                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
             ]
-        return Built(self._assemble(headers, text, body), message_id, subject)
+        return Built(self._assemble(headers, text_part, html_part), message_id, subject)
 
-    def _assemble(self, headers: list[str], text: str, body: str) -> bytes:
+    def _assemble(self, headers: list[str], text_part: bytes, html_part: bytes | None) -> bytes:
         qp = "Content-Transfer-Encoding: quoted-printable"
-        if self.template.style == Style.PLAIN:
+        if html_part is None:
             head = "\r\n".join([*headers, "Content-Type: text/plain; charset=utf-8", qp]).encode()
-            return head + b"\r\n\r\n" + _qp(text)
+            return head + b"\r\n\r\n" + text_part
         b = self.boundary
         head = "\r\n".join(
             [*headers, f'Content-Type: multipart/alternative; boundary="{b}"']
@@ -376,5 +388,5 @@ class MessageFactory:
         )
         html_head = f"\r\n--{b}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n".encode()
         return b"".join(
-            [head, text_head, _qp(text), html_head, _base64(body), f"\r\n--{b}--\r\n".encode()]
+            [head, text_head, text_part, html_head, html_part, f"\r\n--{b}--\r\n".encode()]
         )

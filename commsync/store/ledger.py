@@ -385,7 +385,19 @@ class SqlLedger:
             return
         now = self.shared.now()
         sql = "INSERT INTO unsubscribe_tokens (token, email_key, created_at) VALUES (?, ?, ?) ON CONFLICT (token) DO NOTHING"
-        self._run([(sql, (token, key, now)) for token, key in tokens])
+        db = self.shared
+        with db.lock:  # one statement for the batch (a statement per token was 7 µs a message)
+            cursor = db.raw.cursor()
+            try:
+                if not db.pg:
+                    cursor.execute("BEGIN")
+                cursor.executemany(db.sql(sql), [(token, key, now) for token, key in tokens])
+                _end(db, cursor, "COMMIT")
+            except BaseException:
+                _end(db, cursor, "ROLLBACK")
+                raise
+            finally:
+                cursor.close()
 
     def close(self) -> None:
         with self.shared.lock:
