@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 from email.message import EmailMessage
+from html import escape
 
 import pytest
 from hypothesis import given, settings
@@ -252,3 +253,31 @@ def test_a_message_from_the_skeleton_is_the_message_of_its_rendered_html() -> No
         _, expected_text, expected_html = factory.render(values)
         assert html == expected_html
         assert text.replace("\r\n", "\n") == expected_text
+
+
+def test_the_networks_values_are_filled_in_once_unless_a_recipients_replace_them() -> None:
+    """`network_name` is the same for every recipient of a send, so the skeleton holds it
+    already (escaped in the HTML, as it is in the text); values given for one message that
+    replace it are used for that message."""
+    template = EmailTemplate(
+        "News from {{ network_name }}",
+        "Hi {{ customer_first_name }}, from **{{ network_name }}** ({{ network_url }}).",
+        "markdown",
+        "html",
+        "Acme <hello@acme.example>",
+        None,
+        True,
+        "store/b/y",
+    )
+    static = {"network_name": "Tom & Jerry <Sites>", "network_url": "https://acme.example"}
+    factory = MessageFactory(template, theme=Theme(), static=static)
+    assert factory.fast and factory.baked == {"network_name", "network_url"}
+    for values in (VALUES, {**VALUES, "network_name": "Other <Network>"}):
+        message = _parse(factory.build("zoe@example.com", "Zoë", values).data)
+        name = values.get("network_name", static["network_name"])
+        html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        subject, expected_text, expected_html = factory.render(values)
+        assert message["Subject"] == subject == f"News from {name}"
+        assert html == expected_html and f"<strong>{escape(name)}</strong>" in html
+        assert text.replace("\r\n", "\n") == expected_text and f"**{name}**" in text

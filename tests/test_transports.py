@@ -263,11 +263,11 @@ class _ScriptedServer:
             in_data = line == b"DATA\r\n"
         writer.close()
 
-    def send(self, bodies: list[bytes]) -> list[Outcome]:
+    def send(self, bodies: list[bytes], query: str = "") -> list[Outcome]:
         async def run() -> list[Outcome]:
             server = await asyncio.start_server(self._client, "127.0.0.1", 0)
             port = server.sockets[0].getsockname()[1]
-            transport = parse_transport(f"smtp://127.0.0.1:{port}", Path("."), {})
+            transport = parse_transport(f"smtp://127.0.0.1:{port}{query}", Path("."), {})
             session = transport.open()
             try:
                 return [
@@ -338,3 +338,30 @@ def test_a_server_that_closes_after_the_body_leaves_the_message_uncertain() -> N
         BODIES[:1]
     )
     assert outcome.kind == "uncertain" and "connection closed by the server" in outcome.detail
+
+
+@pytest.mark.parametrize(
+    ("silent_after", "kind", "detail"),
+    [
+        (b"", "transient", "connection problem: TimeoutError"),  # no greeting
+        (b"MAIL", "transient", "the server did not answer in time"),
+        (b".\r\n", "uncertain", "the server did not answer in time"),
+    ],
+    ids=["greeting", "envelope", "end of data"],
+)
+def test_a_server_that_stops_answering_runs_into_the_exchanges_deadline(
+    silent_after: bytes, kind: str, detail: str
+) -> None:
+    """Each exchange (connecting, or one message) must end within three times the transport's
+    timeout: a server that goes silent fails it — before the body a connection problem (the
+    next pass tries again), after it uncertain."""
+    script = _smtp_script()
+
+    def answer(line: bytes) -> bytes | None:
+        key = line if line in (b"", b".\r\n") else line[:4]
+        return b"" if key == silent_after else script(line)
+
+    started = time.monotonic()
+    outcomes = _ScriptedServer(answer).send(BODIES[:1], query="?timeout=0.3")
+    assert [o.kind for o in outcomes] == [kind] and detail in outcomes[0].detail
+    assert time.monotonic() - started < 60  # 0.9 s, not the default timeout's 90 s

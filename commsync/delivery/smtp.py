@@ -59,7 +59,12 @@ class _Replies(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.gone: Exception | None = None  # why no more replies will come
         self.paused: asyncio.Future[None] | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        # The exchange in hand must end by `deadline` (loop time; None: nothing in hand). One
+        # timer per connection checks it, rather than a timeout armed for every message.
+        self.deadline: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -99,6 +104,16 @@ class _Replies(asyncio.Protocol):
             self.ready.append(exc)
             if self.transport is not None:
                 self.transport.abort()
+            self._wake()
+
+    def watch(self, every: float) -> None:
+        """Check the deadline every `every` seconds while the connection lasts."""
+        if self.gone is not None:
+            return
+        if self.deadline is not None and self.loop.time() >= self.deadline:
+            self._fail(TimeoutError("the server did not answer in time"))
+            return
+        self.timer = self.loop.call_later(every, self.watch, every)
 
     def _wake(self) -> None:
         waiter, self.waiter = self.waiter, None
@@ -123,6 +138,8 @@ class _Replies(asyncio.Protocol):
             paused.set_result(None)
         if not self.closed.done():
             self.closed.set_result(None)
+        if self.timer is not None:
+            self.timer.cancel()
 
     def pause_writing(self) -> None:
         if self.paused is None:
@@ -275,16 +292,24 @@ class SmtpSession:
 
     async def _send(self, sender: str, recipient: str, data: bytes) -> Outcome:
         body_sent = False
+        limit = self.config.timeout * 3  # one deadline for the exchange
+        deadline = asyncio.get_running_loop().time() + limit
         try:
-            async with asyncio.timeout(self.config.timeout * 3):  # one deadline for the exchange
-                if self.conn is None:
+            if self.conn is None:
+                async with asyncio.timeout_at(deadline):
                     await self._connect()
                 assert self.conn is not None
+                self.conn.watch(min(1.0, limit / 10))
+            conn = self.conn
+            conn.deadline = deadline
+            try:
                 await self._envelope(sender, recipient)
                 body_sent = True  # from the first byte of the body on, a failure is uncertain
                 self._write(dot_stuff(data))
-                await self.conn.drain()
+                await conn.drain()
                 code, text = await self._reply()
+            finally:
+                conn.deadline = None
         except _Refused as exc:
             if exc.stage in ("greeting", "EHLO", "STARTTLS", "AUTH"):
                 await self._drop()

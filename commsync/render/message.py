@@ -189,6 +189,10 @@ class MessageFactory:
         self.domain = template.sender.rsplit("@", 1)[-1].rstrip(">").strip()
         self.dates = _Dates()
         self.boundary = "=_commsync_" + hashlib.sha256(template.id_key.encode()).hexdigest()[:24]
+        # the send's own headers, checked once (None: checked per message, and refused)
+        self.from_header = None if _CONTROL.search(template.sender) else f"From: {template.sender}"
+        reply_to = template.reply_to or ""
+        self.reply_to_header = None if _CONTROL.search(reply_to) else f"Reply-To: {reply_to}"
         simple = all(
             simple_placeholders(s) is not None for s in (template.subject, template.content)
         )
@@ -242,11 +246,17 @@ class MessageFactory:
         doc = self.layout.render(self._layout_vars(subject_tok, body, link))
         self.subject_pieces = pieces.split(subject_tok, slot_of)
         self.html_pieces = pieces.split(_INLINER.inline(doc), slot_of)
-        self.html_base64 = pieces.Base64Pieces(self.html_pieces)
         self.text_pieces = pieces.split(
             to_text(content_tok, t.format) + self._text_footer(link), slot_of
         )
-        self.text_qp = pieces.QuotedPrintablePieces(self.text_pieces)
+        # What each message encodes: the network's own values (the same for every recipient)
+        # filled in once, used while a recipient's values do not replace them
+        fixed = {i: _text(self.static[n]) for i, n in enumerate(names) if n in self.static}
+        self.baked = frozenset(names[i] for i in fixed)
+        self.subject_baked = pieces.bake(self.subject_pieces, fixed)
+        escaped = {i: html.escape(v, quote=True) for i, v in fixed.items()}
+        self.html_base64 = pieces.Base64Pieces(pieces.bake(self.html_pieces, escaped))
+        self.text_qp = pieces.QuotedPrintablePieces(pieces.bake(self.text_pieces, fixed))
         self.fast = True
 
     def _compile_slow(self) -> None:
@@ -326,9 +336,10 @@ class MessageFactory:
         """
         merged = {**self.static, **values}
         html_part: bytes | None = None  # the HTML part, base64-encoded
-        if self.fast:  # both parts encoded from their skeletons: only the lines that vary
+        if self.fast and self.baked.isdisjoint(values):
+            # both parts encoded from their skeletons: only the lines that vary
             raw, escaped = self._slot_values(merged)
-            subject = pieces.join(self.subject_pieces, raw)
+            subject = pieces.join(self.subject_baked, raw)
             text_part = self.text_qp.encode(raw)
             if self.template.style != Style.PLAIN:
                 html_part = self.html_base64.encode([v.encode("utf-8") for v in escaped])
@@ -352,7 +363,7 @@ class MessageFactory:
         header_value(name, "the recipient's name")
         message_id = self.message_id(address.lower(), key)
         headers = [
-            f"From: {header_value(self.template.sender, 'the sender')}",
+            self.from_header or f"From: {header_value(self.template.sender, 'the sender')}",
             f"To: {_mailbox(name, address)}",
             f"Subject: {_subject_header(subject)}",
             *([f"Date: {self.dates.now()}"] if dated else []),
@@ -360,7 +371,10 @@ class MessageFactory:
             "MIME-Version: 1.0",
         ]
         if self.template.reply_to:
-            headers.append(f"Reply-To: {header_value(self.template.reply_to, 'Reply-To')}")
+            headers.append(
+                self.reply_to_header
+                or f"Reply-To: {header_value(self.template.reply_to, 'Reply-To')}"
+            )
         unsubscribe = merged.get(UNSUBSCRIBE)
         if self.template.unsubscribe and isinstance(unsubscribe, str):
             mailto = (

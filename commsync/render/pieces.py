@@ -50,6 +50,19 @@ def split(text: str, slots: Mapping[str, int]) -> Pieces:
     return tuple(p for p in pieces if p != "")
 
 
+def bake(pieces: Sequence[str | int], fixed: Mapping[int, str]) -> Pieces:
+    """The slots in `fixed` (the same for every message) filled in once; the others remain."""
+    out: list[str | int] = []
+    for piece in pieces:
+        if isinstance(piece, int) and piece in fixed:
+            piece = fixed[piece]
+        if isinstance(piece, str) and out and isinstance(out[-1], str):
+            out[-1] += piece
+        else:
+            out.append(piece)
+    return tuple(p for p in out if p != "")
+
+
 def join(pieces: Sequence[str | int], values: Sequence[str]) -> str:
     return "".join(p if isinstance(p, str) else values[p] for p in pieces)
 

@@ -165,10 +165,17 @@ class SqlLedger:
             try:
                 if not db.pg:
                     cursor.execute("BEGIN")
-                for done, start in batch:
+                finished: dict[str, list[Sequence[Any]]] = {}  # one statement per outcome
+                for done, _ in batch:
                     for record in done:
                         for sql, params in self._done(record, now):
-                            cursor.execute(db.sql(sql), params)
+                            finished.setdefault(sql, []).append(params)
+                for sql, rows in finished.items():
+                    if len(rows) == 1:
+                        cursor.execute(db.sql(sql), rows[0])
+                    else:
+                        cursor.executemany(db.sql(sql), rows)
+                for _, start in batch:
                     if start is not None:
                         if claimer is None:
                             cursor.execute(db.sql(_START), (now, start))
