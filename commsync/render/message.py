@@ -120,14 +120,6 @@ class _Dates:
         return self.text
 
 
-_qp = pieces.quoted_printable
-
-
-def _base64(text: str) -> bytes:
-    """Base64 in 76-character lines: much cheaper than quoted-printable for the HTML part."""
-    return pieces.base64_lines(text.encode("utf-8"))
-
-
 def encoded_words(text: str) -> str:
     """RFC 2047 base64 encoded-words (≤ 75 characters each, split between characters), folded."""
     words: list[str] = []
@@ -345,9 +337,9 @@ class MessageFactory:
                 html_part = self.html_base64.encode([v.encode("utf-8") for v in escaped])
         else:
             subject, text, body = self._render(merged)
-            text_part = _qp(text)
+            text_part = pieces.quoted_printable(text)
             if self.template.style != Style.PLAIN:
-                html_part = _base64(body)
+                html_part = pieces.base64_lines(body.encode("utf-8"))
         if subject_prefix:
             subject = subject_prefix + subject
         header_value(subject, "the rendered subject")
