@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection
@@ -373,17 +374,43 @@ def test_a_required_field_is_checked_as_before_its_shortcut(value: str | None, n
     assert got == expected
 
 
-def _indexes(conn: Connection) -> dict[str, str]:
-    """Each index of a SQLite store, with the SQL that creates it."""
-    rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
-    return {str(name): str(sql) for name, sql in rows}
+def _schema(conn: Connection) -> dict[str, object]:
+    """The indexes and foreign keys of the store's platform tables, as the database has them."""
+    inspector = sa.inspect(conn)
+    out: dict[str, object] = {}
+    for table in ("customers", "memberships", "products"):
+        indexes = inspector.get_indexes(table)
+        out[f"{table} indexes"] = sorted(
+            (str(i["name"]), tuple(i["column_names"]), bool(i["unique"])) for i in indexes
+        )
+        keys = inspector.get_foreign_keys(table)
+        out[f"{table} keys"] = sorted(
+            (
+                str(k["name"]),
+                tuple(k["constrained_columns"]),
+                str(k["referred_table"]),
+                str((k.get("options") or {}).get("ondelete")),
+            )
+            for k in keys
+        )
+    if conn.dialect.name == "sqlite":  # and the SQL of each index, partial ones included
+        rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+        out["sql"] = sorted((str(name), str(sql)) for name, sql in rows)
+    else:
+        rows = conn.exec_driver_sql(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+        )
+        out["sql"] = sorted((str(name), str(sql)) for name, sql in rows)
+    return out
 
 
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
 def test_a_first_import_larger_than_the_table_leaves_its_indexes_as_declared(
-    tmp_path: Path,
+    tmp_path: Path, request: pytest.FixtureRequest, backend_name: str
 ) -> None:
-    """Past 10,000 rows into a smaller table, SQLite's secondary indexes are built after the
-    merge (in its transaction): they must come back exactly as the schema declares them."""
+    """Past 10,000 rows into a smaller table, the table's secondary indexes (and on PostgreSQL
+    its foreign keys) are built after the merge, in its transaction: they must come back
+    exactly as the schema declares them, and the foreign keys must hold again."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
@@ -391,10 +418,15 @@ def test_a_first_import_larger_than_the_table_leaves_its_indexes_as_declared(
     from commsync.store import tables as t
     from commsync.store.revision import VERSION_TABLE
 
-    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    url = (
+        f"sqlite:///{tmp_path / 'store.db'}"
+        if backend_name == "sqlite"
+        else str(request.getfixturevalue("pg_url"))
+    )
+    store = open_store(url)
     try:
         with store.engine.connect() as conn:
-            declared = _indexes(conn)
+            declared = _schema(conn)
         store.upsert_products([ProductRecord("pro", "Pro"), ProductRecord("team", "Team")])
         n = 12_000
         store.import_customers(
@@ -407,16 +439,26 @@ def test_a_first_import_larger_than_the_table_leaves_its_indexes_as_declared(
             ]
         )
         with store.engine.connect() as conn:
-            after = _indexes(conn)
+            after = _schema(conn)
             diff = compare_metadata(
                 MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}), t.metadata
             )
-            plan = conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN SELECT count(*) FROM memberships WHERE product_slug = 'pro'"
-                " AND status = 'active'"
-            ).all()
+            if backend_name == "sqlite":
+                plan = conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN SELECT count(*) FROM memberships WHERE product_slug = 'pro'"
+                    " AND status = 'active'"
+                ).all()
+                assert "ix_memberships_audience" in str(plan)
         assert after == declared and diff == []
-        assert "ix_memberships_audience" in str(plan)
+        assert declared["memberships keys"] and declared["customers indexes"]
+        # the foreign keys hold again: a membership of nobody is refused by the database
+        with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+            if backend_name == "sqlite":
+                conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+            conn.exec_driver_sql(
+                "INSERT INTO memberships (customer_id, product_slug, status, updated_at)"
+                " VALUES ('nobody', 'pro', 'active', '2026-01-01 00:00:00')"
+            )
         assert (
             store.count_audiences([Targets(products=("pro",))], ("active",))[
                 Targets(products=("pro",))

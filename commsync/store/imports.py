@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
-from commsync.store import tables as t
 from commsync.store.histograms import MembershipWrite
+from commsync.store.lateindex import built_after
 from commsync.store.plainsql import driver_sql, driver_stamp
 from commsync.store.roles import AllowRemoval, RowsRefused
 from commsync.store.roles import ImportProgress as Progress
@@ -109,7 +109,6 @@ _MISSING_PRODUCTS = (
     f"SELECT s.line, s.product_slug FROM {STAGE} s"
     " LEFT JOIN products p ON p.slug = s.product_slug WHERE p.slug IS NULL"
 )
-_REBUILD_AFTER = 10_000  # staged rows past which a table's indexes may be built after the merge
 
 
 class ImportsMixin:
@@ -303,7 +302,9 @@ def _merge(conn: Connection, kind: _Kind, pg: bool, sync: AllowRemoval | None) -
             params: Sequence[Any] = (stamp,) if "?" in statement else ()
             conn.exec_driver_sql(driver_sql(statement, pg), tuple(params))
     staged = int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {STAGE}").scalar_one())
-    inserted = _pg_merge(conn, kind, stamp) if pg else _sqlite_merge(conn, kind, stamp, staged)
+    inserted = (
+        _pg_merge(conn, kind, stamp, staged) if pg else _sqlite_merge(conn, kind, stamp, staged)
+    )
     return ImportCounts(inserted=inserted, updated=staged - inserted, removed=removed)
 
 
@@ -334,31 +335,21 @@ def _sqlite_merge(conn: Connection, kind: _Kind, stamp: Any, staged: int) -> int
         )
     count = f"SELECT COUNT(*) FROM {kind.table}"
     before = int(conn.exec_driver_sql(count).scalar_one())
-    # A file larger than the table (the first import, say): its secondary indexes are built
-    # once after the merge, from sorted keys, instead of taking each row in file order; in the
-    # import's transaction, so a reader never sees the table without them.
-    rebuilt = (
-        list(t.metadata.tables[kind.table].indexes)
-        if staged >= _REBUILD_AFTER and staged > before
-        else []
-    )
-    for index in rebuilt:
-        index.drop(conn)
     conn.exec_driver_sql("PRAGMA threads = 2")  # its sorts may use a second core (-25%)
     try:
-        conn.exec_driver_sql(
-            f"INSERT INTO {kind.table} ({columns}{extra}) SELECT {columns}{values} FROM {STAGE}"
-            f" WHERE true ORDER BY {key} ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE {changed}",
-            (stamp,),
-        )
-        for index in rebuilt:
-            index.create(conn)
+        with built_after(conn, kind.table, staged, before):
+            conn.exec_driver_sql(
+                f"INSERT INTO {kind.table} ({columns}{extra}) SELECT {columns}{values}"
+                f" FROM {STAGE} WHERE true ORDER BY {key}"
+                f" ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE {changed}",
+                (stamp,),
+            )
     finally:
         conn.exec_driver_sql("PRAGMA threads = 0")
     return int(conn.exec_driver_sql(count).scalar_one()) - before
 
 
-def _pg_merge(conn: Connection, kind: _Kind, stamp: Any) -> int:
+def _pg_merge(conn: Connection, kind: _Kind, stamp: Any, staged: int) -> int:
     """On PostgreSQL an UPDATE of the rows that changed, joined on the key, then an INSERT of
     the new ones: set-based joins instead of a speculative insertion per row, which took 5.7 s
     for 1.5 million unchanged memberships. The INSERT still has ON CONFLICT, for a row another
@@ -378,8 +369,9 @@ def _pg_merge(conn: Connection, kind: _Kind, stamp: Any) -> int:
         f"INSERT INTO {kind.table} ({columns}, updated_at) SELECT {columns}, %s FROM {STAGE} s"
         f" WHERE NOT EXISTS (SELECT 1 FROM {kind.table} t WHERE {matches}) ORDER BY {key}"
     )
+    before = int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {kind.table}").scalar_one())
     try:  # without ON CONFLICT's speculative insertion per row: 15 s instead of 21 s for 1.5M
-        with conn.begin_nested():
+        with conn.begin_nested(), built_after(conn, kind.table, staged, before):
             return int(conn.exec_driver_sql(insert, (stamp,)).rowcount)
     except IntegrityError:  # another writer added one of these rows since the UPDATE
         pass
