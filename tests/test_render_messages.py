@@ -281,3 +281,20 @@ def test_the_networks_values_are_filled_in_once_unless_a_recipients_replace_them
         assert message["Subject"] == subject == f"News from {name}"
         assert html == expected_html and f"<strong>{escape(name)}</strong>" in html
         assert text.replace("\r\n", "\n") == expected_text and f"**{name}**" in text
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=90))
+def test_a_plain_display_name_is_written_as_formataddr_writes_it(name: str) -> None:
+    """The To header's display name skips formataddr when the name needs no quoting; the
+    header must be what formataddr gives either way."""
+    from email.utils import formataddr
+
+    from commsync.render.headers import mailbox
+
+    got = mailbox(name, "zoe@example.com")
+    plain = name.strip(" \t")
+    if plain and "=?" not in plain and len(plain) <= 78:
+        assert got == formataddr((plain, "zoe@example.com"))
+    elif not plain:
+        assert got == "zoe@example.com"

@@ -27,12 +27,10 @@ class _Refused(Exception):
 
 def dot_stuff(data: bytes) -> bytes:
     """The DATA payload: lines starting with '.' doubled, then the terminating '.' line."""
-    body = data.replace(b"\r\n.", b"\r\n..")
+    body = data.replace(b"\r\n.", b"\r\n..") if b"\r\n." in data else data
     if body.startswith(b"."):
         body = b"." + body
-    if not body.endswith(_CRLF):
-        body += _CRLF
-    return body + b"." + _CRLF
+    return body + (b".\r\n" if body.endswith(_CRLF) else b"\r\n.\r\n")
 
 
 def _outcome(exc: _Refused) -> Outcome:

@@ -10,14 +10,12 @@ turned into italics, and `<b>` in a name is escaped in the HTML part.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import formataddr, formatdate
+from email.utils import formatdate
 from functools import cache
 from importlib.resources import files
 
@@ -29,6 +27,10 @@ from commsync.model import Format, Style, Theme
 from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.model.mail import is_address
 from commsync.render import pieces
+from commsync.render.headers import CONTROL, mailbox, subject_header
+from commsync.render.headers import RenderError as RenderError
+from commsync.render.headers import encoded_words as encoded_words
+from commsync.render.headers import header_value as header_value
 from commsync.render.markup import escape_markdown, markdown_to_html, to_html, to_text
 from commsync.render.sandbox import environment, simple_placeholders
 
@@ -61,14 +63,6 @@ LAYOUT_SAMPLE: tuple[tuple[str, object], ...] = tuple(
     )
 )
 _INLINER = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
-# Line breaks and other control characters (tab aside) never reach a header: they would end it.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# A subject written as it is: printable ASCII, no edge spaces, nothing a reader would decode.
-_PLAIN = re.compile(r"[!-~](?:[ -~]{0,897}[!-~])?")
-
-
-class RenderError(Exception):
-    """This recipient's message cannot be built (the send records it as failed, with this reason)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,47 +114,6 @@ class _Dates:
         return self.text
 
 
-def encoded_words(text: str) -> str:
-    """RFC 2047 base64 encoded-words (≤ 75 characters each, split between characters), folded."""
-    words: list[str] = []
-    chunk: list[str] = []
-    size = 0
-    for ch in text:
-        n = len(ch.encode("utf-8"))
-        if size + n > 45:
-            words.append("".join(chunk))
-            chunk, size = [], 0
-        chunk.append(ch)
-        size += n
-    words.append("".join(chunk))
-    encoded = (base64.b64encode(w.encode("utf-8")).decode("ascii") for w in words if w)
-    return "\r\n ".join(f"=?utf-8?b?{e}?=" for e in encoded)
-
-
-def header_value(value: str, what: str) -> str:
-    """The one guard of every header value: a line break would let it add headers."""
-    if _CONTROL.search(value):
-        raise RenderError(f"{what} contains a line break or a control character")
-    return value
-
-
-def _subject_header(subject: str) -> str:
-    if _PLAIN.fullmatch(subject) and "=?" not in subject:
-        return subject
-    return encoded_words(subject)
-
-
-def _mailbox(name: str, address: str) -> str:
-    """`Name <address>`; a name a reader would decode, or too long for one line, is encoded.
-    Space around the name is no part of it (readers drop it)."""
-    name = name.strip(" \t")
-    if not name:
-        return address
-    if name.isascii() and "=?" not in name and len(name) <= 78:
-        return formataddr((name, address))
-    return f"{encoded_words(name)} <{address}>"
-
-
 class MessageFactory:
     """Builds each recipient's message for one send."""
 
@@ -181,10 +134,12 @@ class MessageFactory:
         self.domain = template.sender.rsplit("@", 1)[-1].rstrip(">").strip()
         self.dates = _Dates()
         self.boundary = "=_commsync_" + hashlib.sha256(template.id_key.encode()).hexdigest()[:24]
+        self.subject_seen: str | None = None  # the last subject checked, and its header
+        self.subject_line = ""
         # the send's own headers, checked once (None: checked per message, and refused)
-        self.from_header = None if _CONTROL.search(template.sender) else f"From: {template.sender}"
+        self.from_header = None if CONTROL.search(template.sender) else f"From: {template.sender}"
         reply_to = template.reply_to or ""
-        self.reply_to_header = None if _CONTROL.search(reply_to) else f"Reply-To: {reply_to}"
+        self.reply_to_header = None if CONTROL.search(reply_to) else f"Reply-To: {reply_to}"
         simple = all(
             simple_placeholders(s) is not None for s in (template.subject, template.content)
         )
@@ -342,12 +297,14 @@ class MessageFactory:
                 html_part = pieces.base64_lines(body.encode("utf-8"))
         if subject_prefix:
             subject = subject_prefix + subject
-        header_value(subject, "the rendered subject")
-        if len(subject) > self.limits.subject_chars:
-            raise RenderError(
-                f"the rendered subject is {len(subject):,} characters, more than the limit of "
-                f"{self.limits.subject_chars:,} (limits.subject_chars)"
-            )
+        if subject != self.subject_seen:  # checked and encoded once while it stays the same
+            header_value(subject, "the rendered subject")
+            if len(subject) > self.limits.subject_chars:
+                raise RenderError(
+                    f"the rendered subject is {len(subject):,} characters, more than the limit "
+                    f"of {self.limits.subject_chars:,} (limits.subject_chars)"
+                )
+            self.subject_seen, self.subject_line = subject, f"Subject: {subject_header(subject)}"
         if not address.isascii() or not is_address(address):
             raise RenderError(
                 "the address is not a plain ASCII address (SMTPUTF8 is not supported)"
@@ -356,8 +313,8 @@ class MessageFactory:
         message_id = self.message_id(address.lower(), key)
         headers = [
             self.from_header or f"From: {header_value(self.template.sender, 'the sender')}",
-            f"To: {_mailbox(name, address)}",
-            f"Subject: {_subject_header(subject)}",
+            f"To: {mailbox(name, address)}",
+            self.subject_line,
             *([f"Date: {self.dates.now()}"] if dated else []),
             f"Message-ID: {message_id}",
             "MIME-Version: 1.0",
