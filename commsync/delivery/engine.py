@@ -249,7 +249,8 @@ class _Run:
                     await self._settle(pending, None)
                     pending = (row, Record(row.id, Status.CANCELLED, str(exc), slug=row.slug))
                     continue
-                await self.limiter.wait()
+                if self.limiter.rate is not None:
+                    await self.limiter.wait()
                 if not await self._settle(pending, row.id):
                     pending = self._not_started(row)
                     continue

@@ -265,7 +265,9 @@ class SmtpSession:
                 await self._command(command, expect, stage)
             return
         self._write(b"".join(command.encode() + _CRLF for command, _, _ in steps))
-        replies = [await self._reply() for _ in steps]
+        assert self.conn is not None
+        reply = self.conn.reply  # the hot path: no frame between this and the protocol
+        replies = [await reply(), await reply(), await reply()]
         for (code, text), (_, expect, stage) in zip(replies, steps, strict=True):
             if code not in expect:
                 if replies[2][0] == 354:  # DATA accepted although RCPT was refused: end it empty
@@ -305,7 +307,7 @@ class SmtpSession:
                 body_sent = True  # from the first byte of the body on, a failure is uncertain
                 self._write(dot_stuff(data))
                 await conn.drain()
-                code, text = await self._reply()
+                code, text = await conn.reply()
             finally:
                 conn.deadline = None
         except _Refused as exc:
