@@ -285,6 +285,29 @@ def _checked(
         yield line, record
 
 
+def _csv_checked(
+    path: str, lines: Iterator[str], header: list[str], layout: Layout[R], diags: list[Diagnostic]
+) -> Iterator[tuple[int, R]]:
+    """`_checked(_csv_rows(…))` in one loop: the path of every row of a large CSV import."""
+    reader = csv.reader(lines)
+    build, width = layout.build, len(header)
+    start = 2
+    try:
+        for fields in reader:
+            if len(fields) != width:
+                diags.append(Diagnostic(path, start, 0, "wrong number of fields for the header"))
+            else:
+                try:
+                    record = build(dict(zip(header, fields, strict=False)))  # width checked
+                except RowError as exc:
+                    diags.append(Diagnostic(path, start, 0, str(exc)))
+                else:
+                    yield start, record
+            start = reader.line_num + 2
+    except csv.Error as exc:  # a field beyond the csv module's limit, a NUL byte
+        raise _Stop(start, f"unreadable CSV: {exc}") from None
+
+
 def stream_records(
     path: str,
     stream: BinaryIO,
@@ -298,18 +321,20 @@ def stream_records(
     lines = _lines(stream, limits.row_bytes)
     count = 0
     try:
+        checked: Iterator[tuple[int, R]]
         if path.endswith((".jsonl", ".ndjson")):
-            rows = _jsonl_rows(lines, limits.json_depth)
-            typed = True
+            checked = _checked(path, _jsonl_rows(lines, limits.json_depth), layout, True, diags)
         else:
             header, problems = _csv_header(path, lines, layout)
             if problems:
                 diags.extend(problems)
                 return
-            rows, typed = _csv_rows(lines, header), False
-        for item in _checked(path, rows, layout, typed, diags):
-            count += 1
-            yield item
+            checked = _csv_checked(path, lines, header, layout, diags)
+        first = next(checked, None)
+        if first is not None:
+            count = 1
+            yield first
+            yield from checked  # no per-row work here: a million rows pass through
     except _Stop as exc:
         diags.append(Diagnostic(path, exc.line, 0, exc.message))
         return

@@ -210,7 +210,11 @@ def _create_stage(conn: Connection, kind: _Kind, pg: bool) -> None:
 
 def _batches(rows: Iterable[tuple[int, Any]], kind: _Kind) -> Iterator[list[tuple[Any, ...]]]:
     it = iter(rows)
-    while batch := [(line, *kind.row(r)) for line, r in islice(it, BATCH)]:
+    if kind is CUSTOMERS:  # the stage has the address's key too
+        while batch := [(line, *kind.row(r)) for line, r in islice(it, BATCH)]:
+            yield batch
+        return
+    while batch := [(line, *r) for line, r in islice(it, BATCH)]:  # the record's own fields
         yield batch
 
 
