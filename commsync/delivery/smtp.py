@@ -141,7 +141,7 @@ class _Replies(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.paused is None:
-            self.paused = asyncio.get_running_loop().create_future()
+            self.paused = self.loop.create_future()
 
     def resume_writing(self) -> None:
         paused, self.paused = self.paused, None
@@ -149,11 +149,11 @@ class _Replies(asyncio.Protocol):
             paused.set_result(None)
 
     async def reply(self) -> tuple[int, str]:
-        """The next whole reply: (code, text, its lines joined by newlines)."""
+        """The next whole reply: its code, and the text of its lines joined by newlines."""
         while not self.ready:
             if self.gone is not None:
                 raise self.gone
-            self.waiter = asyncio.get_running_loop().create_future()
+            self.waiter = self.loop.create_future()
             await self.waiter
         found = self.ready.popleft()
         if isinstance(found, Exception):
