@@ -298,3 +298,20 @@ def test_a_plain_display_name_is_written_as_formataddr_writes_it(name: str) -> N
         assert got == formataddr((plain, "zoe@example.com"))
     elif not plain:
         assert got == "zoe@example.com"
+
+
+def test_a_skeleton_past_its_memory_budget_encodes_the_rest_per_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lines a skeleton keeps are bounded (`_CACHE_BYTES`): past the budget the other line
+    phases are encoded for each message, with the same bytes."""
+    from commsync.render import pieces
+
+    monkeypatch.setattr(pieces, "_CACHE_BYTES", 2_000)
+    layout: list[str | int] = ["<p>" + "static text " * 200, 0, "</p>" + "more " * 300, 1]
+    skeleton = pieces.Base64Pieces(layout)
+    for n in range(120):  # every line phase, several times
+        values = ["x" * n, "é" * (n % 7)]
+        expected = pieces.base64_lines(pieces.join(layout, values).encode("utf-8"))
+        assert skeleton.encode([v.encode("utf-8") for v in values]) == expected
+    assert 0 < skeleton.cached <= 2_000

@@ -94,7 +94,7 @@ class WorkerBroadcasts:
             factory = broadcast_factory(
                 self.store.store_id, self.settings, self.layout(), broadcast_id, spec
             )
-            if len(self.factories) > 1_000:
+            if len(self.factories) >= 100:  # each keeps up to 2 MB of encoded lines
                 self.factories.clear()
             self.factories[broadcast_id] = factory
         return factory

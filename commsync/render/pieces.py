@@ -68,7 +68,10 @@ def join(pieces: Sequence[str | int], values: Sequence[str]) -> str:
 
 
 _LINE = 57  # bytes of input per 76-character line of base64
-_CACHE_BYTES = 16 * 2**20  # encoded lines kept per message skeleton, at most
+# Encoded lines kept per message skeleton, at most: a 20 KB HTML part needs ~1.5 MB for every
+# line phase; a larger one keeps some phases and encodes the others per message. Factories are
+# kept per send (a worker keeps up to 100), so this bounds their memory too.
+_CACHE_BYTES = 2 * 2**20
 
 
 def base64_lines(data: bytes) -> bytes:
