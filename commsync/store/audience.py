@@ -169,6 +169,25 @@ def _generation(db: Sql) -> int | None:
     return int(found[0][0]) if found else None
 
 
+def histogram_writes(
+    key: str, rows: list[tuple[str, int]], generation: int
+) -> list[tuple[str, list[tuple[object, ...]]]]:
+    """The statements (each with its parameter rows) that keep `rows` as the histogram for the
+    statuses `key`, current at `generation`: the plan's keep and the writers' recount alike."""
+    return [
+        ("DELETE FROM audience_histograms WHERE statuses = ?", [(key,)]),
+        (
+            "INSERT INTO audience_histograms (statuses, products, customers) VALUES (?, ?, ?)",
+            [(key, p, n) for p, n in rows],
+        ),
+        (
+            "INSERT INTO audience_histogram_keys (statuses, generation) VALUES (?, ?)"
+            " ON CONFLICT (statuses) DO UPDATE SET generation = excluded.generation",
+            [(key, generation)],
+        ),
+    ]
+
+
 class _Kept:
     """The histogram kept in the store while it is current: its generation (in
     `audience_histogram_keys`) is the memberships generation. The generation is read before
@@ -196,21 +215,7 @@ class _Kept:
         """Count the histogram (0.5 s at 1.5M memberships) and keep it for the next plan."""
         rows = _count_histogram(db, statuses, every)
         if self.generation is not None and rows:
-            db.keep(
-                [
-                    ("DELETE FROM audience_histograms WHERE statuses = ?", [(self.key,)]),
-                    (
-                        "INSERT INTO audience_histograms (statuses, products, customers)"
-                        " VALUES (?, ?, ?)",
-                        [(self.key, p, n) for p, n in rows],
-                    ),
-                    (
-                        "INSERT INTO audience_histogram_keys (statuses, generation) VALUES (?, ?)"
-                        " ON CONFLICT (statuses) DO UPDATE SET generation = excluded.generation",
-                        [(self.key, self.generation)],
-                    ),
-                ]
-            )
+            db.keep(histogram_writes(self.key, rows, self.generation))
         self.histogram = _Histogram(rows)
         return self.histogram
 

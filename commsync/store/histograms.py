@@ -27,7 +27,13 @@ from collections.abc import Collection, Sequence
 
 from sqlalchemy import Connection
 
-from commsync.store.audience import KEY_LIMIT, count_histogram, products_key, statuses_key
+from commsync.store.audience import (
+    KEY_LIMIT,
+    count_histogram,
+    histogram_writes,
+    products_key,
+    statuses_key,
+)
 from commsync.store.plainsql import driver_sql, in_list
 from commsync.store.sqlutil import ConnectionSql
 
@@ -123,23 +129,13 @@ class MembershipWrite:
         self._replace(key, sorted(merged.items()))
 
     def _replace(self, key: str, rows: list[tuple[str, int]]) -> None:
-        self._run("DELETE FROM audience_histograms WHERE statuses = ?", [key])
         if not rows:
             # no qualifying membership left: nothing to keep (the next plan sees so)
+            self._run("DELETE FROM audience_histograms WHERE statuses = ?", [key])
             self._run("DELETE FROM audience_histogram_keys WHERE statuses = ?", [key])
             return
-        self.conn.exec_driver_sql(
-            driver_sql(
-                "INSERT INTO audience_histograms (statuses, products, customers) VALUES (?, ?, ?)",
-                self.pg,
-            ),
-            [(key, products, n) for products, n in rows],
-        )
-        self._run(
-            "INSERT INTO audience_histogram_keys (statuses, generation) VALUES (?, ?)"
-            " ON CONFLICT (statuses) DO UPDATE SET generation = excluded.generation",
-            [key, self.generation],
-        )
+        for sql, params in histogram_writes(key, rows, self.generation):
+            self.conn.exec_driver_sql(driver_sql(sql, self.pg), params)
 
     def _move_on(self, key: str) -> None:
         self._run(
