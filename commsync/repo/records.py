@@ -177,23 +177,6 @@ def _header_problems(names: list[str], layout: Layout[R]) -> list[str]:
     return out
 
 
-def _csv_rows(lines: Iterator[str], header: list[str]) -> Iterator[Row]:
-    reader = csv.reader(lines)
-    start = 2
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:  # a field beyond the csv module's limit, a NUL byte
-            raise _Stop(start, f"unreadable CSV: {exc}") from None
-        if len(fields) != len(header):
-            yield start, None, "wrong number of fields for the header"
-        else:
-            yield start, dict(zip(header, fields, strict=True)), None
-        start = reader.line_num + 2
-
-
 def _jsonl_rows(lines: Iterator[str], max_depth: int) -> Iterator[Row]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -236,7 +219,9 @@ def parse_records(
     lines = _lines(stream, limits.row_bytes)
     try:
         if path.endswith((".jsonl", ".ndjson")):
-            records, diags = _build(path, _jsonl_rows(lines, limits.json_depth), layout, True)
+            diags: list[Diagnostic] = []
+            rows = _jsonl_rows(lines, limits.json_depth)
+            records = _build(path, _checked(path, rows, layout, True, diags), layout, diags)
         else:
             records, diags = _csv_records(path, lines, layout)
     except _Stop as exc:
@@ -265,7 +250,8 @@ def _csv_records(
     header, problems = _csv_header(path, lines, layout)
     if problems:
         return [], problems
-    return _build(path, _csv_rows(lines, header), layout, False)
+    diags: list[Diagnostic] = []
+    return _build(path, _csv_checked(path, lines, header, layout, diags), layout, diags), diags
 
 
 def _checked(
@@ -288,7 +274,8 @@ def _checked(
 def _csv_checked(
     path: str, lines: Iterator[str], header: list[str], layout: Layout[R], diags: list[Diagnostic]
 ) -> Iterator[tuple[int, R]]:
-    """`_checked(_csv_rows(…))` in one loop: the path of every row of a large CSV import."""
+    """The records of a CSV file's rows under `header`, read and checked in one loop (the path
+    of every row of a large import); a refused row goes to `diags` instead."""
     reader = csv.reader(lines)
     build, width = layout.build, len(header)
     start = 2
@@ -343,13 +330,16 @@ def stream_records(
 
 
 def _build(
-    path: str, rows: Iterable[Row], layout: Layout[R], typed: bool, unit: str = "line"
-) -> tuple[list[tuple[int, R]], list[Diagnostic]]:
-    """Records of `rows`, each checked by the layout; a key seen twice is an error."""
+    path: str,
+    checked: Iterable[tuple[int, R]],
+    layout: Layout[R],
+    diags: list[Diagnostic],
+    unit: str = "line",
+) -> list[tuple[int, R]]:
+    """The checked records (refused rows are in `diags`); a key seen twice goes there too."""
     records: list[tuple[int, R]] = []
-    diags: list[Diagnostic] = []
     seen: dict[tuple[str, ...], int] = {}
-    for line, record in _checked(path, rows, layout, typed, diags):
+    for line, record in checked:
         key = layout.key(record)
         if key in seen:
             message = f"duplicate row for {', '.join(key)} (first on {unit} {seen[key]})"
@@ -357,7 +347,7 @@ def _build(
             continue
         seen[key] = line
         records.append((line, record))
-    return records, diags
+    return records
 
 
 def records_of(
@@ -368,7 +358,9 @@ def records_of(
     Problems name `source` and the row's position (1-based).
     """
     numbered: list[Row] = [(i, dict(row), None) for i, row in enumerate(rows, start=1)]
-    built, diags = _build(source, numbered, layout, typed=True, unit="row")
+    diags: list[Diagnostic] = []
+    checked = _checked(source, numbered, layout, True, diags)
+    built = _build(source, checked, layout, diags, unit="row")
     problems = [
         f"{d.path} row {d.line}: {d.message}" if len(rows) > 1 else d.message for d in diags
     ]
