@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "deliver"
 sys.path.insert(0, str(HERE))
-from plan import machine  # noqa: E402
+from plan import compile_bytecode, machine  # noqa: E402
 from send import start_sink, timed_commsync  # noqa: E402
 
 EXE = shutil.which("commsync", path=str(Path(sys.executable).parent)) or "commsync"
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    compile_bytecode()
     sink, port = start_sink()
     try:
         for edited in (False, True):

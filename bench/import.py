@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "import"
 sys.path.insert(0, str(HERE))
-from plan import machine, reference  # noqa: E402
+from plan import compile_bytecode, machine, reference  # noqa: E402
 from send import timed_commsync  # noqa: E402
 
 STATUSES = ["active"] * 7 + ["trialing", "cancelled", "expired"]
@@ -108,6 +108,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    compile_bytecode()
     data = _files(args.customers, args.memberships)
     ref = reference(3)
     print(

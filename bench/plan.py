@@ -96,6 +96,20 @@ def machine() -> str:
     )
 
 
+def compile_bytecode() -> None:
+    """Compile commsync's modules as an installed wheel has them: pip compiles the bytecode at
+    install time, but an editable checkout under PYTHONDONTWRITEBYTECODE=1 (set on this machine
+    kind) compiles every module from source on every start — 0.1-0.2 s of each command's
+    start-up that no operator pays."""
+    import commsync
+
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(Path(commsync.__file__).parent)],
+        check=True,
+        capture_output=True,
+    )
+
+
 def build_store(path: Path, customers: int) -> float:
     """Create the store with commsync (migrations), then bulk-load platform data with sqlite3."""
     started = time.perf_counter()
@@ -394,6 +408,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    compile_bytecode()
     base = WORK / f"store-{args.customers}.db"
     if not base.exists():
         seconds = build_store(base, args.customers)

@@ -39,7 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "send"
 sys.path.insert(0, str(HERE))
-from plan import machine  # noqa: E402
+from plan import compile_bytecode, machine  # noqa: E402
 
 BODY = """Hi {{ customer_first_name }},
 
@@ -174,6 +174,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    compile_bytecode()
     sink, port = start_sink()
     try:
         # smtp-source's own rate moves by a quarter from one run to the next on this machine kind:

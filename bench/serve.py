@@ -44,7 +44,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "serve"
 sys.path.insert(0, str(HERE))
-from plan import machine  # noqa: E402
+from plan import compile_bytecode, machine  # noqa: E402
 
 API_KEY = "bench-admin-key-0123456789abcdef"  # serve wants 16 characters or more
 PRODUCTS = [f"plan-{i}" for i in range(10)]
@@ -445,6 +445,7 @@ def main() -> None:
         return
 
     print(f"machine: {machine()}")
+    compile_bytecode()
     root = WORK / "repo"
     build(root, args.customers, args.notices, args.store)
     pairs_file = WORK / "tokens.json"

@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "startup"
 sys.path.insert(0, str(HERE))
-from plan import machine  # noqa: E402
+from plan import compile_bytecode, machine  # noqa: E402
 
 
 def _commsync() -> str:
@@ -49,16 +49,7 @@ def main() -> None:
     if WORK.exists():
         shutil.rmtree(WORK)
     WORK.mkdir(parents=True)
-    # As an installed wheel has it: pip compiles the bytecode at install time, but an editable
-    # checkout under PYTHONDONTWRITEBYTECODE=1 (set on this machine kind) would compile every
-    # module from source on every start — 70-100 ms that no operator pays.
-    import commsync
-
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(Path(commsync.__file__).parent)],
-        check=True,
-        capture_output=True,
-    )
+    compile_bytecode()
     exe = _commsync()
     subprocess.run([exe, "init", "--demo", str(WORK / "demo")], check=True, capture_output=True)
     demo = WORK / "demo"

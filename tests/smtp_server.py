@@ -40,6 +40,11 @@ class Recorder:
 
     script: Script | None = None
     pipelining: bool = True
+    # answers the end of DATA, as `script` answers RCPT (its recipient, how many times it
+    # reached the end of DATA before)
+    data_script: Script | None = None
+    ended: Counter[str] = field(default_factory=Counter)
+    on_message: Callable[[Received], None] | None = None  # called in the server's thread
     delay: float = 0.0
     messages: list[Received] = field(default_factory=list)
     offered: Counter[str] = field(default_factory=Counter)
@@ -81,8 +86,18 @@ class Recorder:
         if self.delay:
             await asyncio.sleep(self.delay)
         data = envelope.original_content or b""
+        received = Received(str(envelope.mail_from), list(envelope.rcpt_tos), data)
+        if self.data_script is not None:
+            with self.lock:
+                seen = self.ended[received.recipients[0]]
+                self.ended[received.recipients[0]] += 1
+            answer = self.data_script(received.recipients[0], seen)
+            if answer:
+                return answer
         with self.lock:
-            self.messages.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), data))
+            self.messages.append(received)
+        if self.on_message is not None:
+            self.on_message(received)
         return "250 OK queued"
 
     def by_recipient(self) -> Counter[str]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 
 import pytest
 
 from tests.helpers import Repo, seed, settings_for
-from tests.smtp_server import Recorder, SmtpServer
+from tests.smtp_server import Received, Recorder, SmtpServer
 
 NEWS = "kind: email\nsubject: News\ntargets: {all: true}\ncontent: Hi {{ customer_first_name }}\n"
 
@@ -59,6 +60,76 @@ def test_transient_permanent_and_dropped(repo: Repo, pipelining: bool) -> None:
         assert set(recorder.by_recipient()) == {f"c{n}@example.com" for n in range(1, 101)}
         assert set(recorder.by_recipient().values()) == {1}
         assert repo.cli("status", "--failed", "news").stdout == ""
+
+
+def _after_the_body(address: str, seen: int) -> str | None:
+    n = _number(address)
+    if n % 10 == 5:
+        return "554 5.7.1 refused as spam"
+    if n % 10 == 7 and seen == 0:
+        return "452 4.3.1 insufficient storage"
+    return None
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one command at a time"])
+def test_a_body_refused_ends_only_its_own_message(repo: Repo, pipelining: bool) -> None:
+    """The next message's envelope travels with a body when the server pipelines: a refusal at
+    the end of DATA (5xx failed, 4xx retried in the next pass) ends that message's transaction
+    alone, and the message sent ahead goes out as it should."""
+    recorder = Recorder(data_script=_after_the_body, pipelining=pipelining)
+    with SmtpServer(recorder) as server:
+        repo.write(
+            "commsync.yaml", settings_for(server.url, connections=2, extra="imports: none\n")
+        )
+        seed(repo, 60)
+        repo.write("broadcasts/news.yaml", NEWS)
+        repo.commit_all("news")
+        result = repo.cli("apply", "--yes")
+    assert result.exit_code == 1, result.output
+    refused = {f"c{n}@example.com" for n in range(5, 61, 10)}
+    received = recorder.by_recipient()
+    assert set(received) == {f"c{n}@example.com" for n in range(1, 61)} - refused
+    assert set(received.values()) == {1}
+    assert recorder.ended["c7@example.com"] == 2 and recorder.ended["c5@example.com"] == 1
+    assert "✗ email.news: 54 sent, 6 failed" in result.stdout
+    assert "failed: c15@example.com: 554 5.7.1 refused as spam (at end of DATA)" in result.stdout
+
+
+def test_an_address_suppressed_during_the_send_gets_nothing(repo: Repo) -> None:
+    """An address suppressed after its batch was read: its row cannot be marked `sending`, so
+    the envelope the server already accepted for it (sent ahead with another body) is
+    abandoned — the connection closes mid-DATA and the server discards it — and every other
+    recipient still gets one message."""
+    recorder = Recorder()
+
+    def suppress(received: Received) -> None:
+        if len(recorder.messages) == 3:  # early in the send: the whole batch is read already
+            with sqlite3.connect(repo.root / ".commsync" / "store.db", timeout=30) as conn:
+                conn.execute(
+                    "INSERT INTO suppressions (email_key, scope, reason, source, created_at)"
+                    " VALUES ('c40@example.com', 'all', 'manual', 'test', '2026-01-01')"
+                )
+
+    recorder.on_message = suppress
+    with SmtpServer(recorder) as server:
+        repo.write(
+            "commsync.yaml", settings_for(server.url, connections=2, extra="imports: none\n")
+        )
+        seed(repo, 60)
+        repo.write("broadcasts/news.yaml", NEWS)
+        repo.commit_all("news")
+        result = repo.cli("apply", "--yes")
+    assert result.exit_code == 0, result.output
+    received = recorder.by_recipient()
+    assert set(received) == {f"c{n}@example.com" for n in range(1, 61)} - {"c40@example.com"}
+    assert set(received.values()) == {1}
+    assert recorder.offered["c40@example.com"] == 1  # its envelope went ahead, and was dropped
+    assert recorder.connections == 3  # the abandoned message's connection was opened again
+    with sqlite3.connect(repo.root / ".commsync" / "store.db") as conn:
+        row = conn.execute(
+            "SELECT status, last_error FROM deliveries WHERE email = 'c40@example.com'"
+        ).fetchone()
+    assert row == ("suppressed", "suppressed just before sending")
 
 
 def test_an_unreachable_server_leaves_everything_queued(repo: Repo) -> None:

@@ -587,17 +587,17 @@ def test_a_worker_outlives_a_defect_and_its_other_connections_finish_first(
     for who in ("ada", "bob", "cy"):
         events.fire("payment_received", payment(customer_user_email=f"{who}@example.com"), now=t0)
     smtp_server.recorder.delay = 0.4  # the other connections are inside DATA when bob's fails
-    original = SmtpSession.send
+    original = SmtpSession.begin
     broke: list[str] = []
 
-    async def defective(self: SmtpSession, sender: str, recipient: str, data: bytes) -> Outcome:
+    async def defective(self: SmtpSession, sender: str, recipient: str) -> Outcome | None:
         if recipient == "bob@example.com" and not broke:
             broke.append(recipient)
             await asyncio.sleep(0.1)
             raise RuntimeError("a defect in the transport")
-        return await original(self, sender, recipient, data)
+        return await original(self, sender, recipient)
 
-    monkeypatch.setattr(SmtpSession, "send", defective)
+    monkeypatch.setattr(SmtpSession, "begin", defective)
     stop = threading.Event()
     worker = Worker(store, settings, {}, clock=lambda: datetime.now(UTC))
     thread = threading.Thread(

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from commsync.delivery import engine
-from commsync.delivery.engine import _Committer
+from commsync.delivery import commits
+from commsync.delivery.commits import GroupCommit
 from commsync.model import DeliveryStatus, Record
 from commsync.store.ledger import SqlLedger
 from tests.helpers import Repo, news_to_everyone
@@ -33,8 +33,8 @@ class _Recording:
         return [start is None or start % 2 == 0 for _, start in batch]
 
 
-def _committer(ledger: _Recording, running: int) -> _Committer:
-    committer = _Committer(ledger, None)  # type: ignore[arg-type]
+def _committer(ledger: _Recording, running: int) -> GroupCommit:
+    committer = GroupCommit(ledger, None)  # type: ignore[arg-type]
     committer.running = running
     return committer
 
@@ -73,7 +73,7 @@ def test_a_busy_connection_holds_the_others_up_only_briefly() -> None:
 
 
 def test_a_connection_that_stops_releases_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "GATHER", 3600.0)  # only `leave` can release the waiter
+    monkeypatch.setattr(commits, "GATHER", 3600.0)  # only `leave` can release the waiter
     ledger = _Recording()
 
     async def main() -> bool:
@@ -106,7 +106,7 @@ def test_a_broadcast_over_four_connections_commits_about_once_per_four_messages(
     """End to end against a real SMTP server: with the timer out of the way, transactions are
     formed only by the connections meeting (or leaving), and each message still goes out once,
     after its row was committed `sending`."""
-    monkeypatch.setattr(engine, "GATHER", 3600.0)
+    monkeypatch.setattr(commits, "GATHER", 3600.0)
     transactions: list[int] = []
     sending_before_data: list[bool] = []
     real = SqlLedger.transitions

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import trustme
@@ -98,12 +99,28 @@ async def _session_sends(transport: Transport, bodies: list[bytes]) -> list[Outc
         await session.close()
 
 
+async def _pipelined_sends(transport: Transport, bodies: list[bytes]) -> list[Outcome]:
+    """As the engine sends: each body with the next message's envelope (`then`)."""
+    session = transport.open()
+    sender, outcomes = "hello@acme.example", []
+    try:
+        for i, body in enumerate(bodies):
+            refused = await session.begin(sender, f"r{i}@example.com")
+            then = (sender, f"r{i + 1}@example.com") if i + 1 < len(bodies) else None
+            outcomes.append(refused or await session.finish(body, then))
+        return outcomes
+    finally:
+        await session.close()
+
+
 def _send_all(transport: Transport, bodies: list[bytes]) -> list[Outcome]:
     return asyncio.run(_session_sends(transport, bodies))
 
 
-def test_every_transport_delivers_the_bytes_intact(target: Target) -> None:
-    outcomes = _send_all(target.transport, BODIES)
+@pytest.mark.parametrize("ahead", [False, True], ids=["one by one", "envelopes sent ahead"])
+def test_every_transport_delivers_the_bytes_intact(target: Target, ahead: bool) -> None:
+    sends = _pipelined_sends if ahead else _session_sends
+    outcomes = asyncio.run(sends(target.transport, BODIES))
     assert [o.kind for o in outcomes] == ["sent"] * len(BODIES)
     received = target.received()
     assert len(received) == len(BODIES)
@@ -297,6 +314,64 @@ def _smtp_script(
         return replies.get(line if line in (b"", b".\r\n") else line[:4])
 
     return answer
+
+
+class _Chunks(asyncio.Protocol):
+    """A server that records each chunk of bytes it reads from its client."""
+
+    REPLIES: ClassVar[dict[bytes, bytes]] = {
+        b"EHLO": b"250-test\r\n250 PIPELINING\r\n",
+        b"MAIL": b"250 ok\r\n",
+        b"RCPT": b"250 ok\r\n",
+        b"DATA": b"354 go on\r\n",
+        b"QUIT": b"221 bye\r\n",
+    }
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks, self.buffer, self.in_data = chunks, b"", False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(b"220 ok\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffer += data
+        while b"\r\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            if self.in_data:
+                if line == b".":
+                    self.in_data = False
+                    self.transport.write(b"250 queued\r\n")
+                continue
+            self.transport.write(self.REPLIES[line[:4]])
+            self.in_data = line == b"DATA"
+
+
+def test_the_next_envelope_travels_with_the_body() -> None:
+    """With PIPELINING, a message's body and the next message's MAIL, RCPT and DATA go out in
+    one write (RFC 2920 lets the message content open a group): one round trip a message."""
+    chunks: list[bytes] = []
+
+    async def run() -> list[Outcome]:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _Chunks(chunks), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            transport = parse_transport(f"smtp://127.0.0.1:{port}", Path("."), {})
+            return await _pipelined_sends(transport, BODIES[:3])
+        finally:
+            server.close()
+
+    assert [o.kind for o in asyncio.run(run())] == ["sent"] * 3
+    ahead = [c for c in chunks if c.startswith(b"Subject:") and b"\r\n.\r\nMAIL FROM:" in c]
+    assert len(ahead) == 2, chunks  # the first two bodies each carried the next envelope
+    assert ahead[0].endswith(
+        b"MAIL FROM:<hello@acme.example>\r\nRCPT TO:<r1@example.com>\r\nDATA\r\n"
+    )
+    # EHLO, the first envelope, three bodies and QUIT: nothing else went on its own
+    assert len(chunks) == 6, chunks
 
 
 def test_replies_split_across_writes_and_over_several_lines_are_read_whole() -> None:

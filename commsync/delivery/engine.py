@@ -2,12 +2,12 @@
 
 One event loop drives one coroutine per connection. Each takes the next queued row from a shared
 source (which reads rows in batches and drops suppressed addresses), builds that recipient's
-message, waits for the shared rate limiter, has the row marked `sending` (committed) just before
-talking to the server, and records the outcome. The outcome of one message is committed with the
-`sending` mark of the next, and the connections' marks share transactions (group commit: a commit
-waits until every running connection asks, or at most `GATHER` after the first). Each connection
-has at most one row `sending` at any moment, so a crash leaves at most `connections` rows
-uncertain. Transient failures are retried in later passes.
+message, waits for the shared rate limiter, opens the message (its envelope), has the row marked
+`sending` (committed) before the body goes out, and records the outcome. The outcome of one
+message is committed with the `sending` mark of the next, and the connections' marks share
+transactions (group commit: a commit waits until every running connection asks, or at most
+`GATHER` after the first). Each connection has at most one row `sending` at any moment, so a
+crash leaves at most `connections` rows uncertain. Transient failures are retried in later passes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from commsync.delivery.commits import GroupCommit
 from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.retry import APPLY_RETRIES, RetryPolicy
 from commsync.delivery.sources import BATCH, Claims, Source
@@ -75,64 +76,8 @@ class SendJob:
     clock: Callable[[], datetime] | None = None  # the worker's clock, for retry due times
 
 
-class _Committer:
-    """Group commit: the transitions of the connections share a transaction.
-
-    A commit waits until every running connection has asked for one (they then talk to the
-    server together and come back together), or at most `GATHER` seconds after the first
-    request, so a connection busy elsewhere (a slow reply, the rate limiter) holds the others up
-    only that long. Each connection still waits for its own commit before it talks to the
-    server: every `sending` mark is committed before its message goes out.
-    """
-
-    def __init__(self, ledger: Ledger, claimer: str | None) -> None:
-        self.ledger = ledger
-        self.claimer = claimer
-        self.waiting: list[tuple[Sequence[Record], int | None, asyncio.Future[bool]]] = []
-        self.running = 0  # connections that may still ask for a transition
-        self.timer: asyncio.TimerHandle | None = None
-
-    def _flush(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        waiting, self.waiting = self.waiting, []
-        if not waiting:
-            return
-        try:
-            results = self.ledger.transitions(
-                [(done, start) for done, start, _ in waiting], self.claimer
-            )
-        except Exception as exc:  # every waiter learns of it
-            for _, _, future in waiting:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, _, future), started in zip(waiting, results, strict=True):
-            if not future.done():  # its connection was cancelled meanwhile
-                future.set_result(started)
-
-    async def transition(self, done: Sequence[Record], start: int | None) -> bool:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self.waiting.append((done, start, future))
-        if len(self.waiting) >= self.running:
-            loop.call_soon(self._flush)
-        elif self.timer is None:
-            self.timer = loop.call_later(GATHER, self._flush)
-        return await future
-
-    def leave(self) -> None:
-        """A connection stopped: the others no longer wait for it."""
-        self.running -= 1
-        if self.waiting and len(self.waiting) >= self.running:
-            asyncio.get_running_loop().call_soon(self._flush)
-
-
-GATHER = 0.001
-
-
 log = logging.getLogger(__name__)
+_HELD = 100  # outcomes of rows never sent (not built) held before they are committed
 
 
 class _Run:
@@ -151,7 +96,7 @@ class _Run:
         self.job, self.ledger, self.transport, self.limiter = job, ledger, transport, limiter
         self.total, self.listener, self.policy, self.stop = total, listener, policy, stop
         self.report = DeliveryReport()
-        self.committer = _Committer(ledger, job.claimer)
+        self.committer = GroupCommit(ledger, job.claimer)
         self.sessions: list[Session | None] = [None] * connections
         self.given_up = [False] * connections
         self.halted = False  # a connection failed: the others finish the message in hand and stop
@@ -189,17 +134,16 @@ class _Run:
         if self.listener is not None:
             self.listener.progress(r.done, self.total)
 
-    def _not_started(self, row: LedgerRow) -> tuple[LedgerRow, Record] | None:
+    def _not_started(self, row: LedgerRow, done: list[tuple[LedgerRow, Record]]) -> None:
         """Why a row could not be marked `sending`: its address was suppressed since its batch
         was read (recorded), it was cancelled (`queue cancel`: counted), or another worker has it
         now (this one was taken for gone: theirs to send)."""
         status, claimed_by, suppressed = self.ledger.row_state(row.id)
         ours = self.job.claimer is None or claimed_by == self.job.claimer
         if status == Status.QUEUED and suppressed and ours:
-            return row, Record(row.id, Status.SUPPRESSED, "suppressed just before sending")
+            done.append((row, Record(row.id, Status.SUPPRESSED, "suppressed just before sending")))
         if status == Status.CANCELLED:
             self.count(row, Record(row.id, Status.CANCELLED, "cancelled before it was sent"))
-        return None
 
     def _record(self, row: LedgerRow, built: Built, outcome: Outcome) -> Record:
         if outcome.kind == OutcomeKind.SENT:
@@ -221,42 +165,63 @@ class _Run:
         retry_at = clock() + timedelta(seconds=self.policy.delay(attempts))
         return Record(row.id, Status.QUEUED, outcome.detail, slug=row.slug, retry_at=retry_at)
 
-    async def _settle(self, pending: tuple[LedgerRow, Record] | None, start: int | None) -> bool:
-        """Commit the previous outcome (and the next `sending` mark, if any) and count it."""
-        started = await self.committer.transition([pending[1]] if pending else [], start)
-        if pending is not None:
-            self.count(*pending)
+    async def _settle(self, done: list[tuple[LedgerRow, Record]], start: int | None) -> bool:
+        """Commit the outcomes in hand (and the next `sending` mark, if any) and count them."""
+        records = [record for _, record in done]
+        started = await self.committer.transition(records, start)
+        for row, record in done:
+            self.count(row, record)
+        done.clear()
         return started
 
+    async def _take(
+        self, source: Source | Claims, done: list[tuple[LedgerRow, Record]]
+    ) -> tuple[LedgerRow, Built] | None:
+        """The next row and its message; rows whose message cannot be built are recorded."""
+        while (row := source.next()) is not None:
+            try:
+                return row, self.job.build(row)
+            except RenderError as exc:
+                done.append((row, Record(row.id, Status.FAILED, str(exc), slug=row.slug)))
+            except NotToSend as exc:  # its email changed since it was queued: never sent
+                done.append((row, Record(row.id, Status.CANCELLED, str(exc), slug=row.slug)))
+            if len(done) >= _HELD:
+                await self._settle(done, None)
+        return None
+
+    def _going(self, slot: int) -> bool:
+        return not self.given_up[slot] and not self.halted and not self.stop()
+
     async def _connection(self, slot: int, source: Source | Claims) -> None:
-        pending: tuple[LedgerRow, Record] | None = None
+        """Send rows until the source runs dry. Each message: its envelope (sent ahead with the
+        previous body when the server pipelines), then — the server waiting for the body — its
+        row committed `sending` together with the previous outcome, then its body, with the
+        next message's envelope in the same write."""
+        done: list[tuple[LedgerRow, Record]] = []  # outcomes not committed yet
+        session: Session | None = None
+        taken: tuple[LedgerRow, Built] | None = None
         broken = 0
+        sender = self.job.envelope_from
         self.committer.running += 1
         try:
-            while (
-                not self.given_up[slot]
-                and not self.halted
-                and not self.stop()
-                and (row := source.next()) is not None
-            ):
-                try:
-                    built = self.job.build(row)
-                except RenderError as exc:
-                    await self._settle(pending, None)
-                    pending = (row, Record(row.id, Status.FAILED, str(exc), slug=row.slug))
-                    continue
-                except NotToSend as exc:  # its email changed since it was queued: never sent
-                    await self._settle(pending, None)
-                    pending = (row, Record(row.id, Status.CANCELLED, str(exc), slug=row.slug))
-                    continue
+            taken = await self._take(source, done)
+            while taken is not None and self._going(slot):
+                (row, built), taken = taken, None
                 if self.limiter.rate is not None:
                     await self.limiter.wait()
-                if not await self._settle(pending, row.id):
-                    pending = self._not_started(row)
-                    continue
                 session = self.sessions[slot] = self.sessions[slot] or self.transport.open()
-                outcome = await session.send(self.job.envelope_from, row.email, built.data)
-                pending = (row, self._record(row, built, outcome))
+                outcome = await session.begin(sender, row.email)
+                if outcome is None:  # the server waits for the body
+                    if not await self._settle(done, row.id):
+                        session.abandon()  # never ended: the server discards it
+                        self._not_started(row, done)
+                        taken = await self._take(source, done)
+                        continue
+                    if self.limiter.rate is None and self._going(slot):
+                        taken = await self._take(source, done)
+                    then = (sender, taken[0].email) if taken is not None else None
+                    outcome = await session.finish(built.data, then)
+                done.append((row, self._record(row, built, outcome)))
                 broken = broken + 1 if outcome.cause == Cause.CONNECTION else 0
                 if broken >= self.policy.give_up_after:
                     self.given_up[slot] = True
@@ -266,9 +231,13 @@ class _Run:
                     log.warning("%s", self.report.stopped)
                 elif broken:
                     await asyncio.sleep(self.policy.reconnect_delay(broken))
+                if taken is None and self._going(slot):
+                    taken = await self._take(source, done)
         finally:
+            if taken is not None and session is not None:
+                session.abandon()  # its envelope went ahead; it stays queued
             try:
-                await self._settle(pending, None)
+                await self._settle(done, None)
             finally:
                 self.committer.leave()
 

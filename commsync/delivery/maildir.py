@@ -26,12 +26,25 @@ class MaildirSession:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.host = hostname().replace("/", "\\057").replace(":", "\\072")
+        self.envelope: tuple[str, str] | None = None  # the message begun
 
     def _name(self) -> str:
         with _LOCK:
             n = next(_COUNTER)
         now = time.time()
         return f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{n}.{self.host}"
+
+    async def begin(self, sender: str, recipient: str) -> Outcome | None:
+        self.envelope = (sender, recipient)
+        return None
+
+    async def finish(self, data: bytes, then: tuple[str, str] | None = None) -> Outcome:
+        assert self.envelope is not None
+        (sender, recipient), self.envelope = self.envelope, None
+        return await self.send(sender, recipient, data)
+
+    def abandon(self) -> None:
+        self.envelope = None
 
     async def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
         """Written to tmp/ and flushed to disk, then renamed into new/ and the rename flushed:

@@ -1,7 +1,8 @@
 """An asyncio SMTP client session: persistent, pipelined, RSET after an error, reconnect after a drop.
 
 Only what commsync needs: EHLO, STARTTLS / implicit TLS, AUTH PLAIN or LOGIN, MAIL + RCPT + DATA
-(pipelined per RFC 2920 when the server offers it), RSET and QUIT. Doing it by hand keeps the
+(pipelined per RFC 2920 when the server offers it — and then sent ahead with the previous
+message's body), RSET and QUIT. Doing it by hand keeps the
 one thing a library would hide: whether the message body went out before a connection broke.
 Before it, the message is safely retried; after it, delivery is uncertain.
 """
@@ -12,8 +13,8 @@ import asyncio
 import base64
 import contextlib
 import ssl
-from collections import deque
 
+from commsync.delivery.replies import Replies
 from commsync.delivery.transport import SENT, Cause, Outcome, OutcomeKind, SmtpConfig
 
 _CRLF = b"\r\n"
@@ -39,144 +40,20 @@ def _outcome(exc: _Refused) -> Outcome:
     return Outcome(kind, detail, Cause.REPLY)
 
 
-_MAX_LINE = 64 * 1024  # bytes of one reply line; more is a broken (or hostile) server
-_MAX_LINES = 1_000  # lines of one reply
-
-
-class _Replies(asyncio.Protocol):
-    """The connection's reading side: bytes from the server cut into replies as they arrive,
-    handed to whoever awaits the next one. Writing goes straight to the transport (`paused` is
-    its flow control). A protocol rather than asyncio's streams: one wake-up per round trip
-    instead of one per line read (a sixth of a send's CPU went to the streams)."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.lines: list[str] = []  # of the reply being read
-        self.ready: deque[tuple[int, str] | Exception] = deque()
-        self.waiter: asyncio.Future[None] | None = None
-        self.gone: Exception | None = None  # why no more replies will come
-        self.paused: asyncio.Future[None] | None = None
-        self.loop = asyncio.get_running_loop()
-        self.closed: asyncio.Future[None] = self.loop.create_future()
-        # The exchange in hand must end by `deadline` (loop time; None: nothing in hand). One
-        # timer per connection checks it, rather than a timeout armed for every message.
-        self.deadline: float | None = None
-        self.timer: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            self._line(bytes(buffer[start : end + 1]))
-            start = end + 1
-        del buffer[:start]
-        if len(buffer) > _MAX_LINE:
-            self._fail(ConnectionError("malformed reply from the server: a line too long"))
-        self._wake()
-
-    def _line(self, line: bytes) -> None:
-        if self.gone is not None:
-            return
-        if len(line) > _MAX_LINE:
-            self._fail(ConnectionError("malformed reply from the server: a line too long"))
-            return
-        if not line[:3].isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
-            self._fail(ConnectionError(f"malformed reply from the server: {line[:40]!r}"))
-            return
-        self.lines.append(line[4:].strip().decode("utf-8", "replace"))
-        if line[3:4] != b"-":
-            self.ready.append((int(line[:3]), "\n".join(self.lines)))
-            self.lines = []
-        elif len(self.lines) > _MAX_LINES:
-            self._fail(ConnectionError("malformed reply from the server: too many lines"))
-
-    def _fail(self, exc: Exception) -> None:
-        if self.gone is None:
-            self.gone = exc
-            self.ready.append(exc)
-            if self.transport is not None:
-                self.transport.abort()
-            self._wake()
-
-    def watch(self, every: float) -> None:
-        """Check the deadline every `every` seconds while the connection lasts."""
-        if self.gone is not None:
-            return
-        if self.deadline is not None and self.loop.time() >= self.deadline:
-            self._fail(TimeoutError("the server did not answer in time"))
-            return
-        self.timer = self.loop.call_later(every, self.watch, every)
-
-    def _wake(self) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def eof_received(self) -> bool:
-        """The server closed its side: what it sent before still reads, then the error."""
-        if self.gone is None:
-            self.gone = ConnectionError("connection closed by the server")
-        self._wake()
-        return False  # the transport closes; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.gone is None:
-            self.gone = ConnectionError("connection closed by the server")
-            if exc is not None:
-                self.gone.__cause__ = exc
-        self._wake()
-        paused, self.paused = self.paused, None
-        if paused is not None and not paused.done():
-            paused.set_result(None)
-        if not self.closed.done():
-            self.closed.set_result(None)
-        if self.timer is not None:
-            self.timer.cancel()
-
-    def pause_writing(self) -> None:
-        if self.paused is None:
-            self.paused = self.loop.create_future()
-
-    def resume_writing(self) -> None:
-        paused, self.paused = self.paused, None
-        if paused is not None and not paused.done():
-            paused.set_result(None)
-
-    async def reply(self) -> tuple[int, str]:
-        """The next whole reply: its code, and the text of its lines joined by newlines."""
-        while not self.ready:
-            if self.gone is not None:
-                raise self.gone
-            self.waiter = self.loop.create_future()
-            await self.waiter
-        found = self.ready.popleft()
-        if isinstance(found, Exception):
-            self.ready.appendleft(found)  # and for every later read
-            raise found
-        return found
-
-    async def drain(self) -> None:
-        """Wait while the transport's buffer is full (the server reads slowly)."""
-        if self.paused is not None:
-            await self.paused
-        if self.gone is not None:
-            raise self.gone
-
-
 class SmtpSession:
+    """One SMTP connection. A message goes out in two steps — `begin` (the envelope) and
+    `finish` (the body) — so that the engine can commit the row's `sending` mark between them,
+    and so that the next message's envelope can travel in the same write as this message's
+    body (RFC 2920 allows the message content first in a group): one round trip a message."""
+
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config
-        self.conn: _Replies | None = None
+        self.conn: Replies | None = None
         self.extensions: set[str] = set()
         self.auth: set[str] = set()
-        # One conversation at a time: a QUIT from `close` never lands inside a transaction.
-        self.lock = asyncio.Lock()
+        self.limit = config.timeout * 3  # one deadline for each message's exchange
+        self.written: tuple[str, str] | None = None  # an envelope sent ahead, replies unread
+        self.in_data = False  # the server waits for a body (354 received)
 
     # -- protocol ---------------------------------------------------------------------------
 
@@ -219,7 +96,7 @@ class SmtpSession:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(c.timeout):
             _, self.conn = await loop.create_connection(
-                _Replies, c.host, c.port, ssl=tls, server_hostname=c.host if tls else None
+                Replies, c.host, c.port, ssl=tls, server_hostname=c.host if tls else None
             )
         code, text = await self._reply()
         if code != 220:
@@ -241,6 +118,7 @@ class SmtpSession:
 
     async def _drop(self) -> None:
         conn, self.conn = self.conn, None
+        self.written, self.in_data = None, False
         if conn is not None and conn.transport is not None:
             conn.transport.close()
             with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
@@ -253,90 +131,142 @@ class SmtpSession:
         except (TimeoutError, _Refused, OSError, ConnectionError, ssl.SSLError):
             await self._drop()
 
-    async def _envelope(self, sender: str, recipient: str) -> None:
-        """MAIL, RCPT and DATA; pipelined in one write when the server allows it."""
-        steps: tuple[tuple[str, tuple[int, ...], str], ...] = (
-            (f"MAIL FROM:<{sender}>", (250,), "MAIL FROM"),
-            (f"RCPT TO:<{recipient}>", (250, 251), "RCPT TO"),
-            ("DATA", (354,), "DATA"),
-        )
+    async def _envelope(self, sender: str, recipient: str, written: bool) -> None:
+        """MAIL, RCPT and DATA: pipelined in one write when the server allows it (already
+        written, with the previous body, when `written`), else one command at a time."""
         if "PIPELINING" not in self.extensions:
-            for command, expect, stage in steps:
+            for command, expect, stage in _steps(sender, recipient):
                 await self._command(command, expect, stage)
             return
-        self._write(b"".join(command.encode() + _CRLF for command, _, _ in steps))
+        if not written:
+            self._write(_envelope_bytes(sender, recipient))
         assert self.conn is not None
         reply = self.conn.reply  # the hot path: no frame between this and the protocol
         replies = [await reply(), await reply(), await reply()]
-        for (code, text), (_, expect, stage) in zip(replies, steps, strict=True):
+        if replies[0][0] == 250 and replies[1][0] in (250, 251) and replies[2][0] == 354:
+            return
+        if replies[2][0] == 354:  # DATA accepted although RCPT was refused: end it empty
+            self._write(b"." + _CRLF)
+            await self._reply()
+        for (code, text), (_, expect, stage) in zip(
+            replies, _steps(sender, recipient), strict=True
+        ):
             if code not in expect:
-                if replies[2][0] == 354:  # DATA accepted although RCPT was refused: end it empty
-                    self._write(b"." + _CRLF)
-                    await self._reply()
                 raise _Refused(code, text, stage)
 
     # -- the session API --------------------------------------------------------------------
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
-        async with self.lock:
-            try:
-                return await self._send(sender, recipient, data)
-            except asyncio.CancelledError:
-                self._abandon()  # cut off mid-conversation: this connection is not reused
-                raise
-
-    def _abandon(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None and conn.transport is not None:
-            conn.transport.abort()
-
-    async def _send(self, sender: str, recipient: str, data: bytes) -> Outcome:
-        body_sent = False
-        limit = self.config.timeout * 3  # one deadline for the exchange
-        deadline = asyncio.get_running_loop().time() + limit
+    async def begin(self, sender: str, recipient: str) -> Outcome | None:
+        """Open a message: None once the server waits for its body, else why not (a refusal,
+        or a connection problem: nothing of the message went out)."""
+        ahead, self.written = self.written, None
+        if ahead is not None and ahead != (sender, recipient):
+            self.abandon()  # an envelope sent ahead for a message that did not follow
         try:
             if self.conn is None:
+                deadline = asyncio.get_running_loop().time() + self.limit
                 async with asyncio.timeout_at(deadline):
                     await self._connect()
                 assert self.conn is not None
-                self.conn.watch(min(1.0, limit / 10))
-            conn = self.conn
-            conn.deadline = deadline
-            try:
-                await self._envelope(sender, recipient)
-                body_sent = True  # from the first byte of the body on, a failure is uncertain
-                self._write(dot_stuff(data))
-                await conn.drain()
-                code, text = await conn.reply()
-            finally:
-                conn.deadline = None
+                self.conn.watch(min(1.0, self.limit / 10))
+                self.conn.deadline = deadline
+                ahead = None
+            elif self.conn.deadline is None:
+                self.conn.deadline = asyncio.get_running_loop().time() + self.limit
+            await self._envelope(sender, recipient, written=ahead is not None)
         except _Refused as exc:
             if exc.stage in ("greeting", "EHLO", "STARTTLS", "AUTH"):
                 await self._drop()
                 detail = f"connection problem: {exc.code} {exc.text} (at {exc.stage})"
                 return Outcome(OutcomeKind.TRANSIENT, detail, Cause.CONNECTION)
             await self._reset()
+            self._idle()
             return _outcome(exc)
         except (TimeoutError, OSError, ConnectionError, ssl.SSLError) as exc:
             await self._drop()
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            if body_sent:
-                detail = f"no reply after the message was sent: {reason}"
-                return Outcome(OutcomeKind.UNCERTAIN, detail, Cause.NO_REPLY)
-            return Outcome(OutcomeKind.TRANSIENT, f"connection problem: {reason}", Cause.CONNECTION)
+            return _lost(exc, "connection problem", OutcomeKind.TRANSIENT, Cause.CONNECTION)
+        except asyncio.CancelledError:
+            self.abandon()  # cut off mid-conversation: this connection is not reused
+            raise
+        self.in_data = True
+        return None
+
+    async def finish(self, data: bytes, then: tuple[str, str] | None = None) -> Outcome:
+        """Send the body of the message `begin` opened, and with `then` (sender, recipient) the
+        next message's envelope in the same write; the outcome of this message."""
+        assert self.in_data and self.conn is not None
+        conn, self.in_data = self.conn, False
+        payload = dot_stuff(data)
+        if then is not None and "PIPELINING" in self.extensions:
+            payload += _envelope_bytes(*then)
+            self.written = then
+        try:
+            self._write(payload)
+        except (OSError, ConnectionError) as exc:  # gone before a byte of the body went out
+            await self._drop()
+            return _lost(exc, "connection problem", OutcomeKind.TRANSIENT, Cause.CONNECTION)
+        try:
+            await conn.drain()
+            code, text = await conn.reply()
+        except (TimeoutError, OSError, ConnectionError, ssl.SSLError) as exc:
+            await self._drop()
+            detail = "no reply after the message was sent"
+            return _lost(exc, detail, OutcomeKind.UNCERTAIN, Cause.NO_REPLY)
+        except asyncio.CancelledError:
+            self.abandon()
+            raise
+        # the next envelope's exchange, if it went out with this body, starts now
+        self._idle()
         if code == 250:
             return SENT
-        await self._reset()
+        # the transaction ended with this reply, whatever it was: no RSET needed
         return _outcome(_Refused(code, text, "end of DATA"))
 
+    def _idle(self) -> None:
+        if self.conn is not None:
+            running = self.written is not None
+            self.conn.deadline = asyncio.get_running_loop().time() + self.limit if running else None
+
+    async def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
+        """One message, both steps."""
+        refused = await self.begin(sender, recipient)
+        return refused if refused is not None else await self.finish(data)
+
+    def abandon(self) -> None:
+        """Drop the message in hand, if any — an envelope the server answered (it waits for a
+        body that will not come) or one sent ahead: the connection closes, so the server
+        discards it. A session with nothing in hand is left as it is."""
+        if self.in_data or self.written is not None:
+            conn, self.conn = self.conn, None
+            self.written, self.in_data = None, False
+            if conn is not None and conn.transport is not None:
+                conn.transport.abort()
+
     async def close(self) -> None:
-        async with self.lock:  # after the transaction in hand, if any
-            if self.conn is not None:
-                with contextlib.suppress(
-                    TimeoutError, _Refused, OSError, ConnectionError, ssl.SSLError
-                ):
-                    await asyncio.wait_for(self._command("QUIT", (221,), "QUIT"), 2.0)
-                await self._drop()
+        self.abandon()
+        if self.conn is not None:
+            with contextlib.suppress(
+                TimeoutError, _Refused, OSError, ConnectionError, ssl.SSLError
+            ):
+                await asyncio.wait_for(self._command("QUIT", (221,), "QUIT"), 2.0)
+            await self._drop()
+
+
+def _steps(sender: str, recipient: str) -> tuple[tuple[str, tuple[int, ...], str], ...]:
+    return (
+        (f"MAIL FROM:<{sender}>", (250,), "MAIL FROM"),
+        (f"RCPT TO:<{recipient}>", (250, 251), "RCPT TO"),
+        ("DATA", (354,), "DATA"),
+    )
+
+
+def _envelope_bytes(sender: str, recipient: str) -> bytes:
+    return f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
+
+
+def _lost(exc: BaseException, what: str, kind: OutcomeKind, cause: Cause) -> Outcome:
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return Outcome(kind, f"{what}: {reason}", cause)
 
 
 class SmtpTransport:

@@ -47,7 +47,21 @@ SENT = Outcome(OutcomeKind.SENT)
 
 
 class Session(Protocol):
-    """One connection (or one Maildir writer), driven by one coroutine at a time."""
+    """One connection (or one Maildir writer), driven by one coroutine at a time.
+
+    A message goes out in two steps, so that the ledger can commit the row's `sending` mark
+    after the server accepted the envelope and before the body goes out: `begin` (None when the
+    message can follow, else its outcome: nothing of it went out), then `finish` (the body; with
+    `then`, the next message's sender and recipient, which a session may send ahead with it —
+    the next `begin` must then be for them). `abandon` drops a message begun and never
+    finished; `send` is both steps.
+    """
+
+    async def begin(self, sender: str, recipient: str) -> Outcome | None: ...
+
+    async def finish(self, data: bytes, then: tuple[str, str] | None = None) -> Outcome: ...
+
+    def abandon(self) -> None: ...
 
     async def send(self, sender: str, recipient: str, data: bytes) -> Outcome: ...
 
