@@ -383,6 +383,8 @@ def _schema(conn: Connection) -> dict[str, object]:
         out[f"{table} indexes"] = sorted(
             (str(i["name"]), tuple(i["column_names"]), bool(i["unique"])) for i in indexes
         )
+        pk = inspector.get_pk_constraint(table)
+        out[f"{table} primary key"] = (str(pk["name"]), tuple(pk["constrained_columns"]))
         keys = inspector.get_foreign_keys(table)
         out[f"{table} keys"] = sorted(
             (
@@ -409,8 +411,9 @@ def test_a_first_import_larger_than_the_table_leaves_its_indexes_as_declared(
     tmp_path: Path, request: pytest.FixtureRequest, backend_name: str
 ) -> None:
     """Past 10,000 rows into a smaller table, the table's secondary indexes (and on PostgreSQL
-    its foreign keys) are built after the merge, in its transaction: they must come back
-    exactly as the schema declares them, and the foreign keys must hold again."""
+    its foreign keys and primary key, with the foreign keys that refer to it) are built after
+    the merge, in its transaction: they must come back exactly as the schema declares them,
+    and the keys must hold again."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
@@ -458,6 +461,12 @@ def test_a_first_import_larger_than_the_table_leaves_its_indexes_as_declared(
             conn.exec_driver_sql(
                 "INSERT INTO memberships (customer_id, product_slug, status, updated_at)"
                 " VALUES ('nobody', 'pro', 'active', '2026-01-01 00:00:00')"
+            )
+        # …and so does the primary key: the same membership twice is refused
+        with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO memberships (customer_id, product_slug, status, updated_at)"
+                " VALUES ('1', 'pro', 'active', '2026-01-01 00:00:00')"
             )
         assert (
             store.count_audiences([Targets(products=("pro",))], ("active",))[

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from commsync.apply.executor import ActionResult
 from commsync.plan.model import Action, ObjectKind, Verb
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+_BAR_STEP = 100  # messages between two updates of the bar (it redraws ten times a second)
 
 
 class ConsoleListener:
@@ -33,7 +31,15 @@ class ConsoleListener:
             return
         click.echo(f"  {action.address}: sending…")
         self.last = 0
-        if self.tty:
+        if self.tty:  # rich is imported only for a bar on a terminal
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             self.bar = Progress(
                 TextColumn("    "), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
             )
@@ -44,6 +50,8 @@ class ConsoleListener:
             if self.bar is not None:
                 if self.task is None:
                     self.task = self.bar.add_task("send", total=total)
+                elif done - self.last < _BAR_STEP and done < total:
+                    return
                 self.bar.update(self.task, completed=done, total=total)
             elif done // 1000 > self.last // 1000:
                 click.echo(f"    {done:,} of {total:,} messages")

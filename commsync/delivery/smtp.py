@@ -26,12 +26,13 @@ class _Refused(Exception):
         self.code, self.text, self.stage = code, text, stage
 
 
-def dot_stuff(data: bytes) -> bytes:
-    """The DATA payload: lines starting with '.' doubled, then the terminating '.' line."""
+def dot_stuff(data: bytes, then: bytes = b"") -> bytes:
+    """The DATA payload: lines starting with '.' doubled, then the terminating '.' line (and
+    `then`, what follows it in the same write) — copied once."""
     body = data.replace(b"\r\n.", b"\r\n..") if b"\r\n." in data else data
-    if body.startswith(b"."):
-        body = b"." + body
-    return body + (b".\r\n" if body.endswith(_CRLF) else b"\r\n.\r\n")
+    head = b"." if body.startswith(b".") else b""
+    end = b".\r\n" if body.endswith(_CRLF) else b"\r\n.\r\n"
+    return b"".join((head, body, end, then))
 
 
 def _outcome(exc: _Refused) -> Outcome:
@@ -196,10 +197,10 @@ class SmtpSession:
         next message's envelope in the same write; the outcome of this message."""
         assert self.in_data and self.conn is not None
         conn, self.in_data = self.conn, False
-        payload = dot_stuff(data)
+        ahead = b""
         if then is not None and "PIPELINING" in self.extensions:
-            payload += _envelope_bytes(*then)
-            self.written = then
+            ahead, self.written = _envelope_bytes(*then), then
+        payload = dot_stuff(data, ahead)
         try:
             self._write(payload)
         except (OSError, ConnectionError) as exc:  # gone before a byte of the body went out
@@ -223,9 +224,9 @@ class SmtpSession:
         return _outcome(_Refused(code, text, "end of DATA"))
 
     def _idle(self) -> None:
-        if self.conn is not None:
-            running = self.written is not None
-            self.conn.deadline = asyncio.get_running_loop().time() + self.limit if running else None
+        conn = self.conn
+        if conn is not None:
+            conn.deadline = conn.loop.time() + self.limit if self.written is not None else None
 
     async def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
         """One message, both steps."""

@@ -170,16 +170,25 @@ def _generation(db: Sql) -> int | None:
 
 
 def histogram_writes(
-    key: str, rows: list[tuple[str, int]], generation: int
+    key: str, rows: list[tuple[str, int]], generation: int, pg: bool
 ) -> list[tuple[str, list[tuple[object, ...]]]]:
     """The statements (each with its parameter rows) that keep `rows` as the histogram for the
-    statuses `key`, current at `generation`: the plan's keep and the writers' recount alike."""
+    statuses `key`, current at `generation`: the plan's keep and the writers' recount alike.
+    On PostgreSQL the rows go in one statement, as two arrays (105,000 sets took 1.4 s as one
+    INSERT each)."""
+    insert: tuple[str, list[tuple[object, ...]]] = (
+        "INSERT INTO audience_histograms (statuses, products, customers) VALUES (?, ?, ?)",
+        [(key, p, n) for p, n in rows],
+    )
+    if pg:
+        insert = (
+            "INSERT INTO audience_histograms (statuses, products, customers)"
+            " SELECT ?, p, n FROM unnest(?::text[], ?::integer[]) AS u (p, n)",
+            [(key, [p for p, _ in rows], [n for _, n in rows])],
+        )
     return [
         ("DELETE FROM audience_histograms WHERE statuses = ?", [(key,)]),
-        (
-            "INSERT INTO audience_histograms (statuses, products, customers) VALUES (?, ?, ?)",
-            [(key, p, n) for p, n in rows],
-        ),
+        insert,
         (
             "INSERT INTO audience_histogram_keys (statuses, generation) VALUES (?, ?)"
             " ON CONFLICT (statuses) DO UPDATE SET generation = excluded.generation",
@@ -215,7 +224,7 @@ class _Kept:
         """Count the histogram (0.5 s at 1.5M memberships) and keep it for the next plan."""
         rows = _count_histogram(db, statuses, every)
         if self.generation is not None and rows:
-            db.keep(histogram_writes(self.key, rows, self.generation))
+            db.keep(histogram_writes(self.key, rows, self.generation, db.pg))
         self.histogram = _Histogram(rows)
         return self.histogram
 

@@ -134,7 +134,7 @@ class MembershipWrite:
             self._run("DELETE FROM audience_histograms WHERE statuses = ?", [key])
             self._run("DELETE FROM audience_histogram_keys WHERE statuses = ?", [key])
             return
-        for sql, params in histogram_writes(key, rows, self.generation):
+        for sql, params in histogram_writes(key, rows, self.generation, self.pg):
             self.conn.exec_driver_sql(driver_sql(sql, self.pg), params)
 
     def _move_on(self, key: str) -> None:

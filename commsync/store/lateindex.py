@@ -1,5 +1,6 @@
 """A bulk merge into a table smaller than the file: the table's secondary indexes (and, on
-PostgreSQL, its foreign keys) are built once after the merge instead of kept row by row.
+PostgreSQL, its foreign keys, and for a plain INSERT its primary key) are built once after the
+merge instead of kept row by row.
 
 Built from sorted keys, an index costs a fraction of taking each row in file order; a foreign
 key added back is checked by one join, where PostgreSQL's per-row checks took 1.5M lookups of
@@ -25,19 +26,37 @@ REBUILD_AFTER = 10_000  # staged rows past which a table's indexes may be built 
 
 
 @contextmanager
-def built_after(conn: Connection, table: str, staged: int, before: int) -> Iterator[None]:
-    """Around a merge of `staged` rows into `table`, which held `before`."""
+def built_after(
+    conn: Connection, table: str, staged: int, before: int, primary: bool = False
+) -> Iterator[None]:
+    """Around a merge of `staged` rows into `table`, which held `before`. With `primary` (for
+    a merge that does not rely on the key: a plain INSERT), PostgreSQL builds the primary key
+    after it too — with the foreign keys of other tables that refer to it — and a row the key
+    would refuse then fails adding it back, as it would have failed the INSERT."""
     if staged < REBUILD_AFTER or staged <= before:
         yield
         return
     declared = t.metadata.tables[table]
     indexes = list(declared.indexes)
-    keys = list(declared.foreign_key_constraints) if conn.dialect.name == "postgresql" else []
+    pg = conn.dialect.name == "postgresql"
+    keys = list(declared.foreign_key_constraints) if pg else []
+    pk = declared.primary_key if pg and primary else None
+    if pk is not None:  # the foreign keys that need the primary key go first, come back last
+        keys += [
+            key
+            for other in t.metadata.sorted_tables
+            for key in other.foreign_key_constraints
+            if other is not declared and key.referred_table is declared
+        ]
     for key in keys:
         conn.execute(DropConstraint(key))
     for index in indexes:
         index.drop(conn)
+    if pk is not None:
+        conn.execute(DropConstraint(pk))
     yield
+    if pk is not None:
+        conn.execute(AddConstraint(pk))
     for index in indexes:
         index.create(conn)
     for key in keys:
