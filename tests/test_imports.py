@@ -476,3 +476,30 @@ def test_a_first_import_larger_than_the_table_leaves_its_indexes_as_declared(
         )
     finally:
         store.close()
+
+
+def test_an_import_on_a_session_that_used_temporary_tables_still_stages(pg_url: str) -> None:
+    """An import gives its stage larger buffers for temporary tables, a setting a PostgreSQL
+    session refuses once it has used a temporary table with other buffers: imports on such a
+    session (here one that used one first) go on with the buffers the session has."""
+    from commsync.model import CustomerRecord
+
+    store = open_store(pg_url)
+    sessions = set()
+    try:
+        with store.engine.begin() as conn:  # the pool's one session uses 8 MB of buffers
+            conn.exec_driver_sql("CREATE TEMPORARY TABLE other (a INTEGER) ON COMMIT DROP")
+            conn.exec_driver_sql("INSERT INTO other VALUES (1)")
+            sessions.add(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        for round_ in range(3):
+            counts = store.import_customers(
+                [(i, CustomerRecord(str(i), f"c{i}-{round_}@example.com")) for i in range(1, 50)]
+            )
+            assert counts.inserted + counts.updated == 49
+            with store.engine.connect() as conn:
+                sessions.add(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        assert len(sessions) == 1  # one session: every import met its refusal
+        emails = {str(r[1]) for r in dump_store(pg_url)["customers"]}
+        assert emails == {f"c{i}-2@example.com" for i in range(1, 50)}
+    finally:
+        store.close()
