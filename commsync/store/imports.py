@@ -16,7 +16,7 @@ from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from commsync.model import CustomerRecord, ImportCounts, MembershipRecord, ProductRecord
 from commsync.store.histograms import MembershipWrite
@@ -25,9 +25,7 @@ from commsync.store.plainsql import driver_sql, driver_stamp
 from commsync.store.roles import AllowRemoval, RowsRefused
 from commsync.store.roles import ImportProgress as Progress
 from commsync.store.sqlutil import feed_changed, now
-
-BATCH = 10_000  # rows per executemany / progress report
-STAGE = "commsync_import_stage"
+from commsync.store.stage import BATCH, STAGE, create_stage, fill_stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +152,8 @@ class ImportsMixin:
                 _sqlite_foreign_keys(conn, False)
             try:
                 with conn.begin():
-                    _create_stage(conn, kind, pg)
-                    _stage(conn, kind, rows, pg, progress)
+                    create_stage(conn, kind.columns, pg)
+                    fill_stage(conn, ("line", *kind.columns), _batches(rows, kind), pg, progress)
                     _refuse_problems(conn, kind)
                     counts = _merge(conn, kind, pg, sync)
                     if kind is MEMBERSHIPS or (kind is CUSTOMERS and sync is not None):
@@ -197,29 +195,6 @@ def _restore_foreign_keys(conn: Connection) -> None:
         raise
 
 
-# PostgreSQL keeps a temporary table in the session's own buffers, 8 MB by default: a stage of
-# 1.5M memberships (~100 MB with its key index) went through temporary files instead (1.8 s
-# of a 17 s import). A session that used a temporary table with other buffers refuses the
-# setting: its import goes on with what the session has.
-_STAGE_BUFFERS = "256MB"
-
-
-def _create_stage(conn: Connection, kind: _Kind, pg: bool) -> None:
-    columns = ", ".join(f"{c} TEXT" for c in kind.columns)
-    if pg:
-        try:
-            with conn.begin_nested():
-                conn.exec_driver_sql(f"SET LOCAL temp_buffers = '{_STAGE_BUFFERS}'")
-        except DBAPIError:  # the session's temporary tables have other buffers already
-            pass
-        conn.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE {STAGE} (line INTEGER NOT NULL, {columns}) ON COMMIT DROP"
-        )
-    else:
-        conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{STAGE}")
-        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {STAGE} (line INTEGER NOT NULL, {columns})")
-
-
 def _batches(rows: Iterable[tuple[int, Any]], kind: _Kind) -> Iterator[list[tuple[Any, ...]]]:
     it = iter(rows)
     if kind is CUSTOMERS:  # the stage has the address's key too
@@ -228,38 +203,6 @@ def _batches(rows: Iterable[tuple[int, Any]], kind: _Kind) -> Iterator[list[tupl
         return
     while batch := [(line, *r) for line, r in islice(it, BATCH)]:  # the record's own fields
         yield batch
-
-
-def _stage(
-    conn: Connection,
-    kind: _Kind,
-    rows: Iterable[tuple[int, Any]],
-    pg: bool,
-    progress: Progress | None,
-) -> None:
-    names = ("line", *kind.columns)
-    staged = 0
-    if pg:
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            with cursor.copy(f"COPY {STAGE} ({', '.join(names)}) FROM STDIN") as copy:
-                for batch in _batches(rows, kind):
-                    for row in batch:
-                        copy.write_row(row)
-                    staged += len(batch)
-                    if progress:
-                        progress(staged)
-        finally:
-            cursor.close()
-    else:
-        insert = f"INSERT INTO {STAGE} VALUES ({', '.join('?' * len(names))})"
-        for batch in _batches(rows, kind):
-            conn.exec_driver_sql(insert, batch)
-            staged += len(batch)
-            if progress:
-                progress(staged)
-    if pg:  # autovacuum never sees a temporary table: without statistics the joins plan blind
-        conn.exec_driver_sql(f"ANALYZE {STAGE}")
 
 
 def _duplicates(conn: Connection, kind: _Kind) -> list[tuple[int, str]]:
