@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from commsync.model import BroadcastSpec, Targets, Theme
 from commsync.render.message import EmailTemplate, MessageFactory, RenderError, encoded_words
 from commsync.render.notice import render_notice
+from tests.helpers import Repo
 
 STATIC = {"network_name": "Acme Sites", "network_url": "https://acme.example"}
 
@@ -315,3 +316,30 @@ def test_a_skeleton_past_its_memory_budget_encodes_the_rest_per_message(
         expected = pieces.base64_lines(pieces.join(layout, values).encode("utf-8"))
         assert skeleton.encode([v.encode("utf-8") for v in values]) == expected
     assert 0 < skeleton.cached <= 2_000
+
+
+def test_a_long_running_process_keeps_the_emails_it_compiled_last(repo: Repo) -> None:
+    """A worker compiles a system email once per version of its fields and reuses it; it keeps
+    at most FACTORIES_KEPT of them — the ones used last — so an email edited thousands of times
+    under one worker does not grow its memory without bound."""
+    from commsync.api import Project
+    from commsync.api.context import Context
+    from commsync.model import SystemEmailFields
+    from commsync.render.emails import FACTORIES_KEPT, SystemEmailFactories
+
+    settings = Context(Project(repo.root)).settings()
+    factories = SystemEmailFactories("store-1", settings)
+
+    def version(n: int) -> SystemEmailFields:
+        return SystemEmailFields("payment_received", "customer", f"Paid, v{n}", f"Thanks, v{n}")
+
+    first = factories.get("payment_received", version(0))
+    assert factories.get("payment_received", version(0)) is first  # reused, not compiled again
+    for n in range(1, FACTORIES_KEPT + 50):
+        factories.get("payment_received", version(n))
+        factories.get("payment_received", version(0))  # in use all along: kept
+    assert len(factories.cache) == FACTORIES_KEPT
+    assert factories.get("payment_received", version(0)) is first
+    again = factories.get("payment_received", version(1))  # dropped long ago: compiled anew
+    assert again.render({})[0] == "Paid, v1"
+    assert len(factories.cache) == FACTORIES_KEPT

@@ -13,7 +13,7 @@ from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.retry import APPLY_RETRIES, RetryPolicy
 from commsync.delivery.transports import parse_transport
 from commsync.model import BroadcastSpec, LedgerRow
-from commsync.render.emails import broadcast_factory
+from commsync.render.emails import FACTORIES_KEPT, broadcast_factory
 from commsync.render.message import UNSUBSCRIBE, Built, MessageFactory, RenderError
 from commsync.render.values import customer_values
 from commsync.store.roles import Control, Identity, Sends
@@ -86,7 +86,7 @@ class WorkerBroadcasts:
     _key: bytes | None = None
 
     def _factory(self, broadcast_id: str) -> MessageFactory:
-        factory = self.factories.get(broadcast_id)
+        factory = self.factories.pop(broadcast_id, None)  # put back last: in order of use
         if factory is None:
             spec = self.store.broadcast_spec(broadcast_id)
             if spec is None:
@@ -94,9 +94,9 @@ class WorkerBroadcasts:
             factory = broadcast_factory(
                 self.store.store_id, self.settings, self.layout(), broadcast_id, spec
             )
-            if len(self.factories) >= 100:  # each keeps up to 2 MB of encoded lines
-                self.factories.clear()
-            self.factories[broadcast_id] = factory
+            if len(self.factories) >= FACTORIES_KEPT:  # each keeps up to 2 MB of lines
+                del self.factories[next(iter(self.factories))]  # the one used longest ago
+        self.factories[broadcast_id] = factory
         return factory
 
     def _token(self, email_key: str) -> str:

@@ -63,9 +63,13 @@ def system_email_factory(
     )
 
 
+FACTORIES_KEPT = 100  # compiled emails a long-running process keeps (each up to 2 MB of lines)
+
+
 @dataclass
 class SystemEmailFactories:
-    """Compiled system emails, reused across events (per email and version of its fields)."""
+    """Compiled system emails, reused across events (per email and version of its fields): the
+    `FACTORIES_KEPT` used last, so a worker whose emails change often keeps bounded memory."""
 
     store_id: str
     settings: Settings
@@ -74,8 +78,10 @@ class SystemEmailFactories:
 
     def get(self, slug: str, fields: SystemEmailFields) -> MessageFactory:
         key = (slug, fields.fields_hash())
-        factory = self.cache.get(key)
+        factory = self.cache.pop(key, None)  # put back last: the dict is in order of use
         if factory is None:
             factory = system_email_factory(self.store_id, self.settings, self.layout, slug, fields)
-            self.cache[key] = factory
+            if len(self.cache) >= FACTORIES_KEPT:
+                del self.cache[next(iter(self.cache))]  # the one used longest ago
+        self.cache[key] = factory
         return factory
