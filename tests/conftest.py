@@ -184,6 +184,7 @@ SLOW_TESTS = {
     "test_apply.py::test_apply_sends_each_recipient_their_own_message_once",
     "test_apply.py::test_progress_is_a_line_per_thousand_messages_off_a_terminal",
     "test_apply_faults.py::test_an_unreachable_server_leaves_everything_queued",
+    "test_apply_faults.py::test_a_server_that_closes_after_a_few_messages_per_connection",
     "test_apply_lifecycle.py::test_apply_asks_on_a_terminal",
     "test_apply_plans.py::test_two_concurrent_applies_one_waits_out_and_nothing_is_sent_twice",
     "test_cli.py::test_the_installed_entry_point_runs",

@@ -158,3 +158,44 @@ def test_an_unreachable_server_leaves_everything_queued(repo: Repo) -> None:
         repo.commit_all("the server is back")
         assert repo.cli("apply", "--yes").exit_code == 0
     assert Counter(recorder.by_recipient().values()) == Counter({1: 30})
+
+
+class _FewPerConnection(Recorder):
+    """A server that takes a few messages per connection, then refuses the next MAIL with 421
+    and closes — as providers that cap messages per connection do."""
+
+    def __init__(self, per_connection: int) -> None:
+        super().__init__()
+        self.per_connection = per_connection
+        self.refused = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        taken = getattr(session, "taken", 0)
+        if taken >= self.per_connection:
+            with self.lock:
+                self.refused += 1
+            assert server.transport is not None
+            server.transport.close()
+            return "421 4.7.0 too many messages on this connection"
+        session.taken = taken + 1
+        envelope.mail_from = address
+        return "250 OK"
+
+
+def test_a_server_that_closes_after_a_few_messages_per_connection(repo: Repo) -> None:
+    """The envelope sent ahead with a body meets the server's 421 and its close: that message is
+    retried on a new connection, and everyone still gets exactly one message."""
+    recorder = _FewPerConnection(per_connection=5)
+    with SmtpServer(recorder) as server:
+        repo.write(
+            "commsync.yaml", settings_for(server.url, connections=3, extra="imports: none\n")
+        )
+        seed(repo, 60)
+        repo.write("broadcasts/news.yaml", NEWS)
+        repo.commit_all("news")
+        result = repo.cli("apply", "--yes")
+    assert result.exit_code == 0, result.output
+    received = recorder.by_recipient()
+    assert set(received) == {f"c{n}@example.com" for n in range(1, 61)}
+    assert set(received.values()) == {1}
+    assert recorder.refused >= 9 and recorder.connections >= 12  # 5 a connection, 60 in all
