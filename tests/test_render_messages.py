@@ -321,7 +321,8 @@ def test_a_skeleton_past_its_memory_budget_encodes_the_rest_per_message(
 def test_a_long_running_process_keeps_the_emails_it_compiled_last(repo: Repo) -> None:
     """A worker compiles a system email once per version of its fields and reuses it; it keeps
     at most FACTORIES_KEPT of them — the ones used last — so an email edited thousands of times
-    under one worker does not grow its memory without bound."""
+    under one worker does not grow its memory without bound. (A worker's broadcasts are kept
+    by the same `Kept`.)"""
     from commsync.api import Project
     from commsync.api.context import Context
     from commsync.model import SystemEmailFields

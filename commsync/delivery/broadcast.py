@@ -13,7 +13,7 @@ from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.retry import APPLY_RETRIES, RetryPolicy
 from commsync.delivery.transports import parse_transport
 from commsync.model import BroadcastSpec, LedgerRow
-from commsync.render.emails import FACTORIES_KEPT, broadcast_factory
+from commsync.render.emails import Kept, broadcast_factory
 from commsync.render.message import UNSUBSCRIBE, Built, MessageFactory, RenderError
 from commsync.render.values import customer_values
 from commsync.store.roles import Control, Identity, Sends
@@ -75,29 +75,27 @@ class BroadcastSender:
 class WorkerBroadcasts:
     """How a delivery worker builds the messages of the broadcast sends it claims rows of.
 
-    Each broadcast's factory is made once, from the spec frozen when its send started; the
-    layout is the repository's (a callable: read only once a broadcast row arrives).
+    Each broadcast's factory is made once, from the spec frozen when its send started (the 100
+    used last are kept); the layout is the repository's (a callable: read only once a
+    broadcast row arrives).
     """
 
     store: BroadcastStore
     settings: Settings
     layout: Callable[[], str | None]
-    factories: dict[str, MessageFactory] = field(default_factory=dict)
+    factories: Kept[str] = field(default_factory=Kept)
     _key: bytes | None = None
 
     def _factory(self, broadcast_id: str) -> MessageFactory:
-        factory = self.factories.pop(broadcast_id, None)  # put back last: in order of use
-        if factory is None:
+        def make() -> MessageFactory:
             spec = self.store.broadcast_spec(broadcast_id)
             if spec is None:
                 raise RenderError(f"the broadcast {broadcast_id} is not in the store")
-            factory = broadcast_factory(
+            return broadcast_factory(
                 self.store.store_id, self.settings, self.layout(), broadcast_id, spec
             )
-            if len(self.factories) >= FACTORIES_KEPT:  # each keeps up to 2 MB of lines
-                del self.factories[next(iter(self.factories))]  # the one used longest ago
-        self.factories[broadcast_id] = factory
-        return factory
+
+        return self.factories.get(broadcast_id, make)
 
     def _token(self, email_key: str) -> str:
         if self._key is None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formataddr
+from typing import Generic, TypeVar
 
 from commsync.config.settings import Settings
 from commsync.model import BroadcastSpec, Style, SystemEmailFields
@@ -64,24 +66,41 @@ def system_email_factory(
 
 
 FACTORIES_KEPT = 100  # compiled emails a long-running process keeps (each up to 2 MB of lines)
+K = TypeVar("K")
+
+
+class Kept(Generic[K]):
+    """The `limit` factories used last, by key: what a long-running worker keeps compiled (its
+    emails may change thousands of times under it), the one used longest ago dropped first."""
+
+    def __init__(self, limit: int = FACTORIES_KEPT) -> None:
+        self.limit = limit
+        self.factories: dict[K, MessageFactory] = {}  # in order of use, the last used last
+
+    def get(self, key: K, make: Callable[[], MessageFactory]) -> MessageFactory:
+        factory = self.factories.pop(key, None)
+        if factory is None:
+            factory = make()
+            if len(self.factories) >= self.limit:
+                del self.factories[next(iter(self.factories))]
+        self.factories[key] = factory
+        return factory
+
+    def __len__(self) -> int:
+        return len(self.factories)
 
 
 @dataclass
 class SystemEmailFactories:
-    """Compiled system emails, reused across events (per email and version of its fields): the
-    `FACTORIES_KEPT` used last, so a worker whose emails change often keeps bounded memory."""
+    """Compiled system emails, reused across events (per email and version of its fields)."""
 
     store_id: str
     settings: Settings
     layout: str | None = None
-    cache: dict[tuple[str, str], MessageFactory] = field(default_factory=dict)
+    cache: Kept[tuple[str, str]] = field(default_factory=Kept)
 
     def get(self, slug: str, fields: SystemEmailFields) -> MessageFactory:
-        key = (slug, fields.fields_hash())
-        factory = self.cache.pop(key, None)  # put back last: the dict is in order of use
-        if factory is None:
-            factory = system_email_factory(self.store_id, self.settings, self.layout, slug, fields)
-            if len(self.cache) >= FACTORIES_KEPT:
-                del self.cache[next(iter(self.cache))]  # the one used longest ago
-        self.cache[key] = factory
-        return factory
+        return self.cache.get(
+            (slug, fields.fields_hash()),
+            lambda: system_email_factory(self.store_id, self.settings, self.layout, slug, fields),
+        )
