@@ -143,14 +143,24 @@ class SmtpSession:
             self._write(_envelope_bytes(sender, recipient))
         assert self.conn is not None
         reply = self.conn.reply  # the hot path: no frame between this and the protocol
-        replies = [await reply(), await reply(), await reply()]
+        replies: list[tuple[int, str]] = []
+        try:
+            for _ in range(3):
+                replies.append(await reply())
+        except ConnectionError:
+            if replies and replies[-1][0] == 421:  # it said it was closing, and closed
+                self._refused(replies, sender, recipient)
+            raise
         if replies[0][0] == 250 and replies[1][0] in (250, 251) and replies[2][0] == 354:
             return
         if replies[2][0] == 354:  # DATA accepted although RCPT was refused: end it empty
             self._write(b"." + _CRLF)
             await self._reply()
+        self._refused(replies, sender, recipient)
+
+    def _refused(self, replies: list[tuple[int, str]], sender: str, recipient: str) -> None:
         for (code, text), (_, expect, stage) in zip(
-            replies, _steps(sender, recipient), strict=True
+            replies, _steps(sender, recipient), strict=False
         ):
             if code not in expect:
                 raise _Refused(code, text, stage)
@@ -159,7 +169,16 @@ class SmtpSession:
 
     async def begin(self, sender: str, recipient: str) -> Outcome | None:
         """Open a message: None once the server waits for its body, else why not (a refusal,
-        or a connection problem: nothing of the message went out)."""
+        or a connection problem: nothing of the message went out). A 421 to the envelope — the
+        server closing this connection: a cap on messages per connection, a restart — is tried
+        once more at once, on a new connection."""
+        outcome = await self._begin(sender, recipient)
+        if outcome is not None and outcome.detail.startswith("421 "):
+            await self._drop()
+            outcome = await self._begin(sender, recipient)
+        return outcome
+
+    async def _begin(self, sender: str, recipient: str) -> Outcome | None:
         ahead, self.written = self.written, None
         if ahead is not None and ahead != (sender, recipient):
             self.abandon()  # an envelope sent ahead for a message that did not follow
@@ -180,8 +199,11 @@ class SmtpSession:
                 await self._drop()
                 detail = f"connection problem: {exc.code} {exc.text} (at {exc.stage})"
                 return Outcome(OutcomeKind.TRANSIENT, detail, Cause.CONNECTION)
-            await self._reset()
-            self._idle()
+            if exc.code == 421:
+                await self._drop()  # it closes the connection: no RSET
+            else:
+                await self._reset()
+                self._idle()
             return _outcome(exc)
         except (TimeoutError, OSError, ConnectionError, ssl.SSLError) as exc:
             await self._drop()
