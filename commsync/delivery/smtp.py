@@ -159,6 +159,7 @@ class SmtpSession:
         self._refused(replies, sender, recipient)
 
     def _refused(self, replies: list[tuple[int, str]], sender: str, recipient: str) -> None:
+        """Raise the first of the envelope's replies that refuses its command."""
         for (code, text), (_, expect, stage) in zip(
             replies, _steps(sender, recipient), strict=False
         ):
