@@ -7,6 +7,7 @@ import sqlite3
 from collections import Counter
 
 import pytest
+from click.testing import Result
 
 from tests.helpers import Repo, seed, settings_for
 from tests.smtp_server import Received, Recorder, SmtpServer
@@ -16,6 +17,15 @@ NEWS = "kind: email\nsubject: News\ntargets: {all: true}\ncontent: Hi {{ custome
 
 def _number(address: str) -> int:
     return int(address.split("@")[0][1:])
+
+
+def _apply_news(repo: Repo, url: str, connections: int, customers: int) -> Result:
+    """Customers c1…cN, the news broadcast to all of them, and `commsync apply --yes` to `url`."""
+    repo.write("commsync.yaml", settings_for(url, connections=connections, extra="imports: none\n"))
+    seed(repo, customers)
+    repo.write("broadcasts/news.yaml", NEWS)
+    repo.commit_all("news")
+    return repo.cli("apply", "--yes")
 
 
 def script(address: str, seen: int) -> str | None:
@@ -33,13 +43,7 @@ def script(address: str, seen: int) -> str | None:
 def test_transient_permanent_and_dropped(repo: Repo, pipelining: bool) -> None:
     recorder = Recorder(script=script, pipelining=pipelining)
     with SmtpServer(recorder) as server:
-        repo.write(
-            "commsync.yaml", settings_for(server.url, connections=3, extra="imports: none\n")
-        )
-        seed(repo, 100)
-        repo.write("broadcasts/news.yaml", NEWS)
-        repo.commit_all("news")
-        result = repo.cli("apply", "--yes")
+        result = _apply_news(repo, server.url, 3, 100)
         assert result.exit_code == 1, result.output
         received = recorder.by_recipient()
         failing = {f"c{n}@example.com" for n in range(3, 101, 10)}
@@ -79,13 +83,7 @@ def test_a_body_refused_ends_only_its_own_message(repo: Repo, pipelining: bool) 
     alone, and the message sent ahead goes out as it should."""
     recorder = Recorder(data_script=_after_the_body, pipelining=pipelining)
     with SmtpServer(recorder) as server:
-        repo.write(
-            "commsync.yaml", settings_for(server.url, connections=2, extra="imports: none\n")
-        )
-        seed(repo, 60)
-        repo.write("broadcasts/news.yaml", NEWS)
-        repo.commit_all("news")
-        result = repo.cli("apply", "--yes")
+        result = _apply_news(repo, server.url, 2, 60)
     assert result.exit_code == 1, result.output
     refused = {f"c{n}@example.com" for n in range(5, 61, 10)}
     received = recorder.by_recipient()
@@ -113,13 +111,7 @@ def test_an_address_suppressed_during_the_send_gets_nothing(repo: Repo) -> None:
 
     recorder.on_message = suppress
     with SmtpServer(recorder) as server:
-        repo.write(
-            "commsync.yaml", settings_for(server.url, connections=2, extra="imports: none\n")
-        )
-        seed(repo, 60)
-        repo.write("broadcasts/news.yaml", NEWS)
-        repo.commit_all("news")
-        result = repo.cli("apply", "--yes")
+        result = _apply_news(repo, server.url, 2, 60)
     assert result.exit_code == 0, result.output
     received = recorder.by_recipient()
     assert set(received) == {f"c{n}@example.com" for n in range(1, 61)} - {"c40@example.com"}
@@ -190,13 +182,7 @@ def test_a_server_that_closes_after_a_few_messages_per_connection(repo: Repo) ->
     attempt), and everyone gets exactly one message."""
     recorder = _FewPerConnection(per_connection=5)
     with SmtpServer(recorder) as server:
-        repo.write(
-            "commsync.yaml", settings_for(server.url, connections=3, extra="imports: none\n")
-        )
-        seed(repo, 60)
-        repo.write("broadcasts/news.yaml", NEWS)
-        repo.commit_all("news")
-        result = repo.cli("apply", "--yes")
+        result = _apply_news(repo, server.url, 3, 60)
     assert result.exit_code == 0, result.output
     received = recorder.by_recipient()
     assert set(received) == {f"c{n}@example.com" for n in range(1, 61)}
