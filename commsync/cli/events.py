@@ -21,11 +21,11 @@ import click
 from commsync import logs
 from commsync.cli.common import broadcasts_line, format_option, options, queue_line, service
 from commsync.errors import EXIT_ERROR, EXIT_OK, CommsyncError, InvalidInput
-from commsync.model.jsontext import MAX_READ, PayloadText
 
 if TYPE_CHECKING:
     from commsync.api.service import DeliveryReport
     from commsync.model import EventResult
+    from commsync.model.jsontext import PayloadText
 
 
 def read_payload(source: str, root: Path) -> PayloadText:
@@ -33,6 +33,9 @@ def read_payload(source: str, root: Path) -> PayloadText:
 
     Never more is read than any payload limit allows.
     """
+    # imported here: the model's package costs `--help` and the other commands 50 ms
+    from commsync.model.jsontext import MAX_READ, PayloadText
+
     if source == "-":
         return PayloadText("<stdin>", sys.stdin.buffer.read(MAX_READ + 1))
     path = Path(source) if Path(source).is_absolute() else root / source

@@ -12,11 +12,10 @@ from commsync.cli.common import REF_OPTION, format_option, options, service
 from commsync.cli.emails import edits_output
 from commsync.cli.events import read_payload
 from commsync.errors import EXIT_CHANGES, EXIT_OK, CommsyncError
-from commsync.model import JsonObject, jsontext
-from commsync.model.limits import DEFAULT_LIMITS
 
 if TYPE_CHECKING:
     from commsync.api.gitops import DriftItem
+    from commsync.model import JsonObject
 
 
 def _drift_json(item: DriftItem) -> dict[str, object]:
@@ -127,6 +126,9 @@ def preview_command(
 
 def _inline(text: str) -> JsonObject:
     """--data given as inline JSON."""
+    from commsync.model import jsontext  # the model's package: 50 ms that `--help` need not pay
+    from commsync.model.limits import DEFAULT_LIMITS
+
     try:
         value = jsontext.loads(text, DEFAULT_LIMITS.json_depth)
     except jsontext.JsonTextError as exc:

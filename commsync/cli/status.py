@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import click
 
 from commsync.cli.common import broadcasts_line, format_option, queue_line, service, table
-from commsync.model import JsonValue, Provenance, Waiting
 
 if TYPE_CHECKING:
     from commsync.api.service import JournalEntry, StatusReport
+    from commsync.model import JsonValue, Provenance, Waiting
 
 
 def _when(value: datetime | None) -> str:
@@ -145,6 +145,8 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _waiting(report: StatusReport, slug: str) -> Waiting:
+    from commsync.model import Waiting  # here: the model's package costs `--help` 50 ms
+
     return report.queue.by_email.get(slug) or Waiting()
 
 
