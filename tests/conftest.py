@@ -188,6 +188,7 @@ SLOW_TESTS = {
     "test_apply_lifecycle.py::test_apply_asks_on_a_terminal",
     "test_apply_plans.py::test_two_concurrent_applies_one_waits_out_and_nothing_is_sent_twice",
     "test_cli.py::test_the_installed_entry_point_runs",
+    "test_send_ahead.py::test_the_builder_ends_with_a_killed_apply",
     "test_serve_feed.py::test_a_thousand_active_notices",
 }
 

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from commsync.auth import unsubscribe_token
 from commsync.config.settings import Settings
+from commsync.delivery import ahead
 from commsync.delivery.engine import DeliveryReport, Listener, SendJob, run_send
 from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.retry import APPLY_RETRIES, RetryPolicy
@@ -65,8 +66,9 @@ class BroadcastSender:
             job = SendJob(send_id, mail.from_address, build, tokens)
             limiter = RateLimiter(mail.max_rate)
             return run_send(
-                job, ledger, transport, limiter, mail.connections, total, self.listener, self.policy
-            )
+                job, ledger, transport, limiter, mail.connections, total, self.listener,
+                self.policy, ahead.first_pass(total),
+            )  # fmt: skip
         finally:
             ledger.close()
 

@@ -100,6 +100,7 @@ class _Run:
         self.sessions: list[Session | None] = [None] * connections
         self.given_up = [False] * connections
         self.halted = False  # a connection failed: the others finish the message in hand and stop
+        self.first_pass: Callable[[_Run], Source] | None = None
 
     def count(self, row: LedgerRow, record: Record) -> None:
         """Count an outcome and log it: every recipient's outcome at info (serve's default
@@ -180,7 +181,7 @@ class _Run:
         """The next row and its message; rows whose message cannot be built are recorded."""
         while (row := source.next()) is not None:
             try:
-                return row, self.job.build(row)
+                return row, source.build(row)
             except RenderError as exc:
                 done.append((row, Record(row.id, Status.FAILED, str(exc), slug=row.slug)))
             except NotToSend as exc:  # its email changed since it was queued: never sent
@@ -273,6 +274,10 @@ class _Run:
                 await session.close()
                 self.sessions[slot] = None
 
+    def _source(self, first: bool) -> Source:
+        """A pass's rows (the first pass's from `first_pass`, when given)."""
+        return self.first_pass(self) if first and self.first_pass is not None else Source(self)
+
     async def run(self) -> DeliveryReport:
         send_id = self.job.send_id
         assert send_id is not None
@@ -282,9 +287,12 @@ class _Run:
                     if all(self.given_up) or not self.ledger.next_batch(send_id, 0, 1):
                         break
                     await asyncio.sleep(self.policy.delay(attempt))
-                source = Source(self)
+                source = self._source(first=attempt == 0)
                 live = [slot for slot, gone in enumerate(self.given_up) if not gone]
-                await self._together([self._connection(slot, source) for slot in live])
+                try:
+                    await self._together([self._connection(slot, source) for slot in live])
+                finally:
+                    source.close()
         finally:
             for session in self.sessions:
                 if session is not None:
@@ -340,7 +348,12 @@ def run_send(
     total: int,
     listener: Listener | None = None,
     policy: RetryPolicy = APPLY_RETRIES,
+    first_pass: Callable[[_Run], Source] | None = None,
 ) -> DeliveryReport:
-    """Deliver every queued row of `job`; returns what happened. Never raises for delivery errors."""
+    """Deliver every queued row of `job`; returns what happened. Never raises for delivery errors.
+
+    `first_pass` makes the first pass's source (delivery/ahead.py: messages built by a second
+    process)."""
     run = _Run(job, ledger, transport, limiter, connections, total, listener, policy)
+    run.first_pass = first_pass
     return asyncio.run(run.run())

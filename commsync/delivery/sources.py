@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from commsync.model import DeliveryStatus, LedgerRow, Record
+from commsync.render.message import Built
 from commsync.store.roles import Ledger
 
 BATCH = 500
@@ -22,6 +23,9 @@ class _Job(Protocol):
 
     @property
     def tokens(self) -> Callable[[Sequence[LedgerRow]], list[tuple[str, str]]] | None: ...
+
+    @property
+    def build(self) -> Callable[[LedgerRow], Built]: ...
 
 
 class _Run(Protocol):
@@ -58,6 +62,10 @@ class Claims:
             self.rows.extend(rows)
         return self.rows.popleft() if self.rows else None
 
+    def build(self, row: LedgerRow) -> Built:
+        """The row's message (raises RenderError, or NotToSend)."""
+        return self.run.job.build(row)
+
 
 class Source:
     """Queued rows of one pass, handed out one at a time to whichever connection asks."""
@@ -68,18 +76,32 @@ class Source:
         self.after = 0
         self.exhausted = False
 
+    def _batch(self) -> list[LedgerRow]:
+        """The next queued rows, after `self.after`."""
+        assert self.run.job.send_id is not None
+        return self.run.ledger.next_batch(self.run.job.send_id, self.after, BATCH)
+
+    def _tokens(self, rows: Sequence[LedgerRow]) -> list[tuple[str, str]]:
+        """The unsubscribe tokens (token, email_key) of rows about to be sent."""
+        tokens = self.run.job.tokens
+        return tokens(rows) if tokens is not None else []
+
+    def build(self, row: LedgerRow) -> Built:
+        """The row's message (raises RenderError, or NotToSend)."""
+        return self.run.job.build(row)
+
     def _refill(self) -> None:
-        ledger, job = self.run.ledger, self.run.job
-        assert job.send_id is not None
+        ledger = self.run.ledger
         while not self.rows and not self.exhausted:
-            rows = ledger.next_batch(job.send_id, self.after, BATCH)
+            rows = self._batch()
             if not rows:
                 self.exhausted = True
                 return
             self.after = rows[-1].id
             blocked = ledger.suppressed([r.email_key for r in rows])
-            if job.tokens is not None:
-                ledger.save_tokens(job.tokens([r for r in rows if r.email_key not in blocked]))
+            tokens = self._tokens([r for r in rows if r.email_key not in blocked])
+            if tokens:
+                ledger.save_tokens(tokens)
             if blocked:
                 dropped = [
                     (r, Record(r.id, Status.SUPPRESSED, "suppressed before sending"))
@@ -95,3 +117,6 @@ class Source:
         if not self.rows:
             self._refill()
         return self.rows.popleft() if self.rows else None
+
+    def close(self) -> None:
+        """The pass is over (or stopped)."""
