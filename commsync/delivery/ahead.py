@@ -6,10 +6,10 @@ a quarter of it. For the first pass of a large broadcast send (`AHEAD_AT` rows o
 forked from the sender builds the messages: the sender reads each batch of queued rows as
 before and hands it down a pipe, the child mints the batch's tokens and builds its messages and
 hands them back up another, while the sender is busy sending the batch before. The child never
-touches the store, the network or the terminal — only its two pipes — and ends with `os._exit`,
-so none of the parent's cleanup runs twice; everything else stays with the sender as in a single
-process (the suppression check, saving the tokens, the `sending` marks, the SMTP exchanges, the
-outcomes), and so does every crash guarantee.
+touches the store, the network or the terminal — only its two pipes (commsync/forking.py: how
+the child leaves the parent's objects alone) — and everything else stays with the sender as in a
+single process (the suppression check, saving the tokens, the `sending` marks, the SMTP
+exchanges, the outcomes), and so does every crash guarantee.
 
 If the child fails or dies, the sender builds the rest itself, from the first batch it did not
 get back. It ends the child when the pass is over or stops early (Ctrl-C reaches both: the child
@@ -19,28 +19,18 @@ ignores it and leaves the stopping to the sender).
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import gc
 import logging
 import os
-import pickle
-import signal
-import struct
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from commsync import forking
 from commsync.delivery.engine import NotToSend, SendJob
 from commsync.delivery.sources import BATCH, Source, _Run
 from commsync.model import LedgerRow
 from commsync.render.message import Built, RenderError
 
 AHEAD_AT = 2_000  # queued rows: below this a second process costs more than it saves
-_FRAME = struct.Struct("!I")
-# a batch of messages is 2 MB or so; Linux lets a process grow a pipe to 1 MiB by default
-# (/proc/sys/fs/pipe-max-size): the child then writes one batch and goes on with the next
-_PIPE_SIZES = (4 * 2**20, 2**20)
-_READ = 2**20
 log = logging.getLogger(__name__)
 
 # a row as it goes down: the fields `next_batch` reads
@@ -52,7 +42,7 @@ _Item = tuple[bytes | None, str, str]
 def first_pass(total: int) -> Callable[[_Run], Source] | None:
     """What builds the first pass of a send of `total` rows: a second process, for a large send
     where processes can fork; else None (this process)."""
-    return _start if total >= AHEAD_AT and hasattr(os, "fork") else None
+    return _start if total >= AHEAD_AT and forking.can_fork() else None
 
 
 def _start(run: _Run) -> Source:
@@ -70,41 +60,9 @@ def _fields(r: LedgerRow) -> _Row:
     )  # fmt: skip
 
 
-def _grow(fd: int) -> None:
-    for size in _PIPE_SIZES:
-        with contextlib.suppress(OSError, AttributeError):  # a small pipe: only more turns
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
-            return
-
-
-def _write(fd: int, message: object) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_FRAME.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    chunks = []
-    while size:
-        chunk = os.read(fd, min(size, _READ))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read(fd: int) -> Any:
-    """The next message from a pipe; None at its end (or a broken frame)."""
-    header = _read_exactly(fd, _FRAME.size)
-    body = _read_exactly(fd, _FRAME.unpack(header)[0]) if header is not None else None
-    return pickle.loads(body) if body is not None else None
-
-
 def _build(job: SendJob, rows_in: int, built_out: int) -> None:
     """The child: for each batch of rows, its tokens and messages, until the rows end."""
-    while (fields := _read(rows_in)) is not None:
+    while (fields := forking.read(rows_in)) is not None:
         rows = [LedgerRow(*f) for f in fields]
         tokens = job.tokens(rows) if job.tokens is not None else []
         items: list[_Item] = []
@@ -116,7 +74,7 @@ def _build(job: SendJob, rows_in: int, built_out: int) -> None:
                 items.append((None, "failed", str(exc)))
             except NotToSend as exc:
                 items.append((None, "cancelled", str(exc)))
-        _write(built_out, ("batch", tokens, items))
+        forking.write(built_out, ("batch", tokens, items))
 
 
 class AheadSource(Source):
@@ -132,29 +90,24 @@ class AheadSource(Source):
         self.handed = 0  # messages the child built and the sender took
         rows_in, self.rows_out = os.pipe()
         self.built_in, built_out = os.pipe()
-        _grow(built_out)
+        forking.grow(built_out)
+
+        def child() -> None:
+            os.close(self.rows_out)
+            os.close(self.built_in)
+            try:
+                _build(run.job, rows_in, built_out)  # type: ignore[arg-type]
+            except BaseException as exc:  # the sender hears of it, builds the rest itself
+                with contextlib.suppress(Exception):
+                    forking.write(built_out, ("error", f"{type(exc).__name__}: {exc}", None))
+                raise
+
         try:
-            self.pid = os.fork()
+            self.pid = forking.fork(child)
         except OSError:
             for fd in (rows_in, self.rows_out, self.built_in, built_out):
                 os.close(fd)
             raise
-        if self.pid == 0:  # pragma: no cover - the child; its coverage is not collected
-            code = 0
-            try:
-                # What the parent held at the fork is the parent's: the child's collector
-                # leaves it alone (a connection it finalized could be closed under the parent)
-                gc.freeze()
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                os.close(self.rows_out)
-                os.close(self.built_in)
-                _build(run.job, rows_in, built_out)  # type: ignore[arg-type]
-            except BaseException as exc:  # the sender hears of it, builds the rest itself
-                code = 1
-                with contextlib.suppress(Exception):
-                    _write(built_out, ("error", f"{type(exc).__name__}: {exc}", None))
-            finally:
-                os._exit(code)
         os.close(rows_in)
         os.close(built_out)
         self.alive = True
@@ -174,7 +127,7 @@ class AheadSource(Source):
         self.last_sent = rows[-1].id
         self.sent.append(rows)
         try:
-            _write(self.rows_out, [_fields(r) for r in rows])
+            forking.write(self.rows_out, [_fields(r) for r in rows])
         except OSError as exc:  # the child is gone
             self._gone(str(exc))
 
@@ -186,7 +139,7 @@ class AheadSource(Source):
         rows = self.sent.popleft()
         self.built.clear()
         if self.alive:
-            frame = _read(self.built_in)
+            frame = forking.read(self.built_in)
             if frame is not None and frame[0] == "batch":
                 _, tokens, items = frame
                 self.tokens = {key: token for token, key in tokens}
@@ -224,7 +177,5 @@ class AheadSource(Source):
         self.alive = False
         os.close(self.rows_out)
         os.close(self.built_in)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        os.waitpid(self.pid, 0)
+        forking.end(self.pid)
         log.debug("process %d built %d messages ahead", self.pid, self.handed)
