@@ -1,6 +1,7 @@
 """Benchmark: delivering one email broadcast with `commsync apply` to Postfix's smtp-sink.
 
-    python bench/send.py [--recipients 50000] [--large 200000] [--connections 4]
+    python bench/send.py [--recipients 50000] [--large 200000] [--connections 4] [--workers]
+                         [--instructions]
 
 Needs Postfix's test tools (Debian: `apt-get install postfix`, which provides smtp-sink and
 smtp-source). In one run, against the same `smtp-sink -u nobody 127.0.0.1:PORT 1000`:
@@ -15,7 +16,11 @@ smtp-source). In one run, against the same `smtp-sink -u nobody 127.0.0.1:PORT 1
 - the same with --large customers, to show that memory stays flat as the audience grows;
 - with --workers, the N-recipient send under `mail.delivery: workers`: apply only freezes the
   audience, then one `commsync deliver` worker sends it (claims of 50 rows, each recipient's
-  message built by the worker) — the worker pool's path, timed against apply's in the same run.
+  message built by the worker) — the worker pool's path, timed against apply's in the same run;
+- with --instructions, an apply of 10,000 recipients once more under valgrind's callgrind: the
+  instructions of the sending process and of the process that builds its messages (the same
+  count on any machine of this kind however busy, where wall times here moved 2x within an hour,
+  so two versions of the send compare exactly; about a minute).
 
 Floor (issue 3): commsync ≥ 0.20 × smtp-source's messages/s with 4 connections, and peak RSS
 ≤ 250 MB, flat from 50,000 to 200,000 recipients.
@@ -172,6 +177,11 @@ def main() -> None:
     parser.add_argument(
         "--workers", action="store_true", help="also time the send by a delivery worker"
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count the instructions of a 10,000-recipient apply (callgrind)",
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     compile_bytecode()
@@ -208,8 +218,45 @@ def main() -> None:
                 f"audience in {froze:.1f} s; deliver {wall:.1f} s, {rate:,.0f} msg/s, ratio to "
                 f"smtp-source {rate / source_rate:.2f}, peak RSS {rss:.0f} MiB"
             )
+        if args.instructions:
+            sender, builder = count_instructions(port, args.connections)
+            built = f"{builder / 1e9:.2f} G" if builder else "none (built by the sender)"
+            print(
+                f"commsync apply, 10,000 recipients under callgrind: the sender {sender / 1e9:.2f} G "
+                f"instructions; the message builder {built} (its count includes the sender's "
+                "before the fork: callgrind carries it into the child)"
+            )
     finally:
         sink.terminate()
+
+
+def count_instructions(port: int, connections: int) -> tuple[int, int]:
+    """Instructions of the apply process and of its forked message builder (0 if none)."""
+    root = WORK / "instructions"
+    build_project(root, 10_000, port, connections)
+    exe = shutil.which("commsync", path=str(Path(sys.executable).parent)) or "commsync"
+    out = WORK / "callgrind"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", exe, "-C",
+         str(root), "apply", "--yes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    if proc.wait() != 0:
+        raise SystemExit("commsync apply under callgrind failed")
+    counts = {}
+    for path in out.glob("cg.*"):
+        totals = [
+            line
+            for line in path.read_text().splitlines()
+            if line.startswith(("summary:", "totals:"))
+        ]
+        counts[int(path.name.split(".")[1])] = int(totals[0].split()[1])
+    shutil.rmtree(out)
+    sender = counts.pop(proc.pid)
+    return sender, sum(counts.values())
 
 
 if __name__ == "__main__":
