@@ -35,7 +35,6 @@ def handed(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """How many messages each pass's builder handed over (read as the sender closes it), with
     building ahead from 50 queued rows and batches of 50."""
     monkeypatch.setattr(ahead, "AHEAD_AT", 50)
-    monkeypatch.setattr(ahead, "BATCH", 50)
     monkeypatch.setattr(sources, "BATCH", 50)
     counts: list[int] = []
     close = ahead.AheadSource.close

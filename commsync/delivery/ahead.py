@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 from commsync import forking
 from commsync.delivery.engine import NotToSend, SendJob
-from commsync.delivery.sources import BATCH, Source, _Run
+from commsync.delivery.sources import Source, _Run
 from commsync.model import LedgerRow
 from commsync.render.message import Built, RenderError
 
@@ -117,10 +117,9 @@ class AheadSource(Source):
         """The next batch of rows, down to the child: it builds them while this process sends
         the batch before. (Only ever while the child waits for rows — after it handed a batch
         back — so neither process can block the other on a full pipe.)"""
-        assert self.run.job.send_id is not None
         if not self.alive or self.read_all:
             return
-        rows = self.run.ledger.next_batch(self.run.job.send_id, self.last_sent, BATCH)
+        rows = self._rows_after(self.last_sent)
         if not rows:
             self.read_all = True
             return

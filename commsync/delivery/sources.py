@@ -76,10 +76,14 @@ class Source:
         self.after = 0
         self.exhausted = False
 
+    def _rows_after(self, after: int) -> list[LedgerRow]:
+        """The next batch of queued rows after the row `after`."""
+        assert self.run.job.send_id is not None
+        return self.run.ledger.next_batch(self.run.job.send_id, after, BATCH)
+
     def _batch(self) -> list[LedgerRow]:
         """The next queued rows, after `self.after`."""
-        assert self.run.job.send_id is not None
-        return self.run.ledger.next_batch(self.run.job.send_id, self.after, BATCH)
+        return self._rows_after(self.after)
 
     def _tokens(self, rows: Sequence[LedgerRow]) -> list[tuple[str, str]]:
         """The unsubscribe tokens (token, email_key) of rows about to be sent."""
