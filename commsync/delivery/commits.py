@@ -1,4 +1,5 @@
-"""Group commit for the ledger loop: the connections' transitions share transactions."""
+"""How the connections record their marks and outcomes: in shared transactions of the ledger
+(`GroupCommit`), or appended to an apply's send log (`LoggedCommit`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 from collections.abc import Sequence
 
 from commsync.model import Record
-from commsync.store.roles import Ledger
+from commsync.store.roles import Ledger, SendLog
 
 
 class GroupCommit:
@@ -61,6 +62,34 @@ class GroupCommit:
         self.running -= 1
         if self.waiting and len(self.waiting) >= self.running:
             asyncio.get_running_loop().call_soon(self._flush)
+
+    def flush(self) -> None:
+        """A pass ended: every transition is committed already."""
+
+    def close(self) -> None:
+        """The send ended."""
+
+
+class LoggedCommit:
+    """The transitions appended to the apply's send log (store/sendlog.py), one write each: a
+    connection never waits for another, and the ledger gets them a few hundred at a time."""
+
+    def __init__(self, log: SendLog) -> None:
+        self.log = log
+        self.running = 0
+
+    async def transition(self, done: Sequence[Record], start: int | None) -> bool:
+        return self.log.mark(done, start)
+
+    def leave(self) -> None:
+        self.running -= 1
+
+    def flush(self) -> None:
+        """A pass ended: the ledger gets everything (the engine then reads what is left)."""
+        self.log.fold()
+
+    def close(self) -> None:
+        self.log.close()
 
 
 GATHER = 0.001

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from commsync.delivery.commits import GroupCommit
+from commsync.delivery.commits import GroupCommit, LoggedCommit
 from commsync.delivery.ratelimit import RateLimiter
 from commsync.delivery.retry import APPLY_RETRIES, RetryPolicy
 from commsync.delivery.sources import BATCH, Claims, Source
@@ -96,7 +96,7 @@ class _Run:
         self.job, self.ledger, self.transport, self.limiter = job, ledger, transport, limiter
         self.total, self.listener, self.policy, self.stop = total, listener, policy, stop
         self.report = DeliveryReport()
-        self.committer = GroupCommit(ledger, job.claimer)
+        self.committer: GroupCommit | LoggedCommit = GroupCommit(ledger, job.claimer)
         self.sessions: list[Session | None] = [None] * connections
         self.given_up = [False] * connections
         self.halted = False  # a connection failed: the others finish the message in hand and stop
@@ -293,10 +293,12 @@ class _Run:
                     await self._together([self._connection(slot, source) for slot in live])
                 finally:
                     source.close()
+                    self.committer.flush()
         finally:
             for session in self.sessions:
                 if session is not None:
                     await session.close()
+            self.committer.close()
         self.report.deferred = _count_queued(self.ledger, send_id)
         return self.report
 
@@ -356,4 +358,7 @@ def run_send(
     process)."""
     run = _Run(job, ledger, transport, limiter, connections, total, listener, policy)
     run.first_pass = first_pass
+    log = ledger.sendlog()
+    if log is not None:  # an apply's send on a SQLite file: no connection waits for another
+        run.committer = LoggedCommit(log)
     return asyncio.run(run.run())

@@ -7,9 +7,7 @@ exchange. Callers group several connections' records into one transaction (`tran
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,41 +15,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from commsync.model import DeliveryStatus, LedgerRow, Record
-from commsync.store.plainsql import driver_sql, driver_stamp
+from commsync.store.rawconn import Shared, transaction
+from commsync.store.sendlog import FileSendLog, open_sendlog
 
 _NAMES = ("first_name", "last_name", "display_name", "username")
-
-
-class _Shared:
-    """A raw DB-API connection and the lock that serialises its users."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.raw = engine.raw_connection()
-        self.lock = threading.Lock()
-        self.pg = engine.dialect.name == "postgresql"
-        self.closed = False
-        self._second, self._text = -1, ""
-        self._sql: dict[str, str] = {}
-
-    def sql(self, text: str) -> str:
-        """`text` in the driver's placeholder style (converted once per statement)."""
-        converted = self._sql.get(text)
-        if converted is None:
-            converted = self._sql[text] = driver_sql(text, self.pg)
-        return converted
-
-    def stamp(self, when: datetime) -> Any:
-        return driver_stamp(when, self.pg)
-
-    def now(self) -> Any:
-        """The current time as the column stores it (formatted once per second on SQLite)."""
-        when = datetime.now(UTC)
-        if self.pg:
-            return when
-        second = int(when.timestamp())
-        if second != self._second:
-            self._second, self._text = second, driver_stamp(when.replace(microsecond=0), False)
-        return self._text
 
 
 _FETCH = """
@@ -109,32 +76,15 @@ _CLAIM = (
 )
 
 
-@contextmanager
-def _transaction(db: _Shared) -> Iterator[Any]:
-    """A cursor in a transaction of its own on the ledger's connection: committed at the end,
-    rolled back on any exception (the connection's users take turns)."""
-    with db.lock:
-        cursor = db.raw.cursor()
-        try:
-            if not db.pg:
-                cursor.execute("BEGIN")
-            yield cursor
-            db.raw.commit() if db.pg else cursor.execute("COMMIT")
-        except BaseException:
-            db.raw.rollback() if db.pg else cursor.execute("ROLLBACK")
-            raise
-        finally:
-            cursor.close()
-
-
 class SqlLedger:
     """The `Ledger` role: the per-message hot path, for one event loop (or thread) at a time."""
 
-    def __init__(self, shared: _Shared) -> None:
+    def __init__(self, shared: Shared) -> None:
         self.shared = shared
         # send id -> (system email slug, its version) or (None, broadcast id)
         self._sends: dict[int, tuple[str | None, str | None]] = {}
         self._broadcast_rows: set[int] = set()  # claimed rows of broadcasts, not yet started
+        self.read_upto = 0  # the highest row id `next_batch` has read
 
     def _done(self, r: Record, now: Any) -> list[tuple[str, Sequence[Any]]]:
         db = self.shared
@@ -172,17 +122,8 @@ class SqlLedger:
         db = self.shared
         now = db.now()
         results = []
-        with _transaction(db) as cursor:
-            finished: dict[str, list[Sequence[Any]]] = {}  # one statement per outcome
-            for done, _ in batch:
-                for record in done:
-                    for sql, params in self._done(record, now):
-                        finished.setdefault(sql, []).append(params)
-            for sql, rows in finished.items():
-                if len(rows) == 1:
-                    cursor.execute(db.sql(sql), rows[0])
-                else:
-                    cursor.executemany(db.sql(sql), rows)
+        with transaction(db) as cursor:
+            self.record(cursor, [r for done, _ in batch for r in done], now)
             for _, start in batch:
                 if start is not None:
                     if claimer is None:
@@ -193,9 +134,22 @@ class SqlLedger:
                     else:
                         cursor.execute(db.sql(_START_CLAIMED), (now, start, claimer))
                 results.append(start is None or cursor.rowcount == 1)
-            for sql, params in self._stats([r for done, _ in batch for r in done], now):
-                cursor.execute(db.sql(sql), params)
         return results
+
+    def record(self, cursor: Any, records: Sequence[Record], now: Any) -> None:
+        """Write finished rows' outcomes (and system emails' counts) in the open transaction."""
+        db = self.shared
+        finished: dict[str, list[Sequence[Any]]] = {}  # one statement per outcome
+        for record in records:
+            for sql, params in self._done(record, now):
+                finished.setdefault(sql, []).append(params)
+        for sql, rows in finished.items():
+            if len(rows) == 1:
+                cursor.execute(db.sql(sql), rows[0])
+            else:
+                cursor.executemany(db.sql(sql), rows)
+        for sql, params in self._stats(records, now):
+            cursor.execute(db.sql(sql), params)
 
     def transition(
         self, done: Sequence[Record], start: int | None, claimer: str | None = None
@@ -212,7 +166,7 @@ class SqlLedger:
         """Run statements in one transaction of their own; each one's fetch, or row count."""
         db = self.shared
         results: list[Any] = []
-        with _transaction(db) as cursor:
+        with transaction(db) as cursor:
             for sql, params in statements:
                 cursor.execute(db.sql(sql), tuple(params))
                 results.append(cursor.fetchall() if fetch else cursor.rowcount)
@@ -220,7 +174,13 @@ class SqlLedger:
 
     def next_batch(self, send_id: int, after_id: int, limit: int) -> list[LedgerRow]:
         rows = self._run([(_FETCH, (send_id, after_id, limit))], fetch=True) or []
+        if rows:
+            self.read_upto = max(self.read_upto, int(rows[-1][0]))
         return [LedgerRow(*row) for row in rows]
+
+    def sendlog(self) -> FileSendLog | None:
+        """An apply's send log (store/sendlog.py): for a store in a SQLite file; else None."""
+        return open_sendlog(self)
 
     def claim_due(
         self, claimer: str, now: datetime, limit: int, stale_before: datetime
@@ -385,7 +345,7 @@ class SqlLedger:
         now = self.shared.now()
         sql = "INSERT INTO unsubscribe_tokens (token, email_key, created_at) VALUES (?, ?, ?) ON CONFLICT (token) DO NOTHING"
         # one statement for the batch (a statement per token was 7 µs a message)
-        with _transaction(self.shared) as cursor:
+        with transaction(self.shared) as cursor:
             cursor.executemany(self.shared.sql(sql), [(token, key, now) for token, key in tokens])
 
     def close(self) -> None:
@@ -397,4 +357,4 @@ class SqlLedger:
 
 def open_ledger(engine: Engine) -> SqlLedger:
     """A ledger on its own DB-API connection."""
-    return SqlLedger(_Shared(engine))
+    return SqlLedger(Shared(engine))

@@ -247,6 +247,24 @@ class ManagedObjects(Protocol):
     def dismissal_counts(self) -> dict[str, int]: ...
 
 
+class SendLog(Protocol):
+    """An apply's send log: each message's `sending` mark and the outcomes before it, appended
+    to a file in one write; folded into the ledger every few hundred rows (store/sendlog.py)."""
+
+    def mark(self, done: Sequence[Record], start: int | None) -> bool:
+        """Log finished rows and, with `start`, mark that row `sending` (False, and not marked:
+        it was suppressed or cancelled since its batch was read)."""
+        ...
+
+    def fold(self) -> None:
+        """Write what the log holds into the ledger, in one transaction."""
+        ...
+
+    def close(self) -> None:
+        """Fold, and remove the log."""
+        ...
+
+
 class Ledger(Protocol):
     """The delivery ledger's per-message hot path, on a connection of its own."""
 
@@ -306,6 +324,11 @@ class Ledger(Protocol):
 
     def save_tokens(self, tokens: Sequence[tuple[str, str]]) -> None:
         """Remember unsubscribe tokens (token, email_key) so the unsubscribe page finds them."""
+        ...
+
+    def sendlog(self) -> SendLog | None:
+        """A send log for an apply's send (a store in a SQLite file), else None: each group of
+        marks and outcomes is then committed as it comes."""
         ...
 
     def close(self) -> None: ...

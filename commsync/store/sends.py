@@ -223,7 +223,17 @@ class SendsMixin:
         return open_ledger(self.engine)
 
     def crashed_to_uncertain(self) -> int:
-        """Broadcast rows left `sending` by a crashed apply: nobody knows if they went out."""
+        """Broadcast rows left `sending` by a crashed apply: nobody knows if they went out.
+        (Its send log, if it left one, is folded into the ledger first: store/sendlog.py.)"""
+        from commsync.store.sendlog import log_path, recover
+
+        ledger = open_ledger(self.engine)
+        try:
+            path = log_path(ledger)
+            if path is not None:
+                recover(ledger, path)
+        finally:
+            ledger.close()
         d = t.deliveries
         with self.engine.begin() as conn:
             result = conn.execute(
