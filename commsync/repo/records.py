@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import BinaryIO, Generic, TypeVar, cast
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import BinaryIO, cast
 
 from commsync.diagnostics import Diagnostic
 from commsync.model import (
@@ -25,28 +24,12 @@ from commsync.model import (
 )
 from commsync.model.limits import DEFAULT_LIMITS, Limits
 from commsync.model.mail import is_address
-
-R = TypeVar("R", CustomerRecord, ProductRecord, MembershipRecord, SuppressionRecord)
-
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
-_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
-_STATUS = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-
-
-class RowError(ValueError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Layout(Generic[R]):
-    required: tuple[str, ...]
-    optional: tuple[str, ...]
-    key: Callable[[R], tuple[str, ...]]
-    build: Callable[[Mapping[str, str]], R]
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return self.required + self.optional
+from commsync.repo.csvrows import Layout as Layout
+from commsync.repo.csvrows import R, RowError, Stop, csv_checked
+from commsync.repo.fastrows import ID as _ID
+from commsync.repo.fastrows import SLUG as _SLUG
+from commsync.repo.fastrows import STATUS as _STATUS
+from commsync.repo.fastrows import customer_line, membership_line
 
 
 def _text(row: Mapping[str, str], name: str, limit: int = 255) -> str | None:
@@ -130,10 +113,15 @@ CUSTOMERS: Layout[CustomerRecord] = Layout(
     ("username", "first_name", "last_name", "display_name", "locale"),
     lambda r: (r.id,),
     _customer,
+    customer_line,
 )
 PRODUCTS: Layout[ProductRecord] = Layout(("slug",), ("name",), lambda r: (r.slug,), _product)
 MEMBERSHIPS: Layout[MembershipRecord] = Layout(
-    ("customer_id", "product", "status"), (), lambda r: (r.customer_id, r.product), _membership
+    ("customer_id", "product", "status"),
+    (),
+    lambda r: (r.customer_id, r.product),
+    _membership,
+    membership_line,
 )
 SUPPRESSIONS: Layout[SuppressionRecord] = Layout(
     ("address",), ("reason", "scope"), lambda r: (r.email_key,), _suppression
@@ -143,25 +131,17 @@ SUPPRESSIONS: Layout[SuppressionRecord] = Layout(
 Row = tuple[int, dict[str, object] | None, str | None]  # line, fields (None: unreadable), problem
 
 
-class _Stop(Exception):
-    """A problem that ends the reading of the file (a line too long, bytes not UTF-8)."""
-
-    def __init__(self, line: int, message: str) -> None:
-        super().__init__(message)
-        self.line, self.message = line, message
-
-
 def _lines(stream: BinaryIO, max_bytes: int) -> Iterator[str]:
     """The file's lines, each at most `max_bytes`: a file is never read whole."""
     number = 0
     while raw := stream.readline(max_bytes + 1):
         number += 1
         if len(raw) > max_bytes:
-            raise _Stop(number, f"a line longer than {max_bytes:,} bytes (limits.row_bytes)")
+            raise Stop(number, f"a line longer than {max_bytes:,} bytes (limits.row_bytes)")
         try:
             yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError:
-            raise _Stop(number, "file is not valid UTF-8") from None
+            raise Stop(number, "file is not valid UTF-8") from None
 
 
 def _header_problems(names: list[str], layout: Layout[R]) -> list[str]:
@@ -224,7 +204,7 @@ def parse_records(
             records = _build(path, _checked(path, rows, layout, True, diags), layout, diags)
         else:
             records, diags = _csv_records(path, lines, layout)
-    except _Stop as exc:
+    except Stop as exc:
         return [], [Diagnostic(path, exc.line, 0, exc.message)]
     if not records and not diags:
         diags.append(Diagnostic(path, 1, 0, "no rows to import"))
@@ -239,7 +219,7 @@ def _csv_header(
     try:
         header = [h.strip() for h in next(csv.reader([first]), [])]
     except csv.Error as exc:
-        raise _Stop(1, f"unreadable CSV: {exc}") from None
+        raise Stop(1, f"unreadable CSV: {exc}") from None
     problems = _header_problems(header, layout)
     return header, [Diagnostic(path, 1, 0, p) for p in problems]
 
@@ -251,7 +231,7 @@ def _csv_records(
     if problems:
         return [], problems
     diags: list[Diagnostic] = []
-    return _build(path, _csv_checked(path, lines, header, layout, diags), layout, diags), diags
+    return _build(path, csv_checked(path, lines, header, layout, diags), layout, diags), diags
 
 
 def _checked(
@@ -269,30 +249,6 @@ def _checked(
             diags.append(Diagnostic(path, line, 0, str(exc)))
             continue
         yield line, record
-
-
-def _csv_checked(
-    path: str, lines: Iterator[str], header: list[str], layout: Layout[R], diags: list[Diagnostic]
-) -> Iterator[tuple[int, R]]:
-    """The records of a CSV file's rows under `header`, read and checked in one loop (the path
-    of every row of a large import); a refused row goes to `diags` instead."""
-    reader = csv.reader(lines)
-    build, width = layout.build, len(header)
-    start = 2
-    try:
-        for fields in reader:
-            if len(fields) != width:
-                diags.append(Diagnostic(path, start, 0, "wrong number of fields for the header"))
-            else:
-                try:
-                    record = build(dict(zip(header, fields, strict=False)))  # width checked
-                except RowError as exc:
-                    diags.append(Diagnostic(path, start, 0, str(exc)))
-                else:
-                    yield start, record
-            start = reader.line_num + 2
-    except csv.Error as exc:  # a field beyond the csv module's limit, a NUL byte
-        raise _Stop(start, f"unreadable CSV: {exc}") from None
 
 
 def stream_records(
@@ -316,13 +272,13 @@ def stream_records(
             if problems:
                 diags.extend(problems)
                 return
-            checked = _csv_checked(path, lines, header, layout, diags)
+            checked = csv_checked(path, lines, header, layout, diags)
         first = next(checked, None)
         if first is not None:
             count = 1
             yield first
             yield from checked  # no per-row work here: a million rows pass through
-    except _Stop as exc:
+    except Stop as exc:
         diags.append(Diagnostic(path, exc.line, 0, exc.message))
         return
     if not count and not diags:
