@@ -210,3 +210,25 @@ def test_each_message_is_marked_in_the_log_before_its_body_goes_out(repo: Repo) 
         assert conn.execute("SELECT status, COUNT(*) FROM deliveries GROUP BY 1").fetchall() == [
             ("sent", 1200)
         ]
+
+
+def test_a_damaged_log_is_reported_and_changes_nothing(store: SqlStore, tmp_path: Path) -> None:
+    from commsync.errors import StoreError
+
+    send_id = _send(store)
+    ledger = store.ledger()
+    try:
+        log = ledger.sendlog()
+        assert isinstance(log, sendlog.FileSendLog)
+        a, *_ = ledger.next_batch(send_id, 0, 10)
+        log.mark([], a.id)
+        log.mark([Record(a.id, "sent", message_id="<a@x>")], None)
+        damaged = log.path.read_bytes().replace(b'"sent"', b'"no such status"')
+    finally:
+        ledger.close()
+    log.path.write_bytes(damaged)
+    before = _rows(tmp_path / "store.db")
+    with pytest.raises(StoreError, match=r"store\.db-sendlog:3: the send log .* is damaged"):
+        store.crashed_to_uncertain()
+    assert _rows(tmp_path / "store.db") == before
+    assert log.path.exists()  # kept for whoever looks into it

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from commsync.errors import StoreError
 from commsync.model import DeliveryStatus, Record
 from commsync.store.rawconn import Shared, transaction
 
@@ -157,8 +158,16 @@ def recover(ledger: _Ledger, path: Path) -> int:
         if not found or found[0][0] != generation:
             records: list[Record] = []
             flying: dict[int, None] = {}
-            for line in lines:
-                start, done = _decode(line)
+            for number, line in enumerate(lines, start=2):
+                try:
+                    start, done = _decode(line)
+                except (ValueError, TypeError) as exc:  # not what a log line is: damaged
+                    raise StoreError(
+                        f"{path}:{number}: the send log of an apply that stopped is damaged"
+                        f" ({exc}); nothing was changed. Moved aside, what it recorded since"
+                        " its last fold is lost to the ledger: messages it saw sent would go"
+                        " out again"
+                    ) from None
                 for r in done:
                     flying.pop(r.delivery_id, None)
                 records.extend(done)
