@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,31 @@ def dump_store(url: str) -> dict[str, list[tuple[Any, ...]]]:
 def settings_for(transport: str, *, connections: int = 4, extra: str = "") -> str:
     """commsync.yaml sending through `transport`."""
     return SETTINGS + f"  transport: {transport}\n  connections: {connections}\n" + extra
+
+
+def news_checked_at_data(
+    repo: Repo, count: int, check: Callable[[str], bool], *, connections: int = 4
+) -> list[bool]:
+    """`news_to_everyone` applied against a real SMTP server that, as each message's body
+    arrives, asks `check(recipient)`; returns the answers, after asserting that the apply
+    succeeded and every recipient got one message."""
+    from tests.smtp_server import Recorder, SmtpServer
+
+    recorder = Recorder()
+    original = recorder.handle_DATA
+    answers: list[bool] = []
+
+    async def checked(server, session, envelope):  # type: ignore[no-untyped-def]
+        answers.append(check(envelope.rcpt_tos[0]))
+        return await original(server, session, envelope)
+
+    recorder.handle_DATA = checked  # type: ignore[method-assign]
+    with SmtpServer(recorder) as server:
+        news_to_everyone(repo, server.url, count, connections=connections)
+        result = repo.cli("apply", "--yes")
+        assert result.exit_code == 0, result.output
+    assert sorted(recorder.by_recipient().values()) == [1] * count
+    return answers
 
 
 def news_to_everyone(repo: Repo, transport: str, count: int, *, connections: int = 4) -> None:

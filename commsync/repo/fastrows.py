@@ -21,7 +21,7 @@ from commsync.model.mail import is_address
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}")
 SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 STATUS = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-TEXT_LIMIT = 255  # characters of a free-text field
+TEXT_LIMIT = 255  # characters of a free-text field (both readers use these)
 LIMITS = {"email": 320, "locale": 35}
 
 LineReader = Callable[[str], object]
@@ -57,7 +57,7 @@ def customer_line(header: Sequence[str]) -> Callable[[str], CustomerRecord | Non
     at = {name: header.index(name) if name in header else -1 for name in names}
     i_id, i_email = at["id"], at["email"]
     optional = [(at[name], LIMITS.get(name, TEXT_LIMIT)) for name in names[2:]]
-    id_match = ID.fullmatch
+    id_match, email_limit = ID.fullmatch, LIMITS["email"]
 
     def read(text: str) -> CustomerRecord | None:
         if '"' in text or "\r" in text.rstrip("\r\n") or "\x00" in text:
@@ -67,7 +67,7 @@ def customer_line(header: Sequence[str]) -> Callable[[str], CustomerRecord | Non
             return None
         ident = values[i_id].strip()
         email = values[i_email].strip()
-        if id_match(ident) is None or len(email) > 320 or not is_address(email):
+        if id_match(ident) is None or len(email) > email_limit or not is_address(email):
             return None
         rest: list[str | None] = []
         for i, limit in optional:

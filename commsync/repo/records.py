@@ -27,12 +27,12 @@ from commsync.model.mail import is_address
 from commsync.repo.csvrows import Layout as Layout
 from commsync.repo.csvrows import R, RowError, Stop, csv_checked
 from commsync.repo.fastrows import ID as _ID
+from commsync.repo.fastrows import LIMITS, TEXT_LIMIT, customer_line, membership_line
 from commsync.repo.fastrows import SLUG as _SLUG
 from commsync.repo.fastrows import STATUS as _STATUS
-from commsync.repo.fastrows import customer_line, membership_line
 
 
-def _text(row: Mapping[str, str], name: str, limit: int = 255) -> str | None:
+def _text(row: Mapping[str, str], name: str, limit: int = TEXT_LIMIT) -> str | None:
     # called for every field of every row of an import: plain `in` tests, no generator
     value = row.get(name)
     if not value or not (value := value.strip()):
@@ -59,7 +59,7 @@ def _required(row: Mapping[str, str], name: str, pattern: re.Pattern[str], what:
 
 
 def _customer(row: Mapping[str, str]) -> CustomerRecord:
-    email = _text(row, "email", 320)
+    email = _text(row, "email", LIMITS["email"])
     if email is None or not is_address(email):
         raise RowError(f"email {email or ''!r} is not an email address")
     return CustomerRecord(
@@ -69,7 +69,7 @@ def _customer(row: Mapping[str, str]) -> CustomerRecord:
         first_name=_text(row, "first_name"),
         last_name=_text(row, "last_name"),
         display_name=_text(row, "display_name"),
-        locale=_text(row, "locale", 35),
+        locale=_text(row, "locale", LIMITS["locale"]),
     )
 
 
@@ -96,7 +96,7 @@ def _choice(
 
 
 def _suppression(row: Mapping[str, str]) -> SuppressionRecord:
-    address = _text(row, "address", 320)
+    address = _text(row, "address", LIMITS["email"])
     if address is None or not is_address(address):
         raise RowError(f"address {address or ''!r} is not an email address")
     reason = _choice(row, "reason", SuppressionReason)
